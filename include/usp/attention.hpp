@@ -1,0 +1,72 @@
+// USP attention: Ulysses all-to-all (scatter heads, gather sequence) → ring attention over the
+// ring group → reverse all-to-all; the backward pass in reverse. Written once against
+// AttentionKernel and Communicator.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "usp/comm.hpp"
+#include "usp/kernel.hpp"
+#include "usp/layout.hpp"
+#include "usp/mesh.hpp"
+
+namespace usp {
+
+struct UspConfig {
+  RingType ring_type = RingType::zigzag;
+  int ulysses = 1;
+  int ring = 1;
+  int data = 1;
+  Placement placement = Placement::ulysses_inner;
+  bool causal = true;
+  float scale = 0.0f;  // 0 → 1/sqrt(head size)
+};
+
+// Time one rank spent, accumulated over calls since construction or reset_timings().
+struct UspTimings {
+  double compute_s = 0;    // inside kernel calls (forward/backward/merge)
+  double comm_wait_s = 0;  // blocked in Request::wait and collectives
+  double comm_total_s = 0; // from posting each transfer to its completion (overlapped or not)
+  std::int64_t bytes_sent = 0;
+};
+
+// One object per rank. Construction is collective over `world`: it validates the mesh, splits the
+// sub-communicators and checks once that every rank got the same configuration (mismatches throw
+// an Error naming the differing ranks and values).
+class UspAttention {
+ public:
+  UspAttention(Communicator& world, AttentionKernel& kernel, Allocator& alloc,
+               const UspConfig& config);
+  ~UspAttention();
+  UspAttention(const UspAttention&) = delete;
+  UspAttention& operator=(const UspAttention&) = delete;
+
+  struct Output {
+    Tensor out;  // [b, s_local, h, d], dtype of q
+    Tensor lse;  // [b, h, s_local], fp32
+  };
+  struct Grads {
+    Tensor dq, dk, dv;  // shapes and dtype of q, k, v
+  };
+
+  // q [b, s_local, h, d], k and v [b, s_local, hkv, d]: this rank's shard in the layout order of
+  // layout(global seq_len), s_local = seq_len / (u·r). The first call with a given shape checks
+  // the shape and dtype against every other rank.
+  Output forward(const Tensor& q, const Tensor& k, const Tensor& v);
+  // out and lse as returned by forward; dout like out.
+  Grads backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                 const Tensor& lse, const Tensor& dout);
+
+  const UspConfig& config() const;
+  const Mesh& mesh() const;
+  Layout layout(std::int64_t seq_len) const;
+  UspTimings timings() const;
+  void reset_timings();
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace usp

@@ -1,0 +1,81 @@
+// The block-attention kernel: the one interface through which the parallel algorithms compute.
+// CPU and CUDA implement it; ring and Ulysses code never looks inside.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "usp/tensor.hpp"
+
+namespace usp {
+
+// none: every key visible. causal: key j visible to query i iff j <= i. causal_strict: iff j < i
+// (the shifted mask of the stripe ring). Indices are local to the block (0-based in q and k).
+enum class MaskMode : std::uint8_t { none, causal, causal_strict };
+const char* mask_name(MaskMode m);
+
+class AttentionKernel {
+ public:
+  virtual ~AttentionKernel() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // q [b, sq, h, d], k and v [b, sk, hkv, d] (same dtype; h a multiple of hkv; query head i uses
+  // kv head i / (h / hkv)). Writes out [b, sq, h, d] (any dtype, fp32 for ring partials) and
+  // lse [b, h, sq] (fp32, natural log of the sum of exp of scaled scores). A query row that sees
+  // no key gets out = 0 and lse = -inf. Outputs may be strided views (last dim contiguous).
+  // Causal masks with sq != sk are rejected.
+  virtual void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
+                       Tensor& out, Tensor& lse) = 0;
+
+  // Gradients of the block given out/lse of the FULL attention the block belongs to (merged across
+  // blocks): P = exp(scale·QKᵀ − lse), D = rowsum(dout ∘ out). dq [b, sq, h, d], dk and dv
+  // [b, sk, hkv, d] are fp32; with accumulate the results are added to what they hold, otherwise
+  // they are overwritten. Rows with lse = -inf contribute nothing.
+  virtual void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const Tensor& dout, MaskMode mask, float scale,
+                        Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) = 0;
+
+  // Folds a partial result (out_b, lse_b) into an fp32 accumulator (out, lse) of the same shape,
+  // in the overflow-free form out ← out − σ(lse_b − lse)·(out − out_b), lse ← lse − log σ(lse − lse_b).
+  // Correct when either lse is -inf. Row ranges are expressed by passing slices.
+  virtual void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) = 0;
+
+  // Fills a tensor with zeros / lse with -inf (device-side helpers the algorithms need).
+  virtual void fill_zero(Tensor& t) = 0;
+  virtual void fill_neg_inf(Tensor& t) = 0;
+  // dst = src converted to dst's dtype (same shape; views allowed).
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  // dst += src (fp32 dst, src of any dtype; same shape).
+  virtual void add(const Tensor& src, Tensor& dst) = 0;
+};
+
+// Validates the forward/backward arguments shared by every implementation; throws Error naming
+// the argument and the rule (shape mismatch, h % hkv != 0, d > 256, causal with sq != sk, ...).
+void check_forward_args(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                        const Tensor& out, const Tensor& lse);
+void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                         const Tensor& lse, const Tensor& dout, MaskMode mask, const Tensor& dq,
+                         const Tensor& dk, const Tensor& dv);
+
+// CPU implementation: tiled online softmax, never an sq×sk matrix, parallel over (b, h, query
+// tiles) on `threads` threads (0 = hardware concurrency).
+std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads);
+
+// Float64 naive oracle (host tensors of any dtype in; outputs fp32 or f64-accurate doubles).
+namespace reference {
+struct ForwardResult {
+  std::vector<double> out;  // [b, sq, h, d]
+  std::vector<double> lse;  // [b, h, sq]
+};
+struct BackwardResult {
+  std::vector<double> dq, dk, dv;  // shapes of q, k, v
+};
+ForwardResult forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                      double scale);
+// Computes the true gradients of the attention (q, k, v, dout) → dq, dk, dv, analytically.
+BackwardResult backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout,
+                        MaskMode mask, double scale);
+}  // namespace reference
+
+}  // namespace usp

@@ -1,0 +1,73 @@
+// Allocators with per-rank accounting: every byte a rank owns comes from its own Allocator, which
+// keeps current and peak bytes (the benchmark's "peak memory (MB/device)" column).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace usp {
+
+enum class Device : std::uint8_t { host, cuda };
+const char* device_name(Device d);
+
+struct MemoryStats {
+  std::size_t current = 0;  // bytes live now
+  std::size_t peak = 0;     // most bytes live at once since construction or reset_peak()
+  std::size_t allocations = 0;
+};
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual Device device() const = 0;
+  // Returns memory aligned to at least 64 bytes; throws Error on failure. bytes == 0 is allowed.
+  void* allocate(std::size_t bytes);
+  void deallocate(void* p, std::size_t bytes) noexcept;
+
+  MemoryStats stats() const;
+  // Peak becomes the current live bytes.
+  void reset_peak();
+
+ protected:
+  virtual void* do_allocate(std::size_t bytes) = 0;
+  virtual void do_deallocate(void* p, std::size_t bytes) noexcept = 0;
+
+ private:
+  std::atomic<std::size_t> current_{0};
+  std::atomic<std::size_t> peak_{0};
+  std::atomic<std::size_t> count_{0};
+};
+
+// Host memory, 64-byte aligned. One instance per rank.
+class HostAllocator final : public Allocator {
+ public:
+  Device device() const override { return Device::host; }
+
+ protected:
+  void* do_allocate(std::size_t bytes) override;
+  void do_deallocate(void* p, std::size_t bytes) noexcept override;
+};
+
+// A process-wide host allocator for code that has no rank (tests, tools' global tensors).
+Allocator& default_host_allocator();
+
+// An owned block of bytes; returns itself to its allocator when the last reference goes.
+class Buffer {
+ public:
+  Buffer(Allocator& alloc, std::size_t bytes);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Allocator& allocator() const { return *alloc_; }
+
+ private:
+  Allocator* alloc_;
+  void* data_;
+  std::size_t bytes_;
+};
+
+}  // namespace usp

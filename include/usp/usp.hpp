@@ -1,0 +1,16 @@
+// Umbrella header.
+#pragma once
+
+#include "usp/attention.hpp"
+#include "usp/comm.hpp"
+#include "usp/dtype.hpp"
+#include "usp/error.hpp"
+#include "usp/kernel.hpp"
+#include "usp/layout.hpp"
+#include "usp/memory.hpp"
+#include "usp/mesh.hpp"
+#include "usp/tensor.hpp"
+
+namespace usp {
+const char* version();
+}
