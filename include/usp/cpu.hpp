@@ -1,0 +1,58 @@
+// What the host CPU can do, and which code path the CPU kernels take.
+//
+// Detection runs once per process (cpuid, the OS's XSAVE state, and on Linux the AMX permission
+// request). The path is chosen on every call to cpu_path(): the best the CPU supports, unless the
+// environment variable USP_CPU_PATH forces one:
+//   USP_CPU_PATH=generic   portable C++ (runs anywhere; what CI uses to test the slow path)
+//   USP_CPU_PATH=avx512    AVX-512 F/BW/VL/DQ + FMA
+//   USP_CPU_PATH=amx       AMX tiles (bf16) on top of AVX-512
+//   unset, empty or auto   the best available
+// Forcing a path this CPU cannot run is an error, never a silent fallback.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace usp {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512dq = false;
+  bool avx512_bf16 = false;
+  bool avx512_fp16 = false;
+  // AMX bits are true only when the CPU has them, the OS enables the tile state, and (on Linux)
+  // the kernel granted this process permission to use it (arch_prctl ARCH_REQ_XCOMP_PERM).
+  bool amx_bf16 = false;
+  bool amx_tile = false;
+  // The CPU reports AMX in cpuid (whether or not the OS lets this process use it).
+  bool amx_in_cpuid = false;
+};
+
+// The features of the CPU this process runs on (detected on first call; thread-safe).
+const CpuFeatures& cpu_features();
+
+// The names of the features that are present, space-separated ("avx2 fma ... amx_tile").
+std::string cpu_features_string(const CpuFeatures& f);
+
+enum class CpuPath : std::uint8_t { generic, avx512, amx };
+
+// "generic", "avx512", "amx".
+const char* cpu_path_name(CpuPath p);
+
+// Whether a CPU with features `f` can run path `p`.
+bool cpu_path_supported(CpuPath p, const CpuFeatures& f);
+
+// The fastest path a CPU with features `f` supports.
+CpuPath best_cpu_path(const CpuFeatures& f);
+
+// The path to use now: best_cpu_path(cpu_features()) unless USP_CPU_PATH forces one (read on every
+// call). Throws Error (invalid_argument) for an unknown value and Error (unsupported) when the
+// forced path needs features this CPU lacks.
+CpuPath cpu_path();
+
+}  // namespace usp

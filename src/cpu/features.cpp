@@ -1,0 +1,195 @@
+#include "cpu/features.hpp"
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "usp/error.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#define USP_X86_CPUID 1
+#endif
+
+#if defined(USP_X86_CPUID) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define USP_LINUX_AMX_PERM 1
+#endif
+
+namespace usp {
+namespace {
+
+#ifdef USP_X86_CPUID
+bool bit(unsigned reg, int n) {
+  return ((reg >> n) & 1u) != 0;
+}
+
+// XCR0: which register states the OS saves on context switches (0 without OSXSAVE).
+std::uint64_t read_xcr0() {
+  unsigned eax = 0, edx = 0;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<std::uint64_t>(edx) << 32) | eax;
+}
+#endif
+
+#ifdef USP_LINUX_AMX_PERM
+// Asks the kernel for permission to use the AMX tile data state (Linux 5.16+). True when granted
+// now or before; false on older kernels or when refused.
+bool request_amx_permission() {
+  constexpr long kArchGetXcompPerm = 0x1022;
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr int kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+  unsigned long long perm = 0;
+  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &perm) != 0) return false;
+  return ((perm >> kXfeatureXtiledata) & 1ull) != 0;
+}
+#endif
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#ifdef USP_X86_CPUID
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(0, &a, &b, &c, &d) == 0) return f;
+  const unsigned max_leaf = a;
+  unsigned c1 = 0;
+  if (__get_cpuid(1, &a, &b, &c1, &d) == 0) return f;
+  const bool osxsave = bit(c1, 27);
+  const std::uint64_t xcr0 = osxsave ? read_xcr0() : 0;
+  const bool os_avx = (xcr0 & 0x6) == 0x6;                 // SSE + AVX state
+  const bool os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM upper halves, ZMM16-31
+  const bool os_amx = (xcr0 & 0x60000) == 0x60000;         // XTILECFG + XTILEDATA
+  f.fma = os_avx && bit(c1, 12);
+  f.f16c = os_avx && bit(c1, 29);
+  if (max_leaf < 7) return f;
+  unsigned b7 = 0, c7 = 0, d7 = 0;
+  __cpuid_count(7, 0, a, b7, c7, d7);
+  const unsigned max_sub7 = a;
+  unsigned a71 = 0;
+  if (max_sub7 >= 1) __cpuid_count(7, 1, a71, b, c, d);
+  f.avx2 = os_avx && bit(b7, 5);
+  f.avx512f = os_avx512 && bit(b7, 16);
+  f.avx512dq = f.avx512f && bit(b7, 17);
+  f.avx512bw = f.avx512f && bit(b7, 30);
+  f.avx512vl = f.avx512f && bit(b7, 31);
+  f.avx512_fp16 = f.avx512f && bit(d7, 23);
+  f.avx512_bf16 = f.avx512f && bit(a71, 5);
+  f.amx_in_cpuid = bit(d7, 24) && bit(d7, 22);
+  bool amx_usable = f.amx_in_cpuid && os_amx;
+#ifdef USP_LINUX_AMX_PERM
+  amx_usable = amx_usable && request_amx_permission();
+#endif
+  f.amx_tile = amx_usable;
+  f.amx_bf16 = amx_usable;
+#endif
+  return f;
+}
+
+const char* avx512_needs[] = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"};
+
+std::vector<std::string> missing_for(CpuPath p, const CpuFeatures& f) {
+  std::vector<std::string> miss;
+  if (p == CpuPath::generic) return miss;
+  const bool have[] = {f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.fma};
+  for (std::size_t i = 0; i < std::size(have); ++i)
+    if (!have[i]) miss.emplace_back(avx512_needs[i]);
+  if (p == CpuPath::amx) {
+    if (!f.amx_tile) miss.emplace_back("amx_tile");
+    if (!f.amx_bf16) miss.emplace_back("amx_bf16");
+  }
+  return miss;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+std::string cpu_features_string(const CpuFeatures& f) {
+  const std::pair<bool, const char*> all[] = {{f.avx2, "avx2"},
+                                              {f.fma, "fma"},
+                                              {f.f16c, "f16c"},
+                                              {f.avx512f, "avx512f"},
+                                              {f.avx512bw, "avx512bw"},
+                                              {f.avx512vl, "avx512vl"},
+                                              {f.avx512dq, "avx512dq"},
+                                              {f.avx512_bf16, "avx512_bf16"},
+                                              {f.avx512_fp16, "avx512_fp16"},
+                                              {f.amx_bf16, "amx_bf16"},
+                                              {f.amx_tile, "amx_tile"}};
+  std::string s;
+  for (const auto& [on, name] : all) {
+    if (!on) continue;
+    if (!s.empty()) s += ' ';
+    s += name;
+  }
+  return s.empty() ? std::string("(none)") : s;
+}
+
+const char* cpu_path_name(CpuPath p) {
+  switch (p) {
+    case CpuPath::generic:
+      return "generic";
+    case CpuPath::avx512:
+      return "avx512";
+    case CpuPath::amx:
+      return "amx";
+  }
+  return "unknown";
+}
+
+bool cpu_path_supported(CpuPath p, const CpuFeatures& f) {
+  return missing_for(p, f).empty();
+}
+
+CpuPath best_cpu_path(const CpuFeatures& f) {
+  if (cpu_path_supported(CpuPath::amx, f)) return CpuPath::amx;
+  if (cpu_path_supported(CpuPath::avx512, f)) return CpuPath::avx512;
+  return CpuPath::generic;
+}
+
+CpuPath cpu_path() {
+  return detail::select_cpu_path(cpu_features(), std::getenv(detail::kCpuPathEnv));
+}
+
+namespace detail {
+
+std::optional<CpuPath> parse_cpu_path(const char* value) {
+  if (value == nullptr) return std::nullopt;
+  const std::string_view v = trim(value);
+  if (v.empty() || v == "auto") return std::nullopt;
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx})
+    if (v == cpu_path_name(p)) return p;
+  USP_CHECK_ARG(false, kCpuPathEnv, "='", value,
+                "' names no CPU path; expected generic, avx512, amx or auto (or leave it unset)");
+  return std::nullopt;
+}
+
+CpuPath select_cpu_path(const CpuFeatures& f, const char* env_value) {
+  const std::optional<CpuPath> forced = parse_cpu_path(env_value);
+  if (!forced) return best_cpu_path(f);
+  const std::vector<std::string> miss = missing_for(*forced, f);
+  if (!miss.empty()) {
+    std::string list;
+    for (const std::string& m : miss) list += (list.empty() ? "" : ", ") + m;
+    USP_FAIL(unsupported, kCpuPathEnv, "=", cpu_path_name(*forced), " forces the ",
+             cpu_path_name(*forced), " path, but this CPU lacks ", list,
+             (*forced == CpuPath::amx ? " (AMX also needs the OS's permission)" : ""),
+             "; the best path here is ", cpu_path_name(best_cpu_path(f)),
+             " (features: ", cpu_features_string(f), ")");
+  }
+  return *forced;
+}
+
+}  // namespace detail
+}  // namespace usp

@@ -1,0 +1,183 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "cpu/features.hpp"
+#include "usp/cpu.hpp"
+#include "usp/error.hpp"
+
+namespace {
+
+using usp::CpuFeatures;
+using usp::CpuPath;
+using usp::detail::parse_cpu_path;
+using usp::detail::select_cpu_path;
+
+CpuFeatures no_simd() {
+  return CpuFeatures{};
+}
+
+CpuFeatures avx512_only() {
+  CpuFeatures f;
+  f.avx2 = f.fma = f.f16c = true;
+  f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512_bf16 = true;
+  f.amx_in_cpuid = true;  // the CPU has AMX but the OS refused it
+  return f;
+}
+
+CpuFeatures with_amx() {
+  CpuFeatures f = avx512_only();
+  f.amx_tile = f.amx_bf16 = true;
+  return f;
+}
+
+// Sets an environment variable for one scope and restores the old value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value != nullptr)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+std::string error_of(const CpuFeatures& f, const char* env, usp::ErrorKind* kind) {
+  try {
+    select_cpu_path(f, env);
+  } catch (const usp::Error& e) {
+    *kind = e.kind();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CpuPathParse, UnsetEmptyAndAutoMeanNotForced) {
+  EXPECT_EQ(parse_cpu_path(nullptr), std::nullopt);
+  EXPECT_EQ(parse_cpu_path(""), std::nullopt);
+  EXPECT_EQ(parse_cpu_path("auto"), std::nullopt);
+  EXPECT_EQ(parse_cpu_path("  "), std::nullopt);
+}
+
+TEST(CpuPathParse, NamesEveryPath) {
+  EXPECT_EQ(parse_cpu_path("generic"), CpuPath::generic);
+  EXPECT_EQ(parse_cpu_path("avx512"), CpuPath::avx512);
+  EXPECT_EQ(parse_cpu_path("amx"), CpuPath::amx);
+  EXPECT_EQ(parse_cpu_path(" amx\n"), CpuPath::amx);
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx})
+    EXPECT_EQ(parse_cpu_path(usp::cpu_path_name(p)), p);
+}
+
+TEST(CpuPathParse, UnknownValueNamesVariableValueAndChoices) {
+  for (const char* bad : {"AVX512", "sse", "generic,amx", "avx-512"}) {
+    try {
+      parse_cpu_path(bad);
+      ADD_FAILURE() << "no error for '" << bad << "'";
+    } catch (const usp::Error& e) {
+      EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("USP_CPU_PATH"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("generic, avx512, amx"), std::string::npos) << msg;
+    }
+  }
+}
+
+TEST(CpuPathSelect, BestPathFollowsFeatures) {
+  EXPECT_EQ(select_cpu_path(no_simd(), nullptr), CpuPath::generic);
+  EXPECT_EQ(select_cpu_path(avx512_only(), nullptr), CpuPath::avx512);
+  EXPECT_EQ(select_cpu_path(with_amx(), nullptr), CpuPath::amx);
+  EXPECT_EQ(select_cpu_path(with_amx(), "auto"), CpuPath::amx);
+  CpuFeatures partial = avx512_only();
+  partial.avx512vl = false;  // AVX-512 without VL is not enough for the avx512 path
+  EXPECT_EQ(select_cpu_path(partial, nullptr), CpuPath::generic);
+  EXPECT_FALSE(usp::cpu_path_supported(CpuPath::avx512, partial));
+  EXPECT_TRUE(usp::cpu_path_supported(CpuPath::generic, partial));
+}
+
+TEST(CpuPathSelect, ForcingGenericWorksEverywhere) {
+  for (const CpuFeatures& f : {no_simd(), avx512_only(), with_amx()})
+    EXPECT_EQ(select_cpu_path(f, "generic"), CpuPath::generic);
+  EXPECT_EQ(select_cpu_path(with_amx(), "avx512"), CpuPath::avx512);
+}
+
+TEST(CpuPathSelect, ForcingAnUnavailablePathErrors) {
+  usp::ErrorKind kind = usp::ErrorKind::internal;
+  std::string msg = error_of(no_simd(), "avx512", &kind);
+  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
+  EXPECT_NE(msg.find("USP_CPU_PATH=avx512"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("lacks avx512f, avx512bw, avx512vl, avx512dq, fma"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("best path here is generic"), std::string::npos) << msg;
+
+  kind = usp::ErrorKind::internal;
+  msg = error_of(avx512_only(), "amx", &kind);
+  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
+  EXPECT_NE(msg.find("USP_CPU_PATH=amx"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("lacks amx_tile, amx_bf16"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("best path here is avx512"), std::string::npos) << msg;
+}
+
+TEST(CpuPathNames, AreDistinct) {
+  EXPECT_STREQ(usp::cpu_path_name(CpuPath::generic), "generic");
+  EXPECT_STREQ(usp::cpu_path_name(CpuPath::avx512), "avx512");
+  EXPECT_STREQ(usp::cpu_path_name(CpuPath::amx), "amx");
+  EXPECT_EQ(usp::cpu_features_string(no_simd()), "(none)");
+  EXPECT_EQ(usp::cpu_features_string(with_amx()),
+            "avx2 fma f16c avx512f avx512bw avx512vl avx512dq avx512_bf16 amx_bf16 amx_tile");
+}
+
+// The real process: the environment variable is honoured on every call.
+TEST(CpuPathEnv, ForcingGenericThroughTheEnvironment) {
+  const CpuPath best = usp::best_cpu_path(usp::cpu_features());
+  {
+    ScopedEnv env("USP_CPU_PATH", nullptr);
+    EXPECT_EQ(usp::cpu_path(), best);
+  }
+  {
+    ScopedEnv env("USP_CPU_PATH", "generic");
+    EXPECT_EQ(usp::cpu_path(), CpuPath::generic);
+  }
+  {
+    ScopedEnv env("USP_CPU_PATH", "bogus");
+    EXPECT_THROW(usp::cpu_path(), usp::Error);
+  }
+}
+
+TEST(CpuPathEnv, DetectedFeaturesAreConsistent) {
+  const CpuFeatures& f = usp::cpu_features();
+  EXPECT_EQ(&f, &usp::cpu_features());  // detected once
+  // Implications that hold on every CPU (sub-features need the base feature and OS support).
+  if (f.avx512bw || f.avx512vl || f.avx512dq || f.avx512_bf16 || f.avx512_fp16) {
+    EXPECT_TRUE(f.avx512f);
+  }
+  if (f.amx_tile || f.amx_bf16) {
+    EXPECT_TRUE(f.amx_in_cpuid);
+  }
+  EXPECT_EQ(f.amx_tile, f.amx_bf16);
+  // Each path this CPU supports can be forced; one it lacks cannot.
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx}) {
+    ScopedEnv env("USP_CPU_PATH", usp::cpu_path_name(p));
+    if (usp::cpu_path_supported(p, f)) {
+      EXPECT_EQ(usp::cpu_path(), p);
+    } else {
+      EXPECT_THROW(usp::cpu_path(), usp::Error);
+    }
+  }
+}
+
+}  // namespace
