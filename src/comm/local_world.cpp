@@ -3,29 +3,11 @@
 #include "comm/local_world.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 
 #include "usp/error.hpp"
 
 namespace usp::detail {
-
-std::string format_duration(std::chrono::milliseconds t) {
-  char buf[64];
-  if (t.count() >= 1000)
-    std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(t.count()) / 1000.0);
-  else
-    std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(t.count()));
-  return buf;
-}
-
-std::string describe(const OpInfo& info) {
-  std::string s = concat(info.op, " from rank ", info.peer);
-  if (info.peer_world != info.peer) s += concat(" (world rank ", info.peer_world, ")");
-  if (info.tag >= 0) s += concat(" (tag ", info.tag, ")");
-  s += concat(" on comm '", info.comm_name, "'");
-  return s;
-}
 
 LocalWorld::LocalWorld(int size) {
   boxes_.reserve(static_cast<std::size_t>(size));
@@ -144,8 +126,7 @@ void LocalWorld::wait(RecvOp& op, std::chrono::steady_clock::time_point deadline
   op.slot.reset();
   lk.unlock();
   if (aborted()) throw_aborted(info.self_world);
-  USP_FAIL(timeout, "rank ", info.self_world, ": timed out after ", format_duration(info.timeout),
-           " waiting for ", describe(info));
+  throw Error(ErrorKind::timeout, timeout_message(info));
 }
 
 bool LocalWorld::test(RecvOp& op, int self) {

@@ -15,6 +15,8 @@
 #include <tuple>
 #include <vector>
 
+#include "comm/wait_info.hpp"
+
 namespace usp::detail {
 
 // Messages match on (communicator id, sender's world rank, tag), in order of sending.
@@ -24,22 +26,6 @@ struct MatchKey {
   int tag = 0;
   bool operator==(const MatchKey&) const = default;
 };
-
-// What a waiter is doing, for error messages.
-struct OpInfo {
-  int self_world = 0;  // the waiting rank (world)
-  const char* op = "recv";
-  int peer = 0;        // rank in the communicator
-  int peer_world = 0;  // the same rank in the world
-  int tag = 0;         // negative: internal (not printed)
-  std::string comm_name;
-  std::chrono::milliseconds timeout{0};
-};
-
-// "recv from rank 1 (world rank 5) (tag 7) on comm 'ring'"
-std::string describe(const OpInfo& info);
-// "2.0 s" / "150 ms"
-std::string format_duration(std::chrono::milliseconds t);
 
 // A message that arrived before its receive was posted; the sender fills it outside the lock.
 struct Slot {
