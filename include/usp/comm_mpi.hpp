@@ -31,8 +31,8 @@ class MpiSession {
   // "MPI_THREAD_MULTIPLE" or "MPI_THREAD_SERIALIZED": what the library provided.
   const std::string& thread_level() const { return thread_level_; }
 
-  // Prints "usp: rank R: <message>" (the prefix once) to stderr and ends every rank of the job with exit_code
-  // (MPI_Abort). For failures the other ranks may not see (a dead peer, an exception).
+  // Prints "usp: rank R: <message>" (the prefix once) to stderr and ends every rank of the job with
+  // exit_code (MPI_Abort). For failures the other ranks may not see (a dead peer, an exception).
   [[noreturn]] void abort(int exit_code, const std::string& message);
 
  private:

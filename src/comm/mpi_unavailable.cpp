@@ -13,11 +13,19 @@ namespace {
 }
 }  // namespace
 
-bool mpi_built() { return false; }
-MpiSession::MpiSession(int*, char***) { unavailable(); }
+bool mpi_built() {
+  return false;
+}
+MpiSession::MpiSession(int*, char***) {
+  unavailable();
+}
 MpiSession::~MpiSession() = default;
-void MpiSession::abort(int, const std::string&) { unavailable(); }
-std::unique_ptr<Communicator> make_mpi_communicator() { unavailable(); }
+void MpiSession::abort(int, const std::string&) {
+  unavailable();
+}
+std::unique_ptr<Communicator> make_mpi_communicator() {
+  unavailable();
+}
 
 }  // namespace usp
 

@@ -27,7 +27,9 @@ using usp::ErrorKind;
 using usp::Request;
 
 usp::MpiSession* g_session = nullptr;
-Communicator& world() { return g_session->world(); }
+Communicator& world() {
+  return g_session->world();
+}
 
 std::uint8_t payload(std::uint32_t seed, int a, int b, std::size_t i) {
   std::uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(a) << 40) ^

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <thread>
 #include <utility>
 
@@ -28,7 +28,8 @@ void mpi_check(int rc, const char* call, const OpInfo& info) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING] = {};
   int len = 0;
-  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) std::snprintf(text, sizeof text, "code %d", rc);
+  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
+    std::snprintf(text, sizeof text, "code %d", rc);
   USP_FAIL(comm, "rank ", info.self_world, ": ", call, " failed during ", describe(info), ": ",
            text);
 }
@@ -154,9 +155,8 @@ class P2pImpl final : public Request::Impl {
       int count = 0;
       MPI_Get_count(&st_[i], MPI_BYTE, &count);
       if (static_cast<std::size_t>(count) != sizes_[i])
-        USP_FAIL(comm, "rank ", info_.self_world, ": ", describe(info_),
-                 ": the receive expects ", total(), " bytes but the message is shorter",
-                 " (sizes must match)");
+        USP_FAIL(comm, "rank ", info_.self_world, ": ", describe(info_), ": the receive expects ",
+                 total(), " bytes but the message is shorter", " (sizes must match)");
     }
   }
   std::size_t total() const {
@@ -190,8 +190,7 @@ bool overlaps(const void* a, std::size_t na, const void* b, std::size_t nb) {
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name,
-                                 std::chrono::milliseconds timeout)
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, std::chrono::milliseconds timeout)
     : comm_(comm) {
   name_ = std::move(name);
   timeout_ = timeout;
@@ -236,8 +235,8 @@ void MpiCommunicator::check_p2p(const char* op, const void* buf, std::size_t byt
     MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &v, &flag);
     return flag && v ? *v : 32767;
   }();
-  USP_CHECK_ARG(tag <= tag_ub, op, ": tag ", tag, " exceeds this MPI's limit MPI_TAG_UB = ",
-                tag_ub);
+  USP_CHECK_ARG(tag <= tag_ub, op, ": tag ", tag,
+                " exceeds this MPI's limit MPI_TAG_UB = ", tag_ub);
   USP_CHECK_ARG(buf != nullptr || bytes == 0, op, ": buffer is null but bytes = ", bytes);
 }
 
@@ -262,7 +261,8 @@ Request MpiCommunicator::isend(const void* buf, std::size_t bytes, int peer, int
     sizes.push_back(n);
     off += n;
   } while (off < bytes);
-  return Request(std::make_unique<P2pImpl>(std::move(oi), false, std::move(reqs), std::move(sizes)));
+  return Request(
+      std::make_unique<P2pImpl>(std::move(oi), false, std::move(reqs), std::move(sizes)));
 }
 
 Request MpiCommunicator::irecv(void* buf, std::size_t bytes, int peer, int tag) {

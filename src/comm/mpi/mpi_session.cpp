@@ -29,7 +29,9 @@ const char* level_name(int level) {
 
 }  // namespace
 
-bool mpi_built() { return true; }
+bool mpi_built() {
+  return true;
+}
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
@@ -83,8 +85,9 @@ std::unique_ptr<Communicator> make_mpi_communicator() {
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   if (!initialized || finalized)
-    USP_FAIL(comm, "make_mpi_communicator: MPI is not initialized (create a usp::MpiSession "
-                   "first, in a program started by mpirun)");
+    USP_FAIL(comm,
+             "make_mpi_communicator: MPI is not initialized (create a usp::MpiSession "
+             "first, in a program started by mpirun)");
   MPI_Comm dup = MPI_COMM_NULL;
   {
     auto lk = detail::mpi_lock();
