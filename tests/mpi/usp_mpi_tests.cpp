@@ -7,8 +7,11 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,6 +87,24 @@ TEST(MpiComm, RankSizeBackend) {
   const int me = c.rank();
   c.allgather(&me, ranks.data(), sizeof me);
   for (int i = 0; i < c.size(); ++i) EXPECT_EQ(ranks[static_cast<std::size_t>(i)], i);
+}
+
+// The ranks' network namespaces stand for hosts; netns_run.sh sets USP_EXPECT_NET_NAMESPACES so
+// that a run which silently stayed on one host fails.
+TEST(MpiComm, SpreadOverExpectedHosts) {
+  Communicator& c = world();
+  std::array<char, 64> mine{};
+  std::error_code ec;
+  const std::string ns = std::filesystem::read_symlink("/proc/self/ns/net", ec).string();
+  std::snprintf(mine.data(), mine.size(), "%s", ec ? "unknown" : ns.c_str());
+  std::vector<std::array<char, 64>> all(static_cast<std::size_t>(c.size()));
+  c.allgather(mine.data(), all.data(), mine.size());
+  std::set<std::string> distinct;
+  for (const auto& a : all) distinct.insert(a.data());
+  if (c.rank() == 0) std::printf("ranks span %zu network namespace(s)\n", distinct.size());
+  if (const char* want = std::getenv("USP_EXPECT_NET_NAMESPACES")) {
+    EXPECT_EQ(distinct.size(), static_cast<std::size_t>(std::atoi(want)));
+  }
 }
 
 TEST(MpiComm, SeveralInFlightOutOfOrderTags) {
