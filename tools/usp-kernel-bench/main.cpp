@@ -116,7 +116,7 @@ void print_header(const Options& o, int threads, const usp::AttentionKernel& ker
                   << " rate (" << mm.impl(o.fp16_ref) << ")\n";
     }
   } else {
-    std::cout << "- matmul reference: unavailable (oneDNN not found)\n";
+    std::cout << "- matmul reference: " << mm.describe() << "\n";
   }
   std::cout << "- problem: b=" << o.batch << " h=" << o.heads << " s=";
   bool first = true;
@@ -138,7 +138,7 @@ int run(const Options& o) {
   if (o.path) ::setenv("USP_CPU_PATH", o.path->c_str(), 1);
   (void)usp::cpu_path();  // a forced path the CPU lacks fails here, before any work
   auto kernel = usp::make_cpu_kernel(threads);
-  auto mm = make_matmul_ref(threads);
+  auto mm = o.no_matmul ? make_no_matmul_ref("skipped (--no-matmul)") : make_matmul_ref(threads);
   print_header(o, threads, *kernel, *mm);
 
   std::ofstream csv;

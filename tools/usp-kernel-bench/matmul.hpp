@@ -35,5 +35,7 @@ class MatmulRef {
 // oneDNN when the tool was built with it, else a stub that is never available. `threads` sets the
 // thread count of oneDNN's runtime where it can be set.
 std::unique_ptr<MatmulRef> make_matmul_ref(int threads);
+// A reference that is never available ("skipped (--no-matmul)").
+std::unique_ptr<MatmulRef> make_no_matmul_ref(const std::string& why);
 
 }  // namespace kbench

@@ -133,6 +133,9 @@ Options parse_options(const std::vector<std::string>& args) {
     } else if (flag == "--csv") {
       o.csv = value();
       if (o.csv.empty()) throw UsageError("--csv needs a file name");
+    } else if (flag == "--no-matmul") {
+      no_value();
+      o.no_matmul = true;
     } else if (flag == "--quick") {
       no_value();
       o.quick = true;
@@ -175,6 +178,7 @@ Usage: usp-kernel-bench [flags]
   --matmul-size N    edge of the square reference matmul       (default 2048)
   --fp16-ref DT      reference for fp16 when oneDNN lacks f16: fp32 or bf16 (default fp32)
   --path P           set USP_CPU_PATH=P (generic, avx512, amx, auto) before making the kernel
+  --no-matmul        skip the oneDNN reference (e.g. to profile the kernel alone)
   --quick            smoke test: s=256, 256³ matmul, 1 repeat, no warmup (explicit flags win)
   --csv FILE         also write the results as CSV
   --help             this text

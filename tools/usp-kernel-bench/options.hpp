@@ -39,6 +39,7 @@ struct Options {
   std::optional<std::string> path;        // sets USP_CPU_PATH before the kernel is made
   std::string csv;
   bool quick = false;
+  bool no_matmul = false;  // skip the reference (profiling the kernel alone)
   bool help = false;
 
   // The sequence length used for head size d.
