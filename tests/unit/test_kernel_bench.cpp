@@ -90,6 +90,11 @@ TEST(KernelBench, QuickRunPrintsHeaderAndTable) {
     EXPECT_GT(gflops_of(r.output, row), 0.0) << row << "\n" << r.output;
   }
   EXPECT_FALSE(contains(r.output, "| bwd |")) << r.output;
+  if (contains(r.output, "- matmul reference: oneDNN")) {  // both reference shapes are listed
+    EXPECT_TRUE(contains(r.output, "| matmul dtype | 256³ GFLOPS | M=s K=d N=512 GFLOPS |"))
+        << r.output;
+    EXPECT_GT(gflops_of(r.output, "| 16 | bf16 | causal | fwd | bf16 | "), 0.0) << r.output;
+  }
 }
 
 TEST(KernelBench, BackwardAndFp16Rows) {

@@ -149,6 +149,7 @@ int run(const Options& o) {
   }
   std::cout << markdown_header() << std::flush;
 
+  std::vector<Row> rows;
   const double mm_min_seconds = o.quick ? 0.01 : 0.2;
   const bool want_bwd = std::find(o.passes.begin(), o.passes.end(), Pass::bwd) != o.passes.end();
   for (int d : o.head_sizes) {
@@ -197,10 +198,16 @@ int run(const Options& o) {
           row.matmul_dtype = mdt;
           row.matmul_substituted = mdt != t;
           std::cout << markdown_row(row) << std::flush;
+          rows.push_back(row);
           if (csv) csv << csv_row(row, kernel->name()) << std::flush;
         }
       }
     }
+  }
+  if (mm->available()) {
+    std::cout << "\nReference matmuls (medians, measured between the kernel's repeats):\n\n"
+              << matmul_header(o.square, o.shaped_n);
+    for (const Row& r : rows) std::cout << matmul_row(r);
   }
   std::cout << "\nload average at end: " << load_average() << "\n";
   return 0;

@@ -59,6 +59,21 @@ std::string markdown_row(const Row& r) {
   return os.str();
 }
 
+std::string matmul_header(std::int64_t square, std::int64_t shaped_n) {
+  std::ostringstream os;
+  os << "| d | dtype | mask | pass | matmul dtype | " << square
+     << "³ GFLOPS | M=s K=d N=" << shaped_n << " GFLOPS |\n|--:|:--|:--|:--|:--|--:|--:|\n";
+  return os.str();
+}
+
+std::string matmul_row(const Row& r) {
+  std::ostringstream os;
+  os << "| " << r.d << " | " << usp::dtype_name(r.dtype) << " | " << mask_label(r.mask) << " | "
+     << pass_name(r.pass) << " | " << usp::dtype_name(r.matmul_dtype) << " | "
+     << opt(r.square_gflops, 1) << " | " << opt(r.shaped_gflops, 1) << " |\n";
+  return os.str();
+}
+
 std::string csv_header() {
   return "d,dtype,mask,pass,b,s,h,threads,seconds,attention_gflops,matmul_square_gflops,"
          "matmul_shaped_gflops,matmul_gflops,matmul_dtype,ratio,kernel\n";

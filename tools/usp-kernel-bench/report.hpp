@@ -32,6 +32,9 @@ double attention_flops(std::int64_t b, std::int64_t s, std::int64_t h, int d, us
 
 std::string markdown_header();
 std::string markdown_row(const Row& r);
+// The second table: both reference matmuls of every row.
+std::string matmul_header(std::int64_t square, std::int64_t shaped_n);
+std::string matmul_row(const Row& r);
 std::string csv_header();
 std::string csv_row(const Row& r, const std::string& kernel_name);
 
