@@ -1,7 +1,9 @@
 #include "cpu/features.hpp"
 
 #include <cstdlib>
+#include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "usp/error.hpp"
