@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ struct Problem {
                           " seed ", seed);
   }
 };
+
+// gtest prints parameters with this.
+inline void PrintTo(const Problem& p, std::ostream* os) { *os << p.name(); }
 
 // Global inputs, fp32 holding values exactly representable in the problem's dtype.
 struct Inputs {
