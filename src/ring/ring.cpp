@@ -21,9 +21,16 @@ int prev_rank(const Communicator& c) {
   return (c.rank() + c.size() - 1) % c.size();
 }
 
-// Posts "send mine to rank + 1, receive the next into `incoming` from rank − 1".
-std::pair<Transfer, Transfer> post_shift(const RingContext& ctx, const Tensor& mine,
-                                         Tensor& incoming, int tag) {
+// One hop of the ring: send mine to rank + 1, receive the next block from rank − 1.
+struct Shift {
+  Transfer send, recv;
+  void wait() {
+    recv.wait();
+    send.wait();
+  }
+};
+
+Shift post_shift(const RingContext& ctx, const Tensor& mine, Tensor& incoming, int tag) {
   Transfer recv = post_recv(ctx.comm, incoming.data(), incoming.nbytes(), prev_rank(ctx.comm), tag,
                             ctx.timings);
   Transfer send =
@@ -66,7 +73,7 @@ RingForward ring_forward(const RingContext& ctx, const Tensor& q, Tensor kv) {
   Tensor spare = p > 1 ? Tensor::empty(kv.shape(), kv.dtype(), ctx.alloc) : Tensor();
 
   for (int step = 0; step < p; ++step) {
-    std::pair<Transfer, Transfer> shift;
+    Shift shift;
     if (step + 1 < p) shift = post_shift(ctx, kv, spare, kTagKV);
 
     const Tensor keys = kv_keys(kv), values = kv_values(kv);
@@ -97,8 +104,7 @@ RingForward ring_forward(const RingContext& ctx, const Tensor& q, Tensor kv) {
       });
     }
 
-    shift.second.wait();
-    shift.first.wait();
+    shift.wait();
     if (step + 1 < p) std::swap(kv, spare);
   }
   if (!filled) {
@@ -125,7 +131,7 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
   Transfer dkv_send, dkv_recv;
 
   for (int step = 0; step < p; ++step) {
-    std::pair<Transfer, Transfer> shift;
+    Shift shift;
     if (step + 1 < p) shift = post_shift(ctx, kv, spare, kTagKV);
 
     Tensor& grads = dkv[step % 2];  // dK/dV of block (rank − step) mod p
@@ -163,8 +169,7 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
                            ctx.timings);
     }
 
-    shift.second.wait();
-    shift.first.wait();
+    shift.wait();
     if (step + 1 < p) std::swap(kv, spare);
   }
   if (p > 1) {
