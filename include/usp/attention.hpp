@@ -25,9 +25,9 @@ struct UspConfig {
 
 // Time one rank spent, accumulated over calls since construction or reset_timings().
 struct UspTimings {
-  double compute_s = 0;    // inside kernel calls (forward/backward/merge)
-  double comm_wait_s = 0;  // blocked in Request::wait and collectives
-  double comm_total_s = 0; // from posting each transfer to its completion (overlapped or not)
+  double compute_s = 0;     // inside kernel calls (forward/backward/merge)
+  double comm_wait_s = 0;   // blocked in Request::wait and collectives
+  double comm_total_s = 0;  // from posting each transfer to its completion (overlapped or not)
   std::int64_t bytes_sent = 0;
 };
 

@@ -11,7 +11,9 @@ namespace usp {
 
 enum class DType : std::uint8_t { f32, bf16, f16 };
 
-constexpr std::size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
+constexpr std::size_t dtype_size(DType t) {
+  return t == DType::f32 ? 4 : 2;
+}
 const char* dtype_name(DType t);  // "fp32", "bf16", "fp16"
 // Accepts "fp32"/"f32"/"float32", "bf16"/"bfloat16", "fp16"/"f16"/"float16"; throws Error naming
 // `what` otherwise.

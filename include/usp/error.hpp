@@ -37,12 +37,13 @@ std::string concat(Args&&... args) {
 }  // namespace detail
 
 // Throws Error(invalid_argument) with the streamed message when `cond` is false.
-#define USP_CHECK_ARG(cond, ...)                                                        \
-  do {                                                                                  \
-    if (!(cond))                                                                        \
+#define USP_CHECK_ARG(cond, ...)                                                                  \
+  do {                                                                                            \
+    if (!(cond))                                                                                  \
       throw ::usp::Error(::usp::ErrorKind::invalid_argument, ::usp::detail::concat(__VA_ARGS__)); \
   } while (0)
 
-#define USP_FAIL(kind, ...) throw ::usp::Error(::usp::ErrorKind::kind, ::usp::detail::concat(__VA_ARGS__))
+#define USP_FAIL(kind, ...) \
+  throw ::usp::Error(::usp::ErrorKind::kind, ::usp::detail::concat(__VA_ARGS__))
 
 }  // namespace usp

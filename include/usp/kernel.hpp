@@ -25,8 +25,8 @@ class AttentionKernel {
   // lse [b, h, sq] (fp32, natural log of the sum of exp of scaled scores). A query row that sees
   // no key gets out = 0 and lse = -inf. Outputs may be strided views (last dim contiguous).
   // Causal masks with sq != sk are rejected.
-  virtual void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
-                       Tensor& out, Tensor& lse) = 0;
+  virtual void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                       float scale, Tensor& out, Tensor& lse) = 0;
 
   // Gradients of the block given out/lse of the FULL attention the block belongs to (merged across
   // blocks): P = exp(scale·QKᵀ − lse), D = rowsum(dout ∘ out). dq [b, sq, h, d], dk and dv
@@ -37,8 +37,8 @@ class AttentionKernel {
                         Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) = 0;
 
   // Folds a partial result (out_b, lse_b) into an fp32 accumulator (out, lse) of the same shape,
-  // in the overflow-free form out ← out − σ(lse_b − lse)·(out − out_b), lse ← lse − log σ(lse − lse_b).
-  // Correct when either lse is -inf. Row ranges are expressed by passing slices.
+  // in the overflow-free form out ← out − σ(lse_b − lse)·(out − out_b), lse ← lse − log σ(lse −
+  // lse_b). Correct when either lse is -inf. Row ranges are expressed by passing slices.
   virtual void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) = 0;
 
   // Fills a tensor with zeros / lse with -inf (device-side helpers the algorithms need).

@@ -2,8 +2,8 @@
 //
 // Ring level (ring of P ranks, before the Ulysses split):
 //   basic:  ring rank i holds the contiguous chunk i of P chunks.
-//   zigzag: the sequence is cut into 2P chunks; ring rank i holds chunks i and 2P−1−i (in that order).
-//   stripe: token t goes to ring rank t mod P (local index t / P).
+//   zigzag: the sequence is cut into 2P chunks; ring rank i holds chunks i and 2P−1−i (in that
+//   order). stripe: token t goes to ring rank t mod P (local index t / P).
 // Each ring rank's tokens (in that order) are then cut into u contiguous parts, one per ulysses
 // rank. After the Ulysses all-to-all a rank of ring rank i holds exactly ring rank i's tokens in
 // ring-local order, for a subset of heads.

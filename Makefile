@@ -1,0 +1,39 @@
+# usp developer entry points.
+SHELL := /bin/bash
+
+BUILD_DIR ?= build
+BENCH_ARGS ?=
+FORMAT_DIRS := $(wildcard include src tools tests)
+FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \
+                 -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null | sort)
+
+.PHONY: all deps build test bench format format-check clean
+
+all: build
+
+deps:
+	scripts/install-deps
+
+build: deps
+	scripts/build $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
+
+test:
+	scripts/test
+
+bench: build
+	@if [[ -x $(BUILD_DIR)/bin/usp-bench ]]; then \
+	  echo "+ $(BUILD_DIR)/bin/usp-bench $(BENCH_ARGS)"; \
+	  $(BUILD_DIR)/bin/usp-bench $(BENCH_ARGS); \
+	else \
+	  echo "usp-bench not built yet; running usp-version"; \
+	  $(BUILD_DIR)/bin/usp-version; \
+	fi
+
+format:
+	@files="$(FORMAT_FILES)"; [[ -z "$$files" ]] || clang-format -i $$files
+
+format-check:
+	@files="$(FORMAT_FILES)"; [[ -z "$$files" ]] || clang-format --dry-run --Werror $$files
+
+clean:
+	rm -rf build build-asan build-tsan
