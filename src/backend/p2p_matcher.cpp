@@ -86,6 +86,8 @@ bool P2PMatcher::test(const Handle& h) {
   return !h->error.empty() || !h->done || h->done->test();
 }
 
-void P2PMatcher::notify_all() { cv_.notify_all(); }
+void P2PMatcher::notify_all() {
+  cv_.notify_all();
+}
 
 }  // namespace usp::detail

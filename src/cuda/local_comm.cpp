@@ -65,7 +65,8 @@ class DeviceCopyEngine final : public CopyEngine {
     cudaStream_t st = streams_.at(static_cast<std::size_t>(by_rank));
     auto done = std::make_shared<DeviceCopyDone>();
     for (const Posting* p : {&send, &recv})
-      if (p->token) USP_CUDA_CHECK(cudaStreamWaitEvent(st, static_cast<Event*>(p->token.get())->e, 0));
+      if (p->token)
+        USP_CUDA_CHECK(cudaStreamWaitEvent(st, static_cast<Event*>(p->token.get())->e, 0));
     if (send.bytes > 0)
       USP_CUDA_CHECK(cudaMemcpyAsync(recv.buf, send.buf, send.bytes, cudaMemcpyDeviceToDevice, st));
     USP_CUDA_CHECK(cudaEventRecord(done->done.e, st));
@@ -104,8 +105,11 @@ class CudaLocalCommunicator final : public Communicator {
  public:
   CudaLocalCommunicator(std::unique_ptr<Communicator> owned, Communicator& host,
                         std::shared_ptr<Group> group, std::shared_ptr<AbortFlag> abort, int device)
-      : owned_(std::move(owned)), host_(host), group_(std::move(group)),
-        abort_(std::move(abort)), device_(device) {}
+      : owned_(std::move(owned)),
+        host_(host),
+        group_(std::move(group)),
+        abort_(std::move(abort)),
+        device_(device) {}
 
   int rank() const override { return host_.rank(); }
   int size() const override { return host_.size(); }
@@ -134,6 +138,7 @@ class CudaLocalCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     std::unique_ptr<Communicator> sub = host_.split(color, key);
+    if (sub == nullptr) return nullptr;  // negative color: this rank joins no group
     // Rank 0 of the new group creates its shared state and publishes its address; the others
     // copy the shared_ptr; a barrier later rank 0 drops the publication holder.
     std::shared_ptr<Group>* holder = nullptr;
@@ -205,8 +210,8 @@ void run_local(int world_size, const std::function<void(Communicator&)>& fn,
   USP_CHECK_ARG(world_size >= 1, "cuda::run_local: world_size = ", world_size, " must be >= 1");
   const int n = device_count();
   if (n == 0) throw Error(ErrorKind::unsupported, "backend 'cuda-local' " + unavailable_reason());
-  USP_CHECK_ARG(device >= 0 && device < n, "cuda::run_local: device = ", device,
-                " must be in [0, ", n, ")");
+  USP_CHECK_ARG(device >= 0 && device < n, "cuda::run_local: device = ", device, " must be in [0, ",
+                n, ")");
   auto abort = std::make_shared<AbortFlag>();
   auto world = std::make_shared<Group>(world_size, device, abort);
   usp::run_local(

@@ -6,7 +6,9 @@
 
 namespace usp::cuda {
 
-bool nccl_compiled() { return false; }
+bool nccl_compiled() {
+  return false;
+}
 
 std::unique_ptr<Communicator> nccl_world() {
   USP_FAIL(unsupported,
