@@ -12,7 +12,8 @@ if(NOT USP_HAVE_CUDA)
   endif()
   add_custom_target(usp_cuda_compile_check
     COMMAND ${CMAKE_COMMAND} -E echo "usp_cuda_compile_check: this build has no CUDA (USP_WITH_CUDA=OFF or nvcc not found)"
-    COMMAND ${CMAKE_COMMAND} -E false)
+    COMMAND ${CMAKE_COMMAND} -E false
+    VERBATIM)
   return()
 endif()
 
