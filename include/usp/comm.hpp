@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "usp/memory.hpp"
 
@@ -58,15 +59,22 @@ class Communicator {
   virtual void allgather(const void* send, void* recv, std::size_t bytes) = 0;
   virtual void barrier() = 0;
 
-  // Ranks with the same color form a new communicator, ordered by (key, old rank).
+  // Ranks with the same color form a new communicator, ordered by (key, old rank). Collective over
+  // this communicator. A negative color joins no group: that rank gets nullptr.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
   // Every blocking wait gives up after this long (default 300 s).
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
+  // A short label used in error messages ("world", "sp", "ulysses", "ring"). split() names the
+  // child "<parent>/split"; make_mesh names its sub-communicators.
+  void set_name(std::string n) { name_ = std::move(n); }
+  const std::string& name() const { return name_; }
+
  protected:
   std::chrono::milliseconds timeout_{std::chrono::seconds(300)};
+  std::string name_{"world"};
 };
 
 // Runs world_size ranks as threads of this process, exchanging through shared memory, and joins

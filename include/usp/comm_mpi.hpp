@@ -1,0 +1,49 @@
+// The MPI backend: one rank per process, launched with mpirun. Built when CMake finds MPI
+// (option USP_WITH_MPI); without it every entry point throws Error(unsupported).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "usp/comm.hpp"
+
+namespace usp {
+
+// True when this build of usp contains the MPI backend.
+bool mpi_built();
+
+// Owns MPI for this process: the constructor calls MPI_Init_thread (asking for
+// MPI_THREAD_MULTIPLE; MPI_THREAD_SERIALIZED is the least accepted, with calls then serialized
+// internally) unless MPI is already initialized, and sets MPI_ERRORS_RETURN so that MPI failures
+// become usp::Error. The destructor calls MPI_Finalize; when it runs during stack unwinding it
+// calls MPI_Abort instead, so no other rank is left waiting for this one.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+  // A duplicate of MPI_COMM_WORLD named "world".
+  Communicator& world() { return *world_; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // "MPI_THREAD_MULTIPLE" or "MPI_THREAD_SERIALIZED": what the library provided.
+  const std::string& thread_level() const { return thread_level_; }
+
+  // Prints "usp: rank R: <message>" (the prefix once) to stderr and ends every rank of the job with
+  // exit_code (MPI_Abort). For failures the other ranks may not see (a dead peer, an exception).
+  [[noreturn]] void abort(int exit_code, const std::string& message);
+
+ private:
+  std::unique_ptr<Communicator> world_;
+  int rank_ = 0;
+  int size_ = 1;
+  bool finalize_ = false;
+  std::string thread_level_;
+};
+
+// A new communicator over a duplicate of MPI_COMM_WORLD; MPI must be initialized (MpiSession).
+std::unique_ptr<Communicator> make_mpi_communicator();
+
+}  // namespace usp

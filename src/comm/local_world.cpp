@@ -1,0 +1,189 @@
+// Message matching for the local backend. Payloads are copied outside the mailbox lock: a
+// receive or slot is claimed under the lock, filled without it, then marked complete under it.
+#include "comm/local_world.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "usp/error.hpp"
+
+namespace usp::detail {
+
+LocalWorld::LocalWorld(int size) {
+  boxes_.reserve(static_cast<std::size_t>(size));
+  for (int i = 0; i < size; ++i) boxes_.push_back(std::make_unique<Mailbox>());
+}
+
+void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes) {
+  Mailbox& mb = box(dst);
+  std::unique_lock lk(mb.m);
+  if (aborted()) {
+    lk.unlock();
+    throw_aborted(self);
+  }
+  auto it = std::find_if(mb.posted.begin(), mb.posted.end(),
+                         [&](const std::shared_ptr<RecvOp>& op) { return op->key == key; });
+  if (it != mb.posted.end()) {
+    std::shared_ptr<RecvOp> op = *it;
+    mb.posted.erase(it);
+    if (op->bytes != bytes) {
+      op->state = RecvOp::State::failed;
+      op->message_bytes = bytes;
+      mb.cv.notify_all();
+      return;
+    }
+    op->state = RecvOp::State::claimed;
+    lk.unlock();
+    if (bytes) std::memcpy(op->buf, buf, bytes);
+    lk.lock();
+    op->state = RecvOp::State::done;
+    mb.cv.notify_all();
+    return;
+  }
+  auto slot = std::make_shared<Slot>();
+  slot->key = key;
+  slot->bytes = bytes;
+  if (bytes) slot->data.reset(new char[bytes]);
+  mb.unexpected.push_back(slot);
+  lk.unlock();
+  if (bytes) std::memcpy(slot->data.get(), buf, bytes);
+  lk.lock();
+  slot->ready = true;
+  mb.cv.notify_all();
+}
+
+void LocalWorld::copy_slot(RecvOp& op) {
+  if (op.bytes) std::memcpy(op.buf, op.slot->data.get(), op.bytes);
+  op.slot.reset();
+  op.state = RecvOp::State::done;
+}
+
+std::shared_ptr<RecvOp> LocalWorld::post_recv(int self, const MatchKey& key, void* buf,
+                                              std::size_t bytes) {
+  auto op = std::make_shared<RecvOp>();
+  op->key = key;
+  op->owner = self;
+  op->buf = buf;
+  op->bytes = bytes;
+  Mailbox& mb = box(self);
+  std::unique_lock lk(mb.m);
+  if (aborted()) {
+    lk.unlock();
+    throw_aborted(self);
+  }
+  auto it = std::find_if(mb.unexpected.begin(), mb.unexpected.end(),
+                         [&](const std::shared_ptr<Slot>& s) { return s->key == key; });
+  if (it == mb.unexpected.end()) {
+    mb.posted.push_back(op);
+    return op;
+  }
+  std::shared_ptr<Slot> slot = *it;
+  mb.unexpected.erase(it);
+  if (slot->bytes != bytes) {
+    op->state = RecvOp::State::failed;
+    op->message_bytes = slot->bytes;
+    return op;
+  }
+  op->slot = std::move(slot);
+  op->state = RecvOp::State::awaiting_slot;
+  if (op->slot->ready) {
+    lk.unlock();
+    copy_slot(*op);  // the op is not shared with any sender any more
+  }
+  return op;
+}
+
+void LocalWorld::wait(RecvOp& op, std::chrono::steady_clock::time_point deadline,
+                      const OpInfo& info) {
+  using State = RecvOp::State;
+  Mailbox& mb = box(op.owner);
+  std::unique_lock lk(mb.m);
+  auto complete = [&] {
+    return op.state == State::done || op.state == State::failed ||
+           (op.state == State::awaiting_slot && op.slot->ready);
+  };
+  mb.cv.wait_until(lk, deadline, [&] { return complete() || aborted(); });
+  if (op.state == State::claimed)  // a sender is copying into the buffer: let it finish
+    mb.cv.wait(lk, [&] { return op.state == State::done; });
+  if (op.state == State::awaiting_slot && op.slot->ready) {
+    lk.unlock();
+    copy_slot(op);
+    return;
+  }
+  if (op.state == State::done) return;
+  if (op.state == State::failed)
+    USP_FAIL(comm, "rank ", info.self_world, ": ", describe(info), ": the receive expects ",
+             op.bytes, " bytes but the message has ", op.message_bytes, " (sizes must match)");
+  if (op.state == State::cancelled)
+    USP_FAIL(internal, "rank ", info.self_world, ": ", describe(info), " was cancelled");
+  // Not complete: withdraw the receive so its buffer is never written after we return.
+  if (op.state == State::posted) {
+    auto it = std::find_if(mb.posted.begin(), mb.posted.end(),
+                           [&](const std::shared_ptr<RecvOp>& p) { return p.get() == &op; });
+    if (it != mb.posted.end()) mb.posted.erase(it);
+  }
+  op.state = State::cancelled;
+  op.slot.reset();
+  lk.unlock();
+  if (aborted()) throw_aborted(info.self_world);
+  throw Error(ErrorKind::timeout, timeout_message(info));
+}
+
+bool LocalWorld::test(RecvOp& op, int self) {
+  using State = RecvOp::State;
+  Mailbox& mb = box(op.owner);
+  std::unique_lock lk(mb.m);
+  bool complete = op.state == State::done || op.state == State::failed ||
+                  op.state == State::cancelled ||
+                  (op.state == State::awaiting_slot && op.slot->ready);
+  if (!complete && aborted()) {
+    lk.unlock();
+    throw_aborted(self);
+  }
+  return complete;
+}
+
+void LocalWorld::cancel(RecvOp& op) {
+  using State = RecvOp::State;
+  Mailbox& mb = box(op.owner);
+  std::unique_lock lk(mb.m);
+  if (op.state == State::claimed) mb.cv.wait(lk, [&] { return op.state == State::done; });
+  if (op.state == State::posted) {
+    auto it = std::find_if(mb.posted.begin(), mb.posted.end(),
+                           [&](const std::shared_ptr<RecvOp>& p) { return p.get() == &op; });
+    if (it != mb.posted.end()) mb.posted.erase(it);
+  }
+  if (op.state != State::done && op.state != State::failed) {
+    op.state = State::cancelled;
+    op.slot.reset();
+  }
+}
+
+void LocalWorld::abort(int rank, const std::string& message) {
+  {
+    std::lock_guard g(abort_m_);
+    if (aborted()) return;
+    abort_rank_ = rank;
+    abort_msg_ = message;
+    aborted_.store(true, std::memory_order_release);
+  }
+  // Taking each lock orders the flag before any waiter's next predicate check.
+  for (auto& b : boxes_) {
+    std::lock_guard g(b->m);
+    b->cv.notify_all();
+  }
+}
+
+void LocalWorld::throw_aborted(int self) const {
+  std::lock_guard g(abort_m_);
+  USP_FAIL(comm, "rank ", self, ": aborted because rank ", abort_rank_, " failed: ", abort_msg_);
+}
+
+std::uint64_t LocalWorld::child_id(std::uint64_t parent, std::uint64_t seq, int color) {
+  std::lock_guard g(ids_m_);
+  auto [it, inserted] = ids_.try_emplace(std::make_tuple(parent, seq, color), next_id_);
+  if (inserted) ++next_id_;
+  return it->second;
+}
+
+}  // namespace usp::detail

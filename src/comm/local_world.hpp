@@ -1,0 +1,96 @@
+// Shared state of the local backend: one mailbox per rank thread, message matching, and the abort
+// flag that wakes every waiter when a rank fails.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "comm/wait_info.hpp"
+
+namespace usp::detail {
+
+// Messages match on (communicator id, sender's world rank, tag), in order of sending.
+struct MatchKey {
+  std::uint64_t comm = 0;
+  int src = 0;
+  int tag = 0;
+  bool operator==(const MatchKey&) const = default;
+};
+
+// A message that arrived before its receive was posted; the sender fills it outside the lock.
+struct Slot {
+  MatchKey key;
+  std::unique_ptr<char[]> data;
+  std::size_t bytes = 0;
+  bool ready = false;  // payload fully copied (guarded by the mailbox mutex)
+};
+
+// A receive. State transitions happen under the owner's mailbox mutex.
+struct RecvOp {
+  enum class State { posted, claimed, awaiting_slot, done, failed, cancelled };
+  MatchKey key;
+  int owner = 0;  // world rank whose mailbox holds it
+  void* buf = nullptr;
+  std::size_t bytes = 0;
+  State state = State::posted;
+  std::size_t message_bytes = 0;  // set when failed on a size mismatch
+  std::shared_ptr<Slot> slot;     // awaiting_slot: the message still being filled
+};
+
+class LocalWorld {
+ public:
+  explicit LocalWorld(int size);
+  int size() const { return static_cast<int>(boxes_.size()); }
+
+  // Eager send from `self` to `dst`: one copy, into a posted matching receive or a new mailbox
+  // slot. Never waits for the receiver. Throws the abort error once the world is aborted.
+  void send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes);
+  // Posts a receive in `self`'s mailbox; takes a waiting message if one matches.
+  std::shared_ptr<RecvOp> post_recv(int self, const MatchKey& key, void* buf, std::size_t bytes);
+  // Blocks until the receive completes or `deadline`; throws Error(timeout) / Error(comm).
+  void wait(RecvOp& op, std::chrono::steady_clock::time_point deadline, const OpInfo& info);
+  // True when wait() would return at once; throws the abort error if aborted first.
+  bool test(RecvOp& op, int self);
+  // Withdraws an unfinished receive so its buffer is no longer written (waits out a copy in
+  // progress). No-op for a completed one.
+  void cancel(RecvOp& op);
+
+  // Marks the world failed by `rank` and wakes every waiter. The first call wins.
+  void abort(int rank, const std::string& message);
+  bool aborted() const { return aborted_.load(std::memory_order_acquire); }
+  [[noreturn]] void throw_aborted(int self) const;
+
+  // The id of the child communicator for (parent, split number, color); the same for every rank.
+  std::uint64_t child_id(std::uint64_t parent, std::uint64_t seq, int color);
+
+ private:
+  struct Mailbox {
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::shared_ptr<Slot>> unexpected;
+    std::deque<std::shared_ptr<RecvOp>> posted;
+  };
+  static void copy_slot(RecvOp& op);
+  Mailbox& box(int rank) { return *boxes_[static_cast<std::size_t>(rank)]; }
+
+  std::vector<std::unique_ptr<Mailbox>> boxes_;
+  std::atomic<bool> aborted_{false};
+  mutable std::mutex abort_m_;
+  int abort_rank_ = -1;
+  std::string abort_msg_;
+  std::mutex ids_m_;
+  std::map<std::tuple<std::uint64_t, std::uint64_t, int>, std::uint64_t> ids_;
+  std::uint64_t next_id_ = 1;  // 0 is the world
+};
+
+}  // namespace usp::detail
