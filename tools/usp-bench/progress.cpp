@@ -31,7 +31,10 @@ void Progress::start(std::size_t step, const std::string& what) {
   double done = 0;
   for (std::size_t i = 0; i < step && i < costs_.size(); ++i) done += costs_[i];
   std::string left = "?";
-  if (done > 0 && total_ > 0) left = "~" + duration(elapsed * (total_ - done) / done);
+  if (done > 0 && total_ > 0) {
+    left = "~";
+    left += duration(elapsed * (total_ - done) / done);
+  }
   std::fprintf(stderr, "%susp-bench: %zu/%zu %s | elapsed %s | left %s%s",
                terminal_ ? "\r\033[K" : "", step + 1, costs_.size(), what.c_str(),
                duration(elapsed).c_str(), left.c_str(), terminal_ ? "" : "\n");
