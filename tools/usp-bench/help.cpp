@@ -34,7 +34,7 @@ Problem:
   --seed N             seed of the generated data (default 1234)
 Measurement:
   --warmup N           untimed iterations per row before the timed loop (default 1)
-  --iters N            timed iterations per row (default 3)
+  --iters N            timed iterations per row (default 2)
   --backend NAME       local: the ranks are threads of this process (the only backend so far)
   --threads N          kernel threads per rank. Default max(1, cores / ranks), so that
                        ranks × threads ≤ cores; with --threads the product may exceed the cores.

@@ -37,7 +37,7 @@ struct Options {
   bool scaled_lengths = false;  // lengths are this machine's defaults, not the seed's
   Problem problem;
   int warmup = 1;
-  int iters = 3;
+  int iters = 2;
   std::string backend = "local";
   int threads = 0;  // per rank; 0 = max(1, cores / ranks of the row)
   int world = 0;    // 0 = each row's u·r
