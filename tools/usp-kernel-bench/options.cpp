@@ -163,6 +163,8 @@ QKᵀ product (M = s, K = d, N = 512). The faster of the two is the reference ra
   ratio            = attention GFLOPS / matmul GFLOPS
 Times are medians over --repeats, each the mean of --iters calls after --warmup calls.
 oneDNN 2.6 has no f16 matmul on most CPUs; fp16 storage is then compared with --fp16-ref.
+The defaults are the issue's problem (K/V larger than the caches; ~20-40 min for all cases on 2
+cores). Smaller --batch-size/--nheads keep K/V cache-resident and flatter the kernel.
 
 Usage: usp-kernel-bench [flags]
   --head-size LIST   head sizes d, comma-separated            (default 16,64,128)
