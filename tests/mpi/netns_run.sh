@@ -32,7 +32,7 @@ skip() {
 [[ $EUID -eq 0 ]] || skip "network namespaces need root"
 command -v ip >/dev/null || skip "the 'ip' tool (iproute2) is not installed"
 command -v mpirun >/dev/null || skip "mpirun is not on PATH"
-mpirun --version 2>&1 | grep -q "Open MPI" || skip "this test drives Open MPI's mpirun (found: $(mpirun --version 2>&1 | head -1))"
+mpirun --version 2>&1 | grep -qE "Open MPI|OpenRTE" || skip "this test drives Open MPI's mpirun (found: $(mpirun --version 2>&1 | head -1))"
 
 # Names unique to this run (interface names must stay under 16 characters).
 id=$(( $$ % 100000 ))
