@@ -1,0 +1,60 @@
+#include "kernel/cpu/cpu_kernel.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "usp/error.hpp"
+
+namespace usp {
+
+namespace cpu {
+
+namespace {
+
+void check_host(const Tensor& t, const char* name) {
+  USP_CHECK_ARG(t.device() == Device::host, name, ": device ", device_name(t.device()),
+                ", the CPU kernel needs host tensors");
+}
+
+void check_scale(float scale) {
+  USP_CHECK_ARG(std::isfinite(scale) && scale > 0.0f,
+                "scale must be a positive finite number, got ", scale);
+}
+
+}  // namespace
+
+CpuKernel::CpuKernel(int threads, const TileOps& ops) : pool_(threads), ops_(ops) {
+  scratch_.reserve(static_cast<std::size_t>(pool_.size()));
+  for (int i = 0; i < pool_.size(); ++i) scratch_.push_back(std::make_unique<Scratch>());
+}
+
+std::string CpuKernel::name() const {
+  return std::string("cpu (") + ops_.isa + ", " + std::to_string(pool_.size()) + " threads)";
+}
+
+void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                        float scale, Tensor& out, Tensor& lse) {
+  check_forward_args(q, k, v, mask, out, lse);
+  check_host(q, "q");
+  check_scale(scale);
+  run_forward(make_problem(q, k, mask, scale), ops_, pool_, scratch_, q, k, v, out, lse);
+}
+
+void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                         const Tensor& lse, const Tensor& dout, MaskMode mask, float scale,
+                         Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) {
+  check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
+  check_host(q, "q");
+  check_scale(scale);
+  run_backward(make_problem(q, k, mask, scale), ops_, pool_, scratch_, q, k, v, out, lse, dout, dq,
+               dk, dv, accumulate);
+}
+
+}  // namespace cpu
+
+std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads) {
+  USP_CHECK_ARG(threads >= 0, "threads must be >= 0 (0 = hardware concurrency), got ", threads);
+  return std::make_unique<cpu::CpuKernel>(threads, cpu::best_tile_ops());
+}
+
+}  // namespace usp

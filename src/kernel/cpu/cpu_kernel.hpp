@@ -1,0 +1,119 @@
+// The CPU AttentionKernel: a thread pool, per-worker scratch tiles and the passes that use them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernel/cpu/tile_ops.hpp"
+#include "kernel/cpu/tiling.hpp"
+#include "usp/kernel.hpp"
+#include "util/thread_pool.hpp"
+
+namespace usp::cpu {
+
+// Packed fp32 tiles of one worker (64-byte aligned).
+struct Scratch {
+  Scratch();
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  float* q;      // [kBr][kMaxD]  query rows
+  float* dout;   // [kBr][kMaxD]  output-gradient rows
+  float* kt;     // [kMaxD][kBc]  keys, transposed
+  float* vt;     // [kMaxD][kBc]  values, transposed
+  float* kv;     // [kBc][kMaxD]  keys or values, row-major
+  float* s;      // [kBr][kBc]    scores, then probabilities
+  float* dp;     // [kBr][kBc]    dout·vᵀ
+  float* t0;     // [kBc][kBr]    transposed probabilities
+  float* t1;     // [kBc][kBr]    transposed score gradients
+  float* acc;    // [kBr][kMaxD]  output or dq accumulator
+  float* dk;     // [kBc][kMaxD]  dk accumulator
+  float* dv;     // [kBc][kMaxD]  dv accumulator
+  float* row_m;  // [kBr]
+  float* row_l;  // [kBr]
+  float* row_a;  // [kBr]
+  float* row_b;  // [kBr]
+  float* line;   // [kMaxD]
+
+ private:
+  float* base_;
+};
+
+// Element addressing of a [b, s, h, d] or [b, h, s] host tensor.
+struct View {
+  char* base;
+  std::int64_t s0, s1, s2;  // byte strides of the first three dims
+  DType dtype;
+  explicit View(const Tensor& t);
+  void* at(std::int64_t i0, std::int64_t i1, std::int64_t i2) const {
+    return base + i0 * s0 + i1 * s1 + i2 * s2;
+  }
+};
+
+struct Problem {
+  std::int64_t b, sq, sk, h, hkv, d;
+  int dpad;  // d rounded up to kVec
+  MaskMode mask;
+  float scale;
+  std::int64_t group() const { return h / hkv; }
+  std::int64_t q_tiles() const { return (sq + kBr - 1) / kBr; }
+  std::int64_t k_tiles() const { return (sk + kBc - 1) / kBc; }
+  // Key range [0, end) any query of rows [i0, i1) may see.
+  std::int64_t key_end(std::int64_t i1) const;
+  // First query row that sees key j0 or later.
+  std::int64_t first_query(std::int64_t j0) const;
+  // Whether the tile (rows from i0, keys from j0..j1) needs per-element masking.
+  bool tile_needs_mask(std::int64_t i0, std::int64_t j1) const;
+};
+
+Problem make_problem(const Tensor& q, const Tensor& k, MaskMode mask, float scale);
+
+class CpuKernel final : public AttentionKernel {
+ public:
+  CpuKernel(int threads, const TileOps& ops);
+  Device device() const override { return Device::host; }
+  std::string name() const override;
+
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
+               Tensor& out, Tensor& lse) override;
+  void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                const Tensor& lse, const Tensor& dout, MaskMode mask, float scale, Tensor& dq,
+                Tensor& dk, Tensor& dv, bool accumulate) override;
+  void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) override;
+  void fill_zero(Tensor& t) override;
+  void fill_neg_inf(Tensor& t) override;
+  void copy(const Tensor& src, Tensor& dst) override;
+  void add(const Tensor& src, Tensor& dst) override;
+
+ private:
+  detail::ThreadPool pool_;
+  const TileOps& ops_;
+  std::vector<std::unique_ptr<Scratch>> scratch_;  // one per worker
+};
+
+// Passes (forward.cpp, backward.cpp).
+void run_forward(const Problem& p, const TileOps& ops, detail::ThreadPool& pool,
+                 std::vector<std::unique_ptr<Scratch>>& scratch, const Tensor& q, const Tensor& k,
+                 const Tensor& v, Tensor& out, Tensor& lse);
+void run_backward(const Problem& p, const TileOps& ops, detail::ThreadPool& pool,
+                  std::vector<std::unique_ptr<Scratch>>& scratch, const Tensor& q, const Tensor& k,
+                  const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout,
+                  Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate);
+
+// Tile packing shared by the passes (pack.cpp).
+// rows [r0, r0 + n) of head `head` in batch b → dst[n][ld] fp32, columns [d, ld) and rows
+// [n, n_pad) zeroed.
+void pack_rows(const TileOps& ops, const View& t, std::int64_t b, std::int64_t r0, int n,
+               std::int64_t head, int d, float* dst, int ld, int n_pad);
+// Same rows transposed: dst[c][r] for c < d, r < n; columns [n, n_pad) zeroed.
+void pack_cols(const TileOps& ops, const View& t, std::int64_t b, std::int64_t r0, int n,
+               std::int64_t head, int d, float* dst, int ld, int n_pad, float* line);
+// Sets s[r][j] = -inf where key j0 + j is hidden from query i0 + r or j >= n_valid.
+void apply_mask(const Problem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
+                int n_pad, float* s, int ld);
+// dst[r][c] = src[c][r] for r < rows, c < cols.
+void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd);
+
+}  // namespace usp::cpu

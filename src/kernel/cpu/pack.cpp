@@ -1,0 +1,152 @@
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "kernel/cpu/cpu_kernel.hpp"
+#include "usp/error.hpp"
+
+namespace usp::cpu {
+
+Scratch::Scratch() {
+  constexpr std::size_t kTile = static_cast<std::size_t>(kBr) * kMaxD;  // == kBc * kMaxD
+  static_assert(kBr == kBc, "scratch layout assumes square tiles");
+  constexpr std::size_t kSmall = static_cast<std::size_t>(kBr) * kBc;
+  constexpr std::size_t kTotal = 8 * kTile + 4 * kSmall + 4 * kBr + kMaxD;
+  base_ = static_cast<float*>(std::aligned_alloc(64, kTotal * sizeof(float)));
+  if (base_ == nullptr) USP_FAIL(internal, "cpu kernel: out of memory for scratch tiles");
+  float* p = base_;
+  auto take = [&p](std::size_t n) {
+    float* r = p;
+    p += n;
+    return r;
+  };
+  q = take(kTile);
+  dout = take(kTile);
+  kt = take(kTile);
+  vt = take(kTile);
+  kv = take(kTile);
+  acc = take(kTile);
+  dk = take(kTile);
+  dv = take(kTile);
+  s = take(kSmall);
+  dp = take(kSmall);
+  t0 = take(kSmall);
+  t1 = take(kSmall);
+  row_m = take(kBr);
+  row_l = take(kBr);
+  row_a = take(kBr);
+  row_b = take(kBr);
+  line = take(kMaxD);
+  std::memset(base_, 0, kTotal * sizeof(float));
+}
+
+Scratch::~Scratch() { std::free(base_); }
+
+View::View(const Tensor& t)
+    : base(static_cast<char*>(t.data())),
+      s0(t.stride(0) * static_cast<std::int64_t>(dtype_size(t.dtype()))),
+      s1(t.dim() > 1 ? t.stride(1) * static_cast<std::int64_t>(dtype_size(t.dtype())) : 0),
+      s2(t.dim() > 2 ? t.stride(2) * static_cast<std::int64_t>(dtype_size(t.dtype())) : 0),
+      dtype(t.dtype()) {}
+
+std::int64_t Problem::key_end(std::int64_t i1) const {
+  switch (mask) {
+    case MaskMode::none:
+      return sk;
+    case MaskMode::causal:
+      return std::min(sk, i1);
+    case MaskMode::causal_strict:
+      return std::min(sk, i1 - 1);
+  }
+  return sk;
+}
+
+std::int64_t Problem::first_query(std::int64_t j0) const {
+  switch (mask) {
+    case MaskMode::none:
+      return 0;
+    case MaskMode::causal:
+      return j0;
+    case MaskMode::causal_strict:
+      return j0 + 1;
+  }
+  return 0;
+}
+
+bool Problem::tile_needs_mask(std::int64_t i0, std::int64_t j1) const {
+  switch (mask) {
+    case MaskMode::none:
+      return false;
+    case MaskMode::causal:
+      return j1 - 1 > i0;
+    case MaskMode::causal_strict:
+      return j1 - 1 >= i0;
+  }
+  return true;
+}
+
+Problem make_problem(const Tensor& q, const Tensor& k, MaskMode mask, float scale) {
+  Problem p{};
+  p.b = q.size(0);
+  p.sq = q.size(1);
+  p.h = q.size(2);
+  p.d = q.size(3);
+  p.sk = k.size(1);
+  p.hkv = k.size(2);
+  p.dpad = pad_vec(static_cast<int>(p.d));
+  p.mask = mask;
+  p.scale = scale;
+  return p;
+}
+
+void pack_rows(const TileOps& ops, const View& t, std::int64_t b, std::int64_t r0, int n,
+               std::int64_t head, int d, float* dst, int ld, int n_pad) {
+  for (int r = 0; r < n; ++r) {
+    float* row = dst + static_cast<long>(r) * ld;
+    ops.load_row(t.at(b, r0 + r, head), t.dtype, row, d);
+    std::fill(row + d, row + ld, 0.0f);
+  }
+  for (int r = n; r < n_pad; ++r)
+    std::fill(dst + static_cast<long>(r) * ld, dst + static_cast<long>(r + 1) * ld, 0.0f);
+}
+
+void pack_cols(const TileOps& ops, const View& t, std::int64_t b, std::int64_t r0, int n,
+               std::int64_t head, int d, float* dst, int ld, int n_pad, float* line) {
+  for (int r = 0; r < n; ++r) {
+    ops.load_row(t.at(b, r0 + r, head), t.dtype, line, d);
+    for (int c = 0; c < d; ++c) dst[static_cast<long>(c) * ld + r] = line[c];
+  }
+  if (n < n_pad)
+    for (int c = 0; c < d; ++c)
+      std::fill(dst + static_cast<long>(c) * ld + n, dst + static_cast<long>(c) * ld + n_pad, 0.0f);
+}
+
+void apply_mask(const Problem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
+                int n_pad, float* s, int ld) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < rows; ++r) {
+    float* row = s + static_cast<long>(r) * ld;
+    int end = n_valid;  // keys [0, end) of the tile visible to this row
+    if (p.mask != MaskMode::none) {
+      const std::int64_t i = i0 + r;
+      const std::int64_t last = p.mask == MaskMode::causal ? i : i - 1;  // last visible key
+      end = static_cast<int>(std::clamp<std::int64_t>(last - j0 + 1, 0, n_valid));
+    }
+    std::fill(row + end, row + n_pad, kNegInf);
+  }
+}
+
+void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd) {
+  // dst[r][c] = src[c][r]; small blocks keep both sides in cache lines.
+  constexpr int kB = 16;
+  for (int c0 = 0; c0 < cols; c0 += kB)
+    for (int r0 = 0; r0 < rows; r0 += kB) {
+      const int c1 = std::min(cols, c0 + kB), r1 = std::min(rows, r0 + kB);
+      for (int c = c0; c < c1; ++c)
+        for (int r = r0; r < r1; ++r)
+          dst[static_cast<long>(r) * ldd + c] = src[static_cast<long>(c) * lds + r];
+    }
+}
+
+}  // namespace usp::cpu

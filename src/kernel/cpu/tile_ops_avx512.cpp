@@ -1,0 +1,205 @@
+// AVX-512 inner loops: a register-blocked micro-GEMM (up to 6 rows × 64 columns of accumulators)
+// and vectorized exp2 / row reductions. Compiled for the generic target and entered only after a
+// run-time CPU check.
+#include "kernel/cpu/tile_ops.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define USP_HAVE_AVX512_OPS 1
+// GCC 12 reports its own intrinsics' self-initialized placeholders as uninitialized when they are
+// inlined into target-attributed functions; nothing here reads uninitialized data.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#else
+#define USP_HAVE_AVX512_OPS 0
+#endif
+
+namespace usp::cpu {
+
+#if USP_HAVE_AVX512_OPS
+
+#define USP_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace {
+
+template <int R, int NV>
+USP_AVX512 inline void gemm_block(int K, const float* A, int lda, const float* B, int ldb, float* C,
+                                  int ldc, bool accumulate) {
+  __m512 c[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      c[r][v] = accumulate ? _mm512_loadu_ps(C + r * ldc + 16 * v) : _mm512_setzero_ps();
+  for (int k = 0; k < K; ++k) {
+    __m512 b[NV];
+    const float* bk = B + static_cast<long>(k) * ldb;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bk + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+}
+
+constexpr int kRows = 6;  // accumulator rows per block (6 × 4 zmm accumulators)
+
+template <int NV>
+USP_AVX512 void gemm_strip(int M, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                           int ldc, bool accumulate) {
+  int i = 0;
+  for (; i + kRows <= M; i += kRows)
+    gemm_block<kRows, NV>(K, A + static_cast<long>(i) * lda, lda, B, ldb,
+                          C + static_cast<long>(i) * ldc, ldc, accumulate);
+  const float* a = A + static_cast<long>(i) * lda;
+  float* c = C + static_cast<long>(i) * ldc;
+  switch (M - i) {
+    case 5:
+      gemm_block<5, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      break;
+    case 4:
+      gemm_block<4, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      break;
+    case 3:
+      gemm_block<3, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      break;
+    case 2:
+      gemm_block<2, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      break;
+    case 1:
+      gemm_block<1, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      break;
+    default:
+      break;
+  }
+}
+
+USP_AVX512 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                     float* C, int ldc, bool accumulate) {
+  for (int j = 0; j < N; j += 64) {
+    const int nv = (N - j) >= 64 ? 4 : (N - j) / 16;
+    switch (nv) {
+      case 4:
+        gemm_strip<4>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        break;
+      case 3:
+        gemm_strip<3>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        break;
+      case 2:
+        gemm_strip<2>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        break;
+      default:
+        gemm_strip<1>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        break;
+    }
+  }
+}
+
+// 2^x for x in fp32: x = n + f with n integer and |f| <= 1/2, 2^f by its degree-7 Taylor
+// polynomial (truncation error < 1e-8 relative), 2^n applied by scalef. Inputs below -150 give 0,
+// NaN stays NaN.
+USP_AVX512 inline __m512 exp2_ps(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x);  // NaN in x is returned as x
+  x = _mm512_min_ps(_mm512_set1_ps(128.0f), x);
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(1.525273380405984e-05f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381608e-04f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+USP_AVX512 float row_max(const float* x, int n) {
+  __m512 m = _mm512_set1_ps(-__builtin_inff());
+  for (int j = 0; j < n; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + j));
+  return _mm512_reduce_max_ps(m);
+}
+
+USP_AVX512 float exp2_row(float* x, int n, float c, float sub) {
+  const __m512 vc = _mm512_set1_ps(c);
+  const __m512 vs = _mm512_set1_ps(-sub);
+  __m512 s = _mm512_setzero_ps();
+  for (int j = 0; j < n; j += 16) {
+    const __m512 e = exp2_ps(_mm512_fmadd_ps(vc, _mm512_loadu_ps(x + j), vs));
+    _mm512_storeu_ps(x + j, e);
+    s = _mm512_add_ps(s, e);
+  }
+  return _mm512_reduce_add_ps(s);
+}
+
+USP_AVX512 void scale_row(float* x, int n, float a) {
+  const __m512 va = _mm512_set1_ps(a);
+  for (int j = 0; j < n; j += 16)
+    _mm512_storeu_ps(x + j, _mm512_mul_ps(va, _mm512_loadu_ps(x + j)));
+}
+
+USP_AVX512 void ds_row(const float* p, float* dp, int n, float D) {
+  const __m512 vd = _mm512_set1_ps(D);
+  for (int j = 0; j < n; j += 16) {
+    const __m512 v = _mm512_sub_ps(_mm512_loadu_ps(dp + j), vd);
+    _mm512_storeu_ps(dp + j, _mm512_mul_ps(_mm512_loadu_ps(p + j), v));
+  }
+}
+
+USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
+  int j = 0;
+  switch (t) {
+    case DType::f32: {
+      const float* s = static_cast<const float*>(src);
+      for (; j + 16 <= n; j += 16) _mm512_storeu_ps(dst + j, _mm512_loadu_ps(s + j));
+      for (; j < n; ++j) dst[j] = s[j];
+      return;
+    }
+    case DType::bf16: {
+      const std::uint16_t* s = static_cast<const std::uint16_t*>(src);
+      for (; j + 16 <= n; j += 16) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + j));
+        const __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+        _mm512_storeu_ps(dst + j, _mm512_castsi512_ps(w));
+      }
+      for (; j < n; ++j) dst[j] = bf16_to_f32(s[j]);
+      return;
+    }
+    case DType::f16: {
+      const std::uint16_t* s = static_cast<const std::uint16_t*>(src);
+      for (; j + 16 <= n; j += 16) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + j));
+        _mm512_storeu_ps(dst + j, _mm512_cvtph_ps(h));
+      }
+      for (; j < n; ++j) dst[j] = f16_to_f32(s[j]);
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+const TileOps* avx512_tile_ops() {
+  static const TileOps ops{"avx512", gemm, row_max, exp2_row, scale_row, ds_row, load_row};
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("fma");
+  return ok ? &ops : nullptr;
+}
+
+#else
+
+const TileOps* avx512_tile_ops() { return nullptr; }
+
+#endif
+
+}  // namespace usp::cpu

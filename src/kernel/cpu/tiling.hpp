@@ -1,0 +1,16 @@
+// Tile sizes of the CPU attention kernel, in one place.
+#pragma once
+
+namespace usp::cpu {
+
+inline constexpr int kBr = 64;     // query rows per tile
+inline constexpr int kBc = 64;     // keys per tile
+inline constexpr int kVec = 16;    // packed fp32 widths are padded to a multiple of this
+inline constexpr int kMaxD = 256;  // largest head size
+
+// n rounded up to a multiple of kVec.
+constexpr int pad_vec(int n) { return (n + kVec - 1) / kVec * kVec; }
+
+static_assert(kBr % kVec == 0 && kBc % kVec == 0 && kMaxD % kVec == 0);
+
+}  // namespace usp::cpu

@@ -1,0 +1,55 @@
+// A small persistent thread pool: parallel_for(n, fn) runs fn(task, worker) for task in [0, n)
+// with tasks handed out dynamically. The calling thread works as worker 0, so a pool of one
+// thread runs everything inline. Calls from several threads are serialized; a parallel_for issued
+// from inside a task runs inline as the calling worker.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace usp::detail {
+
+class ThreadPool {
+ public:
+  // threads <= 0: hardware concurrency.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return size_; }
+
+  // Runs fn(task, worker) for every task in [0, n); worker is in [0, size()). Blocks until all
+  // tasks are done. The first exception a task throws is rethrown here (remaining tasks are
+  // skipped).
+  void parallel_for(std::size_t n, const std::function<void(std::size_t, int)>& fn);
+
+ private:
+  void worker_loop(int worker);
+  void run_tasks(int worker);
+
+  int size_;
+  std::vector<std::thread> threads_;
+  std::mutex run_mutex_;  // serializes parallel_for calls
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::uint64_t generation_ = 0;
+  bool stop_ = false;
+  int busy_ = 0;  // helper threads still working on the current generation
+
+  const std::function<void(std::size_t, int)>* fn_ = nullptr;
+  std::size_t n_ = 0;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;  // guarded by mutex_
+};
+
+}  // namespace usp::detail

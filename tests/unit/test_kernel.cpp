@@ -1,0 +1,453 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <tuple>
+
+#include "kernel_test_util.hpp"
+#include "usp/error.hpp"
+#include "usp/kernel.hpp"
+
+namespace usp {
+namespace {
+
+using test::Problem;
+
+// --- every mask × GQA/MHA × d × dtype, over odd sizes -------------------------------------------
+
+using Param = std::tuple<MaskMode, bool, int, DType>;
+
+class KernelVsReference : public ::testing::TestWithParam<Param> {
+ protected:
+  static AttentionKernel& kernel() {
+    static auto k = make_cpu_kernel(2);
+    return *k;
+  }
+};
+
+TEST_P(KernelVsReference, OddSizes) {
+  const auto [mask, gqa, d, dtype] = GetParam();
+  std::vector<std::pair<int, int>> sizes;
+  if (mask == MaskMode::none) {
+    for (int sq : {1, 7, 129})
+      for (int sk : {1, 7, 129}) sizes.emplace_back(sq, sk);
+    sizes.insert(sizes.end(), {{1000, 1}, {1, 1000}, {1000, 7}, {7, 1000}});
+  } else {
+    sizes = {{1, 1}, {7, 7}, {129, 129}};
+  }
+  for (const auto& [sq, sk] : sizes) {
+    Problem p;
+    p.b = 2;
+    p.sq = sq;
+    p.sk = sk;
+    p.h = 4;
+    p.hkv = gqa ? 2 : 4;
+    p.d = d;
+    p.mask = mask;
+    p.dtype = dtype;
+    test::expect_matches_reference(kernel(), p);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModes, KernelVsReference,
+                         ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
+                                                              MaskMode::causal_strict),
+                                            ::testing::Bool(), ::testing::Values(16, 64, 128),
+                                            ::testing::Values(DType::f32, DType::bf16, DType::f16)),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return std::string(mask_name(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) ? "_gqa" : "_mha") + "_d" +
+                                  std::to_string(std::get<2>(info.param)) + "_" +
+                                  dtype_name(std::get<3>(info.param));
+                         });
+
+// --- the 1000-token sizes with both sides long
+// -----------------------------------------------------
+
+struct LargeCase {
+  int sq, sk, d;
+  MaskMode mask;
+  bool gqa;
+  DType dtype;
+};
+
+class KernelLarge : public ::testing::TestWithParam<LargeCase> {};
+
+TEST_P(KernelLarge, MatchesReference) {
+  const LargeCase c = GetParam();
+  auto kernel = make_cpu_kernel(2);
+  Problem p;
+  p.b = 1;
+  p.sq = c.sq;
+  p.sk = c.sk;
+  p.h = 2;
+  p.hkv = c.gqa ? 1 : 2;
+  p.d = c.d;
+  p.mask = c.mask;
+  p.dtype = c.dtype;
+  test::expect_matches_reference(*kernel, p);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sizes, KernelLarge,
+    ::testing::Values(LargeCase{1000, 1000, 128, MaskMode::none, true, DType::f32},
+                      LargeCase{1000, 1000, 128, MaskMode::causal, true, DType::f32},
+                      LargeCase{1000, 1000, 128, MaskMode::causal_strict, false, DType::f32},
+                      LargeCase{1000, 1000, 16, MaskMode::causal, false, DType::f32},
+                      LargeCase{1000, 1000, 64, MaskMode::none, false, DType::bf16},
+                      LargeCase{1000, 1000, 64, MaskMode::causal, true, DType::f16},
+                      LargeCase{129, 1000, 64, MaskMode::none, true, DType::f32},
+                      LargeCase{1000, 129, 16, MaskMode::none, false, DType::f16}));
+
+// --- special rows and values
+// ------------------------------------------------------------------------
+
+TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
+  auto kernel = make_cpu_kernel(2);
+  std::mt19937 rng(test::fresh_seed());
+  Problem p;
+  p.b = 2;
+  p.sq = p.sk = 70;
+  p.h = 2;
+  p.hkv = 1;
+  p.d = 32;
+  p.mask = MaskMode::causal_strict;
+  const auto in = test::make_inputs(p, rng);
+  Tensor out = test::filled({2, 70, 2, 32}, 7.0f), lse = test::filled({2, 2, 70}, 7.0f);
+  kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
+  Tensor dq = test::filled({2, 70, 2, 32}, 7.0f);
+  Tensor dk = test::filled({2, 70, 1, 32}, 7.0f), dv = test::filled({2, 70, 1, 32}, 7.0f);
+  kernel->backward(in.q, in.k, in.v, out, lse, in.dout, p.mask, in.scale, dq, dk, dv, false);
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t h = 0; h < 2; ++h) {
+      EXPECT_EQ(*static_cast<float*>(lse.ptr({b, h, 0})), -std::numeric_limits<float>::infinity());
+      EXPECT_TRUE(std::isfinite(*static_cast<float*>(lse.ptr({b, h, 1}))));
+      for (std::int64_t c = 0; c < 32; ++c) {
+        EXPECT_EQ(*static_cast<float*>(out.ptr({b, 0, h, c})), 0.0f);
+        EXPECT_EQ(*static_cast<float*>(dq.ptr({b, 0, h, c})), 0.0f);
+      }
+    }
+  // The last key is visible to no query: its gradients are zero.
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t c = 0; c < 32; ++c) {
+      EXPECT_EQ(*static_cast<float*>(dk.ptr({b, 69, 0, c})), 0.0f);
+      EXPECT_EQ(*static_cast<float*>(dv.ptr({b, 69, 0, c})), 0.0f);
+    }
+  EXPECT_TRUE(test::all_finite_or_neg_inf(out));
+  EXPECT_TRUE(test::all_finite_or_neg_inf(dq));
+  const auto ref = reference::forward(in.q, in.k, in.v, p.mask, in.scale);
+  EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
+}
+
+TEST(KernelMasked, SingleTokenStrictSeesNothing) {
+  auto kernel = make_cpu_kernel(1);
+  std::mt19937 rng(test::fresh_seed());
+  Problem p;
+  p.b = 1;
+  p.h = 4;
+  p.hkv = 2;
+  p.d = 16;
+  p.mask = MaskMode::causal_strict;
+  const auto in = test::make_inputs(p, rng);
+  Tensor out = test::filled({1, 1, 4, 16}, 3.0f), lse = test::filled({1, 4, 1}, 3.0f);
+  kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
+  for (double x : to_doubles(out)) EXPECT_EQ(x, 0.0);
+  for (double x : to_doubles(lse)) EXPECT_EQ(x, -std::numeric_limits<double>::infinity());
+  Tensor dq = test::filled({1, 1, 4, 16}, 3.0f);
+  Tensor dk = test::filled({1, 1, 2, 16}, 3.0f), dv = test::filled({1, 1, 2, 16}, 3.0f);
+  kernel->backward(in.q, in.k, in.v, out, lse, in.dout, p.mask, in.scale, dq, dk, dv, false);
+  for (const Tensor* g : {&dq, &dk, &dv})
+    for (double x : to_doubles(*g)) EXPECT_EQ(x, 0.0);
+}
+
+TEST(KernelLogits, MagnitudeThousandDoesNotOverflow) {
+  auto kernel = make_cpu_kernel(2);
+  const std::uint32_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const std::int64_t s = 150, d = 64;
+  Tensor q = test::random_tensor({1, s, 2, d}, DType::f32, rng, 12.0f);
+  Tensor k = test::random_tensor({1, s, 2, d}, DType::f32, rng, 12.0f);
+  Tensor v = test::random_tensor({1, s, 2, d}, DType::f32, rng);
+  Tensor dout = test::random_tensor({1, s, 2, d}, DType::f32, rng);
+  const float scale = 1.0f;
+  // Make the logits large: the biggest |q·k| must reach ~1e3.
+  double max_logit = 0;
+  const auto qd = to_doubles(q), kd = to_doubles(k);
+  for (std::int64_t i = 0; i < s; ++i)
+    for (std::int64_t j = 0; j < s; ++j) {
+      double acc = 0;
+      for (std::int64_t c = 0; c < d; ++c) acc += qd[(i * 2) * d + c] * kd[(j * 2) * d + c];
+      max_logit = std::max(max_logit, std::fabs(acc));
+    }
+  ASSERT_GE(max_logit, 1000.0);
+  for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
+    Tensor out = Tensor::empty({1, s, 2, d}, DType::f32),
+           lse = Tensor::empty({1, 2, s}, DType::f32);
+    kernel->forward(q, k, v, mask, scale, out, lse);
+    ASSERT_TRUE(test::all_finite_or_neg_inf(out));
+    ASSERT_TRUE(test::all_finite_or_neg_inf(lse));
+    const auto ref = reference::forward(q, k, v, mask, scale);
+    EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-4);
+    EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
+    Tensor dq = Tensor::empty({1, s, 2, d}, DType::f32),
+           dk = Tensor::empty({1, s, 2, d}, DType::f32),
+           dv = Tensor::empty({1, s, 2, d}, DType::f32);
+    kernel->backward(q, k, v, out, lse, dout, mask, scale, dq, dk, dv, false);
+    ASSERT_TRUE(test::all_finite_or_neg_inf(dq));
+    ASSERT_TRUE(test::all_finite_or_neg_inf(dk));
+    ASSERT_TRUE(test::all_finite_or_neg_inf(dv));
+    const auto g = reference::backward(q, k, v, dout, mask, scale);
+    // Near one-hot softmax: dv is well conditioned, dq/dk carry the 1e3-scale scores' rounding.
+    EXPECT_LE(relative_error(to_doubles(dv), g.dv), 1e-4);
+    EXPECT_LE(relative_error(to_doubles(dq), g.dq), 1e-2);
+    EXPECT_LE(relative_error(to_doubles(dk), g.dk), 1e-2);
+  }
+}
+
+// --- accumulate, strided views, determinism, the portable path ---------------------------------
+
+TEST(KernelBackward, AccumulateAdds) {
+  auto kernel = make_cpu_kernel(2);
+  std::mt19937 rng(test::fresh_seed());
+  Problem p;
+  p.b = 1;
+  p.sq = p.sk = 100;
+  p.h = 4;
+  p.hkv = 2;
+  p.d = 64;
+  p.mask = MaskMode::causal;
+  const auto in = test::make_inputs(p, rng);
+  Tensor out = Tensor::empty({1, 100, 4, 64}, DType::f32),
+         lse = Tensor::empty({1, 4, 100}, DType::f32);
+  kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
+  Tensor dq = Tensor::empty({1, 100, 4, 64}, DType::f32),
+         dk = Tensor::empty({1, 100, 2, 64}, DType::f32),
+         dv = Tensor::empty({1, 100, 2, 64}, DType::f32);
+  kernel->backward(in.q, in.k, in.v, out, lse, in.dout, p.mask, in.scale, dq, dk, dv, false);
+  Tensor aq = test::random_tensor(dq.shape(), DType::f32, rng);
+  Tensor ak = test::random_tensor(dk.shape(), DType::f32, rng);
+  Tensor av = test::random_tensor(dv.shape(), DType::f32, rng);
+  const auto q0 = to_doubles(aq), k0 = to_doubles(ak), v0 = to_doubles(av);
+  kernel->backward(in.q, in.k, in.v, out, lse, in.dout, p.mask, in.scale, aq, ak, av, true);
+  const auto check = [](const Tensor& acc, const std::vector<double>& before, const Tensor& grad) {
+    const auto a = to_doubles(acc), g = to_doubles(grad);
+    for (std::size_t i = 0; i < a.size(); ++i)
+      ASSERT_EQ(static_cast<float>(a[i]), static_cast<float>(before[i]) + static_cast<float>(g[i]))
+          << i;
+  };
+  check(aq, q0, dq);
+  check(ak, k0, dk);
+  check(av, v0, dv);
+}
+
+TEST(KernelStrided, SlicedInputsAndOutputs) {
+  auto kernel = make_cpu_kernel(2);
+  const std::uint32_t seed = test::fresh_seed();
+  SCOPED_TRACE("seed=" + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const std::int64_t b = 2, s = 90, h = 4, hkv = 2, d = 48;
+  // q/k/v/dout live inside larger tensors: a window of the sequence and of the heads.
+  Tensor qb = test::random_tensor({b, s + 10, h + 2, d}, DType::bf16, rng);
+  Tensor kb = test::random_tensor({b, s + 5, hkv + 1, d}, DType::bf16, rng);
+  Tensor vb = test::random_tensor({b, s + 5, hkv + 1, d}, DType::bf16, rng);
+  Tensor db = test::random_tensor({b, s + 10, h + 2, d}, DType::bf16, rng);
+  Tensor q = qb.slice(1, 3, s).slice(2, 1, h), k = kb.slice(1, 5, s).slice(2, 1, hkv);
+  Tensor v = vb.slice(1, 0, s).slice(2, 0, hkv), dout = db.slice(1, 10, s).slice(2, 2, h);
+  ASSERT_FALSE(q.is_contiguous());
+  Tensor outb = Tensor::zeros({b, s + 4, h + 1, d + 8}, DType::f32);
+  Tensor out = outb.slice(1, 2, s).slice(2, 1, h).slice(3, 8, d);
+  Tensor lseb = Tensor::zeros({b, h, s + 7}, DType::f32);
+  Tensor lse = lseb.slice(2, 7, s);
+  kernel->forward(q, k, v, MaskMode::causal, 0.2f, out, lse);
+  const auto ref = reference::forward(q, k, v, MaskMode::causal, 0.2f);
+  EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
+  EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
+  // Untouched surroundings stay zero.
+  EXPECT_EQ(*static_cast<float*>(outb.ptr({0, 0, 0, 0})), 0.0f);
+  EXPECT_EQ(*static_cast<float*>(outb.ptr({1, 3, 2, 7})), 0.0f);
+  EXPECT_EQ(*static_cast<float*>(lseb.ptr({1, 3, 6})), 0.0f);
+
+  Tensor gq = Tensor::zeros({b, s + 1, h + 3, d}, DType::f32);
+  Tensor gk = Tensor::zeros({b, s + 2, hkv + 2, d}, DType::f32);
+  Tensor gv = Tensor::zeros({b, s, hkv + 1, d}, DType::f32);
+  Tensor dq = gq.slice(1, 1, s).slice(2, 3, h), dk = gk.slice(1, 2, s).slice(2, 2, hkv);
+  Tensor dv = gv.slice(2, 1, hkv);
+  kernel->backward(q, k, v, out, lse, dout, MaskMode::causal, 0.2f, dq, dk, dv, false);
+  const auto g = reference::backward(q, k, v, dout, MaskMode::causal, 0.2f);
+  EXPECT_LE(relative_error(to_doubles(dq), g.dq), 1e-4);
+  EXPECT_LE(relative_error(to_doubles(dk), g.dk), 1e-4);
+  EXPECT_LE(relative_error(to_doubles(dv), g.dv), 1e-4);
+  EXPECT_EQ(*static_cast<float*>(gq.ptr({0, 0, 0, 0})), 0.0f);
+  EXPECT_EQ(*static_cast<float*>(gk.ptr({1, 1, 1, 5})), 0.0f);
+}
+
+TEST(KernelThreads, OneAndThreeThreadsAgreeBitwise) {
+  auto k1 = make_cpu_kernel(1);
+  auto k3 = make_cpu_kernel(3);
+  std::mt19937 rng(test::fresh_seed());
+  for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
+    Problem p;
+    p.b = 2;
+    p.sq = p.sk = 300;
+    p.h = 4;
+    p.hkv = 2;
+    p.d = 64;
+    p.mask = mask;
+    const auto in = test::make_inputs(p, rng);
+    Tensor out[2], lse[2], dq[2], dk[2], dv[2];
+    AttentionKernel* ks[2] = {k1.get(), k3.get()};
+    for (int i = 0; i < 2; ++i) {
+      out[i] = Tensor::empty({2, 300, 4, 64}, DType::f32);
+      lse[i] = Tensor::empty({2, 4, 300}, DType::f32);
+      dq[i] = Tensor::empty({2, 300, 4, 64}, DType::f32);
+      dk[i] = Tensor::empty({2, 300, 2, 64}, DType::f32);
+      dv[i] = Tensor::empty({2, 300, 2, 64}, DType::f32);
+      ks[i]->forward(in.q, in.k, in.v, mask, in.scale, out[i], lse[i]);
+      ks[i]->backward(in.q, in.k, in.v, out[i], lse[i], in.dout, mask, in.scale, dq[i], dk[i],
+                      dv[i], false);
+    }
+    EXPECT_TRUE(test::bitwise_equal(out[0], out[1]));
+    EXPECT_TRUE(test::bitwise_equal(lse[0], lse[1]));
+    EXPECT_TRUE(test::bitwise_equal(dq[0], dq[1]));
+    EXPECT_TRUE(test::bitwise_equal(dk[0], dk[1]));
+    EXPECT_TRUE(test::bitwise_equal(dv[0], dv[1]));
+  }
+}
+
+TEST(KernelPortable, GenericPathMatchesReference) {
+  ::setenv("USP_CPU_ISA", "generic", 1);
+  auto kernel = make_cpu_kernel(2);
+  ::unsetenv("USP_CPU_ISA");
+  EXPECT_NE(kernel->name().find("generic"), std::string::npos) << kernel->name();
+  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
+    for (DType dt : {DType::f32, DType::f16}) {
+      Problem p;
+      p.b = 1;
+      p.sq = 129;
+      p.sk = mask == MaskMode::none ? 70 : 129;
+      p.h = 4;
+      p.hkv = 2;
+      p.d = 24;
+      p.mask = mask;
+      p.dtype = dt;
+      test::expect_matches_reference(*kernel, p);
+    }
+}
+
+TEST(KernelInfo, NameAndDevice) {
+  auto kernel = make_cpu_kernel(3);
+  EXPECT_EQ(kernel->device(), Device::host);
+  EXPECT_NE(kernel->name().find("3 threads"), std::string::npos) << kernel->name();
+}
+
+// --- bad arguments
+// ----------------------------------------------------------------------------------
+
+std::string forward_error(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                          Tensor out, Tensor lse, float scale = 0.125f) {
+  auto kernel = make_cpu_kernel(1);
+  try {
+    kernel->forward(q, k, v, mask, scale, out, lse);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(KernelArgs, ForwardRejectsBadArguments) {
+  using T = Tensor;
+  const auto f32 = DType::f32;
+  T q = T::zeros({1, 8, 4, 64}, f32), k = T::zeros({1, 8, 2, 64}, f32),
+    v = T::zeros({1, 8, 2, 64}, f32);
+  T out = T::zeros({1, 8, 4, 64}, f32), lse = T::zeros({1, 4, 8}, f32);
+  EXPECT_EQ(forward_error(q, k, v, MaskMode::causal, out, lse), "<no error>");
+
+  auto has = [](const std::string& msg, const std::string& part) {
+    EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected: " << part;
+  };
+  has(forward_error(T::zeros({8, 4, 64}, f32), k, v, MaskMode::none, out, lse),
+      "q: expected 4 dims [b, sq, h, d], got [8, 4, 64]");
+  has(forward_error(T::zeros({1, 8, 16, 64}, f32), T::zeros({1, 8, 3, 64}, f32),
+                    T::zeros({1, 8, 3, 64}, f32), MaskMode::none, T::zeros({1, 8, 16, 64}, f32),
+                    T::zeros({1, 16, 8}, f32)),
+      "h (16) must be a multiple of hkv (3)");
+  has(forward_error(T::zeros({1, 8, 4, 300}, f32), T::zeros({1, 8, 2, 300}, f32),
+                    T::zeros({1, 8, 2, 300}, f32), MaskMode::none, T::zeros({1, 8, 4, 300}, f32),
+                    lse),
+      "head size d = 300 exceeds the maximum 256");
+  has(forward_error(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
+                    T::zeros({1, 9, 2, 64}, f32), MaskMode::causal, T::zeros({1, 7, 4, 64}, f32),
+                    T::zeros({1, 4, 7}, f32)),
+      "mask causal needs sq == sk, got sq = 7, sk = 9");
+  has(forward_error(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
+                    T::zeros({1, 9, 2, 64}, f32), MaskMode::causal_strict,
+                    T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 4, 7}, f32)),
+      "mask causal_strict needs sq == sk, got sq = 7, sk = 9");
+  has(forward_error(q, T::zeros({1, 8, 2, 64}, DType::f16), v, MaskMode::none, out, lse),
+      "k: dtype fp16 must equal q's dtype fp32");
+  has(forward_error(q, k, T::zeros({1, 8, 2, 64}, DType::bf16), MaskMode::none, out, lse),
+      "v: dtype bf16 must equal q's dtype fp32");
+  has(forward_error(q, k, T::zeros({1, 9, 2, 64}, f32), MaskMode::none, out, lse),
+      "v: shape [1, 9, 2, 64] must equal k's shape [1, 8, 2, 64]");
+  has(forward_error(q, T::zeros({2, 8, 2, 64}, f32), T::zeros({2, 8, 2, 64}, f32), MaskMode::none,
+                    out, lse),
+      "k: batch 2 must equal q's batch b = 1");
+  has(forward_error(q, T::zeros({1, 8, 2, 32}, f32), T::zeros({1, 8, 2, 32}, f32), MaskMode::none,
+                    out, lse),
+      "k: head size 32 must equal q's head size d = 64");
+  has(forward_error(q, k, v, MaskMode::none, T::zeros({1, 8, 4, 32}, f32), lse),
+      "out: expected shape [b, sq, h, d] = [1, 8, 4, 64], got [1, 8, 4, 32]");
+  has(forward_error(q, k, v, MaskMode::none, out, T::zeros({1, 4, 8}, DType::bf16)),
+      "lse: must be fp32, got bf16");
+  has(forward_error(q, k, v, MaskMode::none, out, T::zeros({1, 8, 4}, f32)),
+      "lse: expected shape [b, h, sq] = [1, 4, 8], got [1, 8, 4]");
+  has(forward_error(q, k, v, MaskMode::none, out, lse, 0.0f),
+      "scale must be a positive finite number");
+  has(forward_error(q, k, v, MaskMode::none, out, Tensor()), "lse: tensor is undefined");
+  has(forward_error(q, k, v, MaskMode::none, out,
+                    T::wrap(lse.data(), {1, 4, 8}, f32, Device::cuda)),
+      "lse: device cuda differs from q's device host");
+}
+
+TEST(KernelArgs, BackwardRejectsBadArguments) {
+  using T = Tensor;
+  const auto f32 = DType::f32;
+  T q = T::zeros({1, 8, 4, 64}, f32), k = T::zeros({1, 8, 2, 64}, f32),
+    v = T::zeros({1, 8, 2, 64}, f32);
+  T out = T::zeros({1, 8, 4, 64}, f32), lse = T::zeros({1, 4, 8}, f32),
+    dout = T::zeros({1, 8, 4, 64}, f32);
+  T dq = T::zeros({1, 8, 4, 64}, f32), dk = T::zeros({1, 8, 2, 64}, f32),
+    dv = T::zeros({1, 8, 2, 64}, f32);
+  auto kernel = make_cpu_kernel(1);
+  auto err = [&](T dout_, T dq_, T dk_, T dv_) -> std::string {
+    try {
+      kernel->backward(q, k, v, out, lse, dout_, MaskMode::none, 0.125f, dq_, dk_, dv_, false);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "<no error>";
+  };
+  EXPECT_EQ(err(dout, dq, dk, dv), "<no error>");
+  auto has = [](const std::string& msg, const std::string& part) {
+    EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected: " << part;
+  };
+  has(err(T::zeros({1, 8, 4, 32}, f32), dq, dk, dv),
+      "dout: expected shape [b, sq, h, d] = [1, 8, 4, 64], got [1, 8, 4, 32]");
+  has(err(dout, T::zeros({1, 8, 4, 64}, DType::bf16), dk, dv), "dq: must be fp32, got bf16");
+  has(err(dout, dq, T::zeros({1, 8, 2, 64}, DType::f16), dv), "dk: must be fp32, got fp16");
+  has(err(dout, dq, dk, T::zeros({1, 8, 4, 64}, f32)),
+      "dv: expected shape [b, sk, hkv, d] = [1, 8, 2, 64], got [1, 8, 4, 64]");
+}
+
+TEST(KernelArgs, ThreadCount) {
+  try {
+    make_cpu_kernel(-1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("threads must be >= 0"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace usp

@@ -1,0 +1,104 @@
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "usp/memory.hpp"
+#include "usp/tensor.hpp"
+
+namespace usp {
+namespace {
+
+TEST(MemoryAllocator, CurrentPeakAndReset) {
+  HostAllocator a;
+  EXPECT_EQ(a.device(), Device::host);
+  EXPECT_EQ(a.stats().current, 0u);
+  void* p = a.allocate(1000);
+  void* q = a.allocate(500);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(q) % 64, 0u);
+  EXPECT_EQ(a.stats().current, 1500u);
+  EXPECT_EQ(a.stats().peak, 1500u);
+  EXPECT_EQ(a.stats().allocations, 2u);
+  a.deallocate(p, 1000);
+  EXPECT_EQ(a.stats().current, 500u);
+  EXPECT_EQ(a.stats().peak, 1500u);
+  a.reset_peak();
+  EXPECT_EQ(a.stats().peak, 500u);
+  void* r = a.allocate(200);
+  EXPECT_EQ(a.stats().peak, 700u);
+  a.deallocate(q, 500);
+  a.deallocate(r, 200);
+  EXPECT_EQ(a.stats().current, 0u);
+  EXPECT_EQ(a.stats().peak, 700u);
+  EXPECT_EQ(a.stats().allocations, 3u);
+}
+
+TEST(MemoryAllocator, TwoAllocatorsAreIndependent) {
+  HostAllocator a, b;
+  void* p = a.allocate(4096);
+  EXPECT_EQ(a.stats().current, 4096u);
+  EXPECT_EQ(b.stats().current, 0u);
+  EXPECT_EQ(b.stats().peak, 0u);
+  {
+    Tensor t = Tensor::empty({2, 3, 4, 5}, DType::bf16, b);
+    EXPECT_EQ(b.stats().current, 2u * 3 * 4 * 5 * 2);
+    EXPECT_EQ(a.stats().current, 4096u);
+  }
+  EXPECT_EQ(b.stats().current, 0u);
+  EXPECT_EQ(b.stats().peak, 240u);
+  a.deallocate(p, 4096);
+}
+
+TEST(MemoryAllocator, ZeroBytesAndDefault) {
+  HostAllocator a;
+  void* p = a.allocate(0);
+  EXPECT_NE(p, nullptr);
+  a.deallocate(p, 0);
+  EXPECT_EQ(a.stats().current, 0u);
+  EXPECT_EQ(&default_host_allocator(), &default_host_allocator());
+  EXPECT_STREQ(device_name(Device::host), "host");
+  EXPECT_STREQ(device_name(Device::cuda), "cuda");
+}
+
+TEST(MemoryAllocator, ConcurrentAccountingIsExact) {
+  HostAllocator a;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&a, t] {
+      for (int i = 0; i < 500; ++i) {
+        const std::size_t n = 64u * static_cast<std::size_t>(t + 1);
+        void* p = a.allocate(n);
+        a.deallocate(p, n);
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(a.stats().current, 0u);
+  EXPECT_EQ(a.stats().allocations, 2000u);
+  EXPECT_GE(a.stats().peak, 256u);
+  EXPECT_LE(a.stats().peak, 64u * (1 + 2 + 3 + 4));
+}
+
+TEST(MemoryBuffer, ReturnsItselfToItsAllocator) {
+  HostAllocator a;
+  {
+    Buffer b(a, 123);
+    EXPECT_EQ(b.bytes(), 123u);
+    EXPECT_EQ(&b.allocator(), &a);
+    EXPECT_NE(b.data(), nullptr);
+    EXPECT_EQ(a.stats().current, 123u);
+  }
+  EXPECT_EQ(a.stats().current, 0u);
+  {
+    Tensor t = Tensor::zeros({10, 10}, DType::f32, a);
+    Tensor view = t.slice(0, 2, 3);  // a view keeps the storage alive
+    t = Tensor();
+    EXPECT_EQ(a.stats().current, 400u);
+    EXPECT_EQ(*static_cast<float*>(view.ptr({0, 0})), 0.0f);
+  }
+  EXPECT_EQ(a.stats().current, 0u);
+}
+
+}  // namespace
+}  // namespace usp
