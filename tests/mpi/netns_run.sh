@@ -89,7 +89,7 @@ timeout "$limit" ip netns exec "$ns_a" mpirun --allow-run-as-root \
   -np $((2 * per_host)) --hostfile "$tmp/hosts" \
   -x USP_EXPECT_NET_NAMESPACES \
   --mca plm_rsh_agent "$tmp/agent" \
-  --mca btl self,tcp --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
+  --mca mpi_yield_when_idle 1 --mca btl self,tcp --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
   "$@"
 rc=$?
 set -e
