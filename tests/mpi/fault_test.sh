@@ -53,6 +53,29 @@ case $mode in
     done
     grep -q "MPI_ABORT" "$out" && fail "the job was aborted instead of every rank exiting 2"
     ;;
+  usp-ok)
+    [[ $rc -eq 0 ]] || fail "exit status $rc, expected 0"
+    expect_text "usp_mpi_fault: usp-ok finished"
+    ;;
+  usp-kill)
+    [[ $rc -ne 0 ]] || fail "exit status 0 after a rank was killed"
+    ((elapsed < 30)) || fail "took ${elapsed}s (limit 30 s)"
+    expect_text "rank 2.*(signal 9|Killed)"
+    ;;
+  usp-mismatch)
+    [[ $rc -eq 2 ]] || fail "exit status $rc, expected 2"
+    for r in 0 1 2 3; do
+      expect_text "usp: rank $r: configuration mismatch across ranks: rank 3 has causal"
+    done
+    grep -q "MPI_ABORT" "$out" && fail "the job was aborted instead of every rank exiting 2"
+    ;;
+  usp-badworld)
+    [[ $rc -eq 2 ]] || fail "exit status $rc, expected 2"
+    for r in 0 1 2 3; do
+      expect_text "usp: rank $r: world size 4 != data 1 × ulysses 3 × ring 1 = 3"
+    done
+    grep -q "MPI_ABORT" "$out" && fail "the job was aborted instead of every rank exiting 2"
+    ;;
   *)
     fail "unknown mode $mode"
     ;;
