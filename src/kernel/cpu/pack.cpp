@@ -35,9 +35,13 @@ Scratch::Scratch() {
   std::memset(base_, 0, kTotal * sizeof(float));
 }
 
-Scratch::~Scratch() { std::free(base_); }
+Scratch::~Scratch() {
+  std::free(base_);
+}
 
-FloatBuffer::~FloatBuffer() { std::free(data_); }
+FloatBuffer::~FloatBuffer() {
+  std::free(data_);
+}
 
 float* FloatBuffer::get(std::size_t n) {
   if (n > size_) {

@@ -198,7 +198,9 @@ const TileOps* avx512_tile_ops() {
 
 #else
 
-const TileOps* avx512_tile_ops() { return nullptr; }
+const TileOps* avx512_tile_ops() {
+  return nullptr;
+}
 
 #endif
 
