@@ -157,10 +157,8 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
               const float* dop = base + L.dout + r0 * dp;
               probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0, rows,
                               ktile, vtile, j0, n, np);
-              transpose(w.s, kBc, n, rows, w.t0, kBr);   // Pᵀ
-              transpose(w.dp, kBc, n, rows, w.t1, kBr);  // dSᵀ
-              ops.gemm(n, dp, rows, w.t0, kBr, dop, dp, w.dv, dp, true);
-              ops.gemm(n, dp, rows, w.t1, kBr, qp, dp, w.dk, dp, true);
+              ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, w.dv, dp, true);  // dv += Pᵀ·dout
+              ops.gemm_tn(n, dp, rows, w.dp, kBc, qp, dp, w.dk, dp, true);  // dk += dSᵀ·q
             }
           }
           for (int j = 0; j < n; ++j) {

@@ -22,8 +22,6 @@ struct Scratch {
   float* q;      // [kBr][kMaxD]  query rows (forward)
   float* s;      // [kBr][kBc]    scores, then probabilities
   float* dp;     // [kBr][kBc]    dout·vᵀ, then score gradients
-  float* t0;     // [kBc][kBr]    transposed probabilities
-  float* t1;     // [kBc][kBr]    transposed score gradients
   float* acc;    // [kBr][kMaxD]  output or dq accumulator
   float* dk;     // [kBc][kMaxD]  dk accumulator
   float* dv;     // [kBc][kMaxD]  dv accumulator
@@ -138,7 +136,5 @@ void pack_cols(const TileOps& ops, const View& t, std::int64_t b, std::int64_t r
 // Sets s[r][j] = -inf where key j0 + j is hidden from query i0 + r or j >= n_valid.
 void apply_mask(const Problem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
                 int n_pad, float* s, int ld);
-// dst[r][c] = src[c][r] for r < rows, c < cols.
-void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd);
 
 }  // namespace usp::cpu

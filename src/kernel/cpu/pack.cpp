@@ -12,7 +12,7 @@ Scratch::Scratch() {
   constexpr std::size_t kTile = static_cast<std::size_t>(kBr) * kMaxD;
   constexpr std::size_t kKeyTile = static_cast<std::size_t>(kBc) * kMaxD;
   constexpr std::size_t kSmall = static_cast<std::size_t>(kBr) * kBc;
-  constexpr std::size_t kTotal = 2 * kTile + 2 * kKeyTile + 4 * kSmall + 2 * kBr + kMaxD;
+  constexpr std::size_t kTotal = 2 * kTile + 2 * kKeyTile + 2 * kSmall + 2 * kBr + kMaxD;
   base_ = static_cast<float*>(std::aligned_alloc(64, kTotal * sizeof(float)));
   if (base_ == nullptr) USP_FAIL(internal, "cpu kernel: out of memory for scratch tiles");
   float* p = base_;
@@ -27,8 +27,6 @@ Scratch::Scratch() {
   dv = take(kKeyTile);
   s = take(kSmall);
   dp = take(kSmall);
-  t0 = take(kSmall);
-  t1 = take(kSmall);
   row_m = take(kBr);
   row_l = take(kBr);
   line = take(kMaxD);
@@ -168,18 +166,6 @@ void apply_mask(const Problem& p, std::int64_t i0, int rows, std::int64_t j0, in
     }
     std::fill(row + end, row + n_pad, kNegInf);
   }
-}
-
-void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd) {
-  // dst[r][c] = src[c][r]; small blocks keep both sides in cache lines.
-  constexpr int kB = 16;
-  for (int c0 = 0; c0 < cols; c0 += kB)
-    for (int r0 = 0; r0 < rows; r0 += kB) {
-      const int c1 = std::min(cols, c0 + kB), r1 = std::min(rows, r0 + kB);
-      for (int c = c0; c < c1; ++c)
-        for (int r = r0; r < r1; ++r)
-          dst[static_cast<long>(r) * ldd + c] = src[static_cast<long>(c) * lds + r];
-    }
 }
 
 }  // namespace usp::cpu
