@@ -48,7 +48,7 @@ TEST_P(KernelVsReference, OddSizes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModes, KernelVsReference,
+INSTANTIATE_TEST_SUITE_P(Kernel, KernelVsReference,
                          ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
                                                               MaskMode::causal_strict),
                                             ::testing::Bool(), ::testing::Values(16, 64, 128),
@@ -88,7 +88,7 @@ TEST_P(KernelLarge, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Sizes, KernelLarge,
+    Kernel, KernelLarge,
     ::testing::Values(LargeCase{1000, 1000, 128, MaskMode::none, true, DType::f32},
                       LargeCase{1000, 1000, 128, MaskMode::causal, true, DType::f32},
                       LargeCase{1000, 1000, 128, MaskMode::causal_strict, false, DType::f32},
