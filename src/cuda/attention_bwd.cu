@@ -1,0 +1,351 @@
+// Block-attention backward on tensor cores, deterministic (no float atomics):
+//   1. delta = rowsum(dout ∘ out) per query row (one warp per row);
+//   2. dK, dV: each block owns 64 keys of one (batch, kv head) and loops over the query heads of
+//      its group and over the query tiles, recomputing P = exp2(S·scale·log2e − lse·log2e);
+//   3. dQ: each block owns 64 query rows of one (batch, head) and loops over the key tiles.
+// Per warp: Sᵀ/dPᵀ (or S/dP) 16 × 64 in fp32 scratch, P and dS as 16-bit WMMA operands, dK/dV/dQ
+// in fp32 fragments. Nothing of size sq × sk reaches global memory.
+#include "attention_common.cuh"
+
+namespace usp::cuda::detail {
+namespace {
+
+__global__ void delta_kernel(AttnArgs a, std::int64_t rows) {
+  const int lane = threadIdx.x % 32;
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (std::int64_t row =
+           blockIdx.x * static_cast<std::int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+       row < rows; row += warps) {
+    const std::int64_t i = row % a.sq, h = (row / a.sq) % a.heads, b = row / (a.sq * a.heads);
+    const std::int64_t od = b * a.dout_str[0] + i * a.dout_str[1] + h * a.dout_str[2];
+    const std::int64_t oo = b * a.out_str[0] + i * a.out_str[1] + h * a.out_str[2];
+    float s = 0.0f;
+    for (int c = lane; c < a.head_dim; c += 32)
+      s += load_f32(a.dout, od + c, a.dtype) * load_f32(a.out, oo + c, a.out_dtype);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) a.delta[row] = s;  // row = (b·h + head)·sq + i
+  }
+}
+
+// Per-warp scratch of both backward kernels: two fp32 16 × kLdS tiles and two 16-bit 16 × kLdP.
+constexpr int kScrF = align128(16 * kLdS * 4);
+constexpr int kScrT = align128(16 * kLdP * 2);
+constexpr int kWarpBytes = 2 * kScrF + 2 * kScrT;
+
+template <int D>
+struct BwdSmem {
+  static constexpr int kTile = align128(kTileN * Pitch<D>::kT * 2);
+  static constexpr int kOffB = kTile;                             // second 64-row tile
+  static constexpr int kOffWarp = 2 * kTile;                      // kWarps × kWarpBytes
+  static constexpr int kOffVec = kOffWarp + kWarps * kWarpBytes;  // 2 × 64 floats
+  static constexpr int kTotal = kOffVec + align128(2 * kTileN * 4);
+  static_assert(2 * kTileM * Pitch<D>::kT * 2 <= kWarps * kWarpBytes, "staging must fit");
+  static_assert(16 * Pitch<D>::kO * 4 <= kWarpBytes, "epilogue staging must fit");
+};
+
+// Writes a warp's 16 × D fp32 result rows (staged in `scr`, pitch kO) to dst, scaled, with
+// optional accumulation. Lanes 2r, 2r+1 write row r.
+template <int D>
+__device__ __forceinline__ void write_rows(float* dst, const std::int64_t* str, int b, int head,
+                                           int row, int limit, const float* scr, float scale,
+                                           bool accumulate, int r, int half) {
+  if (row >= limit) return;
+  float* p = dst + b * str[0] + row * str[1] + head * str[2];
+  const float* s = scr + r * Pitch<D>::kO;
+  for (int c = half * (D / 2); c < (half + 1) * (D / 2); ++c) {
+    const float v = s[c] * scale;
+    p[c] = accumulate ? p[c] + v : v;
+  }
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
+  using S = BwdSmem<D>;
+  constexpr int kT = Pitch<D>::kT, kO = Pitch<D>::kO, kF = D / 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* Qs = reinterpret_cast<T*>(smem);
+  T* dOs = reinterpret_cast<T*>(smem + S::kOffB);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  unsigned char* wbase = smem + S::kOffWarp + warp * kWarpBytes;
+  float* Sw = reinterpret_cast<float*>(wbase);
+  float* dPw = reinterpret_cast<float*>(wbase + kScrF);
+  T* Pw = reinterpret_cast<T*>(wbase + 2 * kScrF);
+  T* dSw = reinterpret_cast<T*>(wbase + 2 * kScrF + kScrT);
+  float* lse_s = reinterpret_cast<float*>(smem + S::kOffVec);
+  float* del_s = lse_s + kTileN;
+
+  const int n0 = (gridDim.x - 1 - blockIdx.x) * kTileM;  // this block's keys
+  const int b = blockIdx.y / a.kv_heads, kvh = blockIdx.y % a.kv_heads;
+  const int group = a.heads / a.kv_heads;
+
+  // Stage K and V rows through the (not yet used) warp scratch area, keep them as A operands.
+  {
+    T* Kst = reinterpret_cast<T*>(smem + S::kOffWarp);
+    T* Vst = Kst + kTileM * kT;
+    load_tile<D>(Kst, static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2], a.k_str[1],
+                 n0, kTileM, a.sk);
+    load_tile<D>(Vst, static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2], a.v_str[1],
+                 n0, kTileM, a.sk);
+    __syncthreads();
+  }
+  FragA<T> ka[kF], va[kF];
+  {
+    const T* Kst = reinterpret_cast<const T*>(smem + S::kOffWarp);
+    const T* Vst = Kst + kTileM * kT;
+#pragma unroll
+    for (int kk = 0; kk < kF; ++kk) {
+      wmma::load_matrix_sync(ka[kk], Kst + warp * 16 * kT + kk * 16, kT);
+      wmma::load_matrix_sync(va[kk], Vst + warp * 16 * kT + kk * 16, kT);
+    }
+  }
+  FragAcc dk[kF], dv[kF];
+#pragma unroll
+  for (int f = 0; f < kF; ++f) {
+    wmma::fill_fragment(dk[f], 0.0f);
+    wmma::fill_fragment(dv[f], 0.0f);
+  }
+
+  const int r = lane >> 1, half = lane & 1;
+  const int kj = n0 + warp * 16 + r;  // the key of this lane's row of Sᵀ
+  const float sc = a.scale * kLog2e;
+  // Causal: queries before n0 see none of these keys.
+  const int m_begin = a.mask != 0 ? n0 : 0;
+
+  for (int g = 0; g < group; ++g) {
+    const int h = kvh * group + g;
+    const T* qb = static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2];
+    const T* db = static_cast<const T*>(a.dout) + b * a.dout_str[0] + h * a.dout_str[2];
+    const float* lrow = a.lse + b * a.lse_str[0] + h * a.lse_str[1];
+    const float* drow = a.delta + (static_cast<std::int64_t>(b) * a.heads + h) * a.sq;
+    for (int m0 = m_begin; m0 < a.sq; m0 += kTileN) {
+      __syncthreads();  // staging / previous tile consumed by every warp
+      load_tile<D>(Qs, qb, a.q_str[1], m0, kTileN, a.sq);
+      load_tile<D>(dOs, db, a.dout_str[1], m0, kTileN, a.sq);
+      for (int i = threadIdx.x; i < kTileN; i += kThreads) {
+        const int qi = m0 + i;
+        const float l = qi < a.sq ? lrow[qi * a.lse_str[2]] : -INFINITY;
+        lse_s[i] = l * kLog2e;  // -inf marks a row that contributes nothing
+        del_s[i] = qi < a.sq ? drow[qi] : 0.0f;
+      }
+      __syncthreads();
+
+      // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, 16 keys × 64 queries per warp.
+#pragma unroll
+      for (int j = 0; j < kTileN / 16; ++j) {
+        FragAcc s, dp;
+        wmma::fill_fragment(s, 0.0f);
+        wmma::fill_fragment(dp, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < kF; ++kk) {
+          FragBCol<T> qf, of;
+          wmma::load_matrix_sync(qf, Qs + j * 16 * kT + kk * 16, kT);
+          wmma::mma_sync(s, ka[kk], qf, s);
+          wmma::load_matrix_sync(of, dOs + j * 16 * kT + kk * 16, kT);
+          wmma::mma_sync(dp, va[kk], of, dp);
+        }
+        wmma::store_matrix_sync(Sw + j * 16, s, kLdS, wmma::mem_row_major);
+        wmma::store_matrix_sync(dPw + j * 16, dp, kLdS, wmma::mem_row_major);
+      }
+      __syncwarp();
+
+      // Pᵀ and dSᵀ = Pᵀ ∘ (dPᵀ − delta) for row r (key kj), columns of this lane's half.
+#pragma unroll 8
+      for (int c = 0; c < 32; ++c) {
+        const int col = half * 32 + c, qi = m0 + col;
+        const float l2 = lse_s[col];
+        float p = 0.0f;
+        if (qi < a.sq && kj < a.sk && l2 != -INFINITY && visible(a.mask, qi, kj))
+          p = exp2f(Sw[r * kLdS + col] * sc - l2);
+        Pw[r * kLdP + col] = from_f32<T>(p);
+        dSw[r * kLdP + col] = from_f32<T>(p * (dPw[r * kLdS + col] - del_s[col]));
+      }
+      __syncwarp();
+
+      // dV += Pᵀ dO, dK += dSᵀ Q (scale applied at the end).
+#pragma unroll
+      for (int kk = 0; kk < kTileN / 16; ++kk) {
+        FragA<T> pa, dsa;
+        wmma::load_matrix_sync(pa, Pw + kk * 16, kLdP);
+        wmma::load_matrix_sync(dsa, dSw + kk * 16, kLdP);
+#pragma unroll
+        for (int f = 0; f < kF; ++f) {
+          FragBRow<T> of, qf;
+          wmma::load_matrix_sync(of, dOs + kk * 16 * kT + f * 16, kT);
+          wmma::mma_sync(dv[f], pa, of, dv[f]);
+          wmma::load_matrix_sync(qf, Qs + kk * 16 * kT + f * 16, kT);
+          wmma::mma_sync(dk[f], dsa, qf, dk[f]);
+        }
+      }
+      __syncwarp();
+    }
+  }
+
+  float* scr = reinterpret_cast<float*>(wbase);
+#pragma unroll
+  for (int f = 0; f < kF; ++f)
+    wmma::store_matrix_sync(scr + f * 16, dk[f], kO, wmma::mem_row_major);
+  __syncwarp();
+  write_rows<D>(a.dk, a.dk_str, b, kvh, kj, a.sk, scr, a.scale, a.accumulate, r, half);
+  __syncwarp();
+#pragma unroll
+  for (int f = 0; f < kF; ++f)
+    wmma::store_matrix_sync(scr + f * 16, dv[f], kO, wmma::mem_row_major);
+  __syncwarp();
+  write_rows<D>(a.dv, a.dv_str, b, kvh, kj, a.sk, scr, 1.0f, a.accumulate, r, half);
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
+  using S = BwdSmem<D>;
+  constexpr int kT = Pitch<D>::kT, kO = Pitch<D>::kO, kF = D / 16;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* Ks = reinterpret_cast<T*>(smem);
+  T* Vs = reinterpret_cast<T*>(smem + S::kOffB);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  unsigned char* wbase = smem + S::kOffWarp + warp * kWarpBytes;
+  float* Sw = reinterpret_cast<float*>(wbase);
+  float* dPw = reinterpret_cast<float*>(wbase + kScrF);
+  T* dSw = reinterpret_cast<T*>(wbase + 2 * kScrF);
+
+  const int m0 = (gridDim.x - 1 - blockIdx.x) * kTileM;
+  const int b = blockIdx.y / a.heads, h = blockIdx.y % a.heads;
+  const int kvh = h / (a.heads / a.kv_heads);
+
+  // Q and dO rows staged through the K/V tiles, kept as A operands.
+  load_tile<D>(Ks, static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2], a.q_str[1], m0,
+               kTileM, a.sq);
+  load_tile<D>(Vs, static_cast<const T*>(a.dout) + b * a.dout_str[0] + h * a.dout_str[2],
+               a.dout_str[1], m0, kTileM, a.sq);
+  __syncthreads();
+  FragA<T> qa[kF], doa[kF];
+#pragma unroll
+  for (int kk = 0; kk < kF; ++kk) {
+    wmma::load_matrix_sync(qa[kk], Ks + warp * 16 * kT + kk * 16, kT);
+    wmma::load_matrix_sync(doa[kk], Vs + warp * 16 * kT + kk * 16, kT);
+  }
+  FragAcc dq[kF];
+#pragma unroll
+  for (int f = 0; f < kF; ++f) wmma::fill_fragment(dq[f], 0.0f);
+
+  const int r = lane >> 1, half = lane & 1;
+  const int qi = m0 + warp * 16 + r;
+  float l2 = -INFINITY, del = 0.0f;
+  if (qi < a.sq) {
+    l2 = a.lse[b * a.lse_str[0] + h * a.lse_str[1] + qi * a.lse_str[2]] * kLog2e;
+    del = a.delta[(static_cast<std::int64_t>(b) * a.heads + h) * a.sq + qi];
+  }
+  const bool row_live = qi < a.sq && l2 != -INFINITY;
+  const float sc = a.scale * kLog2e;
+  const T* kb = static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2];
+  const T* vb = static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2];
+  int n_end = a.sk;
+  if (a.mask != 0) n_end = min(a.sk, m0 + kTileM - (a.mask == 2 ? 1 : 0));
+
+  for (int n0 = 0; n0 < n_end; n0 += kTileN) {
+    __syncthreads();
+    load_tile<D>(Ks, kb, a.k_str[1], n0, kTileN, a.sk);
+    load_tile<D>(Vs, vb, a.v_str[1], n0, kTileN, a.sk);
+    __syncthreads();
+
+    // S = Q Kᵀ, dP = dO Vᵀ (16 × 64 per warp).
+#pragma unroll
+    for (int j = 0; j < kTileN / 16; ++j) {
+      FragAcc s, dp;
+      wmma::fill_fragment(s, 0.0f);
+      wmma::fill_fragment(dp, 0.0f);
+#pragma unroll
+      for (int kk = 0; kk < kF; ++kk) {
+        FragBCol<T> kf, vf;
+        wmma::load_matrix_sync(kf, Ks + j * 16 * kT + kk * 16, kT);
+        wmma::mma_sync(s, qa[kk], kf, s);
+        wmma::load_matrix_sync(vf, Vs + j * 16 * kT + kk * 16, kT);
+        wmma::mma_sync(dp, doa[kk], vf, dp);
+      }
+      wmma::store_matrix_sync(Sw + j * 16, s, kLdS, wmma::mem_row_major);
+      wmma::store_matrix_sync(dPw + j * 16, dp, kLdS, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+#pragma unroll 8
+    for (int c = 0; c < 32; ++c) {
+      const int col = half * 32 + c, kj = n0 + col;
+      float p = 0.0f;
+      if (row_live && kj < a.sk && visible(a.mask, qi, kj)) p = exp2f(Sw[r * kLdS + col] * sc - l2);
+      dSw[r * kLdP + col] = from_f32<T>(p * (dPw[r * kLdS + col] - del));
+    }
+    __syncwarp();
+
+    // dQ += dS K.
+#pragma unroll
+    for (int kk = 0; kk < kTileN / 16; ++kk) {
+      FragA<T> dsa;
+      wmma::load_matrix_sync(dsa, dSw + kk * 16, kLdP);
+#pragma unroll
+      for (int f = 0; f < kF; ++f) {
+        FragBRow<T> kf;
+        wmma::load_matrix_sync(kf, Ks + kk * 16 * kT + f * 16, kT);
+        wmma::mma_sync(dq[f], dsa, kf, dq[f]);
+      }
+    }
+    __syncwarp();
+  }
+
+  float* scr = reinterpret_cast<float*>(wbase);
+#pragma unroll
+  for (int f = 0; f < kF; ++f)
+    wmma::store_matrix_sync(scr + f * 16, dq[f], kO, wmma::mem_row_major);
+  __syncwarp();
+  write_rows<D>(a.dq, a.dq_str, b, h, qi, a.sq, scr, a.scale, a.accumulate, r, half);
+}
+
+template <class T, int D>
+void run_backward(const AttnArgs& a, cudaStream_t stream) {
+  constexpr int smem = BwdSmem<D>::kTotal;
+  USP_CUDA_CHECK(
+      cudaFuncSetAttribute(dkdv_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  USP_CUDA_CHECK(
+      cudaFuncSetAttribute(dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  if (a.sk > 0) {
+    dim3 grid((a.sk + kTileM - 1) / kTileM, a.batch * a.kv_heads);
+    dkdv_kernel<T, D><<<grid, kThreads, smem, stream>>>(a);
+    check_launch("attention backward dK/dV");
+  }
+  if (a.sq > 0) {
+    dim3 grid((a.sq + kTileM - 1) / kTileM, a.batch * a.heads);
+    dq_kernel<T, D><<<grid, kThreads, smem, stream>>>(a);
+    check_launch("attention backward dQ");
+  }
+}
+
+template <class T>
+void dispatch_backward(const AttnArgs& a, cudaStream_t stream) {
+  switch (a.head_dim) {
+    case 16:
+      return run_backward<T, 16>(a, stream);
+    case 32:
+      return run_backward<T, 32>(a, stream);
+    case 64:
+      return run_backward<T, 64>(a, stream);
+    case 128:
+      return run_backward<T, 128>(a, stream);
+    default:
+      USP_FAIL(unsupported, "CUDA kernel: head size ", a.head_dim, " not compiled");
+  }
+}
+
+}  // namespace
+
+void launch_backward(const AttnArgs& a, cudaStream_t stream) {
+  if (a.batch == 0 || a.heads == 0) return;
+  const std::int64_t rows = static_cast<std::int64_t>(a.batch) * a.heads * a.sq;
+  if (rows > 0) {
+    delta_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(a, rows);
+    check_launch("attention backward delta");
+  }
+  if (a.dtype == kF16) return dispatch_backward<__half>(a, stream);
+  if (a.dtype == kBF16) return dispatch_backward<__nv_bfloat16>(a, stream);
+  USP_FAIL(unsupported, "CUDA kernel: dtype code ", a.dtype, " not compiled");
+}
+
+}  // namespace usp::cuda::detail

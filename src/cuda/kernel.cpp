@@ -1,0 +1,249 @@
+// The CUDA AttentionKernel: validates, describes tensors to the device code and launches it on
+// the calling thread's compute stream; every call returns when its work is done.
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include "check.hpp"
+#include "launch.hpp"
+#include "usp/cuda.hpp"
+
+namespace usp::cuda {
+namespace {
+
+using detail::AttnArgs;
+using detail::View4;
+
+void require_device(const Tensor& t, const char* name) {
+  USP_CHECK_ARG(t.device() == Device::cuda, "CUDA kernel: ", name, " must be a CUDA tensor, got ",
+                t.describe());
+  USP_CHECK_ARG(t.dim() == 0 || t.stride(t.dim() - 1) == 1 || t.size(t.dim() - 1) <= 1,
+                "CUDA kernel: ", name, " must have a contiguous last dim, got strides of ",
+                t.describe());
+}
+
+// q/k/v/dout operands are read 16 bytes at a time.
+void require_aligned(const Tensor& t, const char* name) {
+  const auto p = reinterpret_cast<std::uintptr_t>(t.data());
+  bool ok = p % 16 == 0;
+  for (int d = 0; d < 3; ++d) ok = ok && (t.stride(d) * 2) % 16 == 0;
+  if (!ok)
+    USP_FAIL(unsupported, "CUDA kernel: ", name, " ", t.describe(),
+             " must start on a 16-byte boundary with strides of dims 0..2 a multiple of 8 "
+             "elements (slices along the sequence of a [b, s, h, d] tensor always are)");
+}
+
+void copy3(std::int64_t* dst, const Tensor& t) {
+  for (int d = 0; d < 3; ++d) dst[d] = t.stride(d);
+}
+
+int to_int(std::int64_t v, const char* what) {
+  USP_CHECK_ARG(v >= 0 && v <= std::numeric_limits<int>::max(), "CUDA kernel: ", what, " = ", v,
+                " must fit in 31 bits");
+  return static_cast<int>(v);
+}
+
+View4 view4(const Tensor& t) {
+  USP_CHECK_ARG(t.dim() <= 4, "CUDA kernel: at most 4 dims, got ", t.describe());
+  View4 v;
+  v.data = t.data();
+  v.dtype = static_cast<int>(t.dtype());
+  for (int i = t.dim() - 1, j = 3; i >= 0; --i, --j) {
+    v.shape[j] = t.size(i);
+    v.stride[j] = t.stride(i);
+  }
+  return v;
+}
+
+// lse [b, h, s] as the merge kernel reads it: stride[0..2] = b, h, s.
+View4 lse_view(const Tensor& t) {
+  View4 v;
+  v.data = t.data();
+  v.dtype = static_cast<int>(t.dtype());
+  for (int d = 0; d < 3; ++d) {
+    v.shape[d] = t.size(d);
+    v.stride[d] = t.stride(d);
+  }
+  return v;
+}
+
+void require_same_shape(const Tensor& a, const Tensor& b, const char* an, const char* bn) {
+  USP_CHECK_ARG(a.shape() == b.shape(), "CUDA kernel: ", an, " ", a.describe(), " and ", bn, " ",
+                b.describe(), " must have the same shape");
+}
+
+class CudaKernel final : public AttentionKernel {
+ public:
+  explicit CudaKernel(int device) : device_(device) {}
+  Device device() const override { return Device::cuda; }
+  std::string name() const override { return "cuda-wmma"; }
+
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
+               Tensor& out, Tensor& lse) override {
+    check_forward_args(q, k, v, mask, out, lse);
+    AttnArgs a = common(q, k, v, mask, scale);
+    require_device(out, "out");
+    require_device(lse, "lse");
+    a.out = out.data();
+    a.out_dtype = static_cast<int>(out.dtype());
+    copy3(a.out_str, out);
+    a.lse = lse.data_as<float>();
+    copy3(a.lse_str, lse);
+    cudaStream_t st = detail::compute_stream();
+    detail::launch_forward(a, st);
+    USP_CUDA_CHECK(cudaStreamSynchronize(st));
+  }
+
+  void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                const Tensor& lse, const Tensor& dout, MaskMode mask, float scale, Tensor& dq,
+                Tensor& dk, Tensor& dv, bool accumulate) override {
+    check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
+    AttnArgs a = common(q, k, v, mask, scale);
+    const Tensor* ts[] = {&out, &lse, &dout, &dq, &dk, &dv};
+    const char* names[] = {"out", "lse", "dout", "dq", "dk", "dv"};
+    for (int i = 0; i < 6; ++i) require_device(*ts[i], names[i]);
+    USP_CHECK_ARG(dout.dtype() == q.dtype(), "CUDA kernel: dout dtype ", dtype_name(dout.dtype()),
+                  " must equal q dtype ", dtype_name(q.dtype()));
+    require_aligned(dout, "dout");
+    for (int i = 3; i < 6; ++i)
+      USP_CHECK_ARG(ts[i]->dtype() == DType::f32, "CUDA kernel: ", names[i], " must be fp32, got ",
+                    ts[i]->describe());
+    a.out = out.data();
+    a.out_dtype = static_cast<int>(out.dtype());
+    copy3(a.out_str, out);
+    a.lse = lse.data_as<float>();
+    copy3(a.lse_str, lse);
+    a.dout = dout.data();
+    copy3(a.dout_str, dout);
+    a.dq = dq.data_as<float>();
+    a.dk = dk.data_as<float>();
+    a.dv = dv.data_as<float>();
+    copy3(a.dq_str, dq);
+    copy3(a.dk_str, dk);
+    copy3(a.dv_str, dv);
+    a.accumulate = accumulate;
+    cudaStream_t st = detail::compute_stream();
+    const std::size_t delta_bytes =
+        sizeof(float) * static_cast<std::size_t>(a.batch) * a.heads * a.sq;
+    void* delta = nullptr;
+    if (delta_bytes > 0) USP_CUDA_CHECK(cudaMallocAsync(&delta, delta_bytes, st));
+    a.delta = static_cast<float*>(delta);
+    try {
+      detail::launch_backward(a, st);
+    } catch (...) {
+      if (delta != nullptr) (void)cudaFreeAsync(delta, st);
+      throw;
+    }
+    if (delta != nullptr) USP_CUDA_CHECK(cudaFreeAsync(delta, st));
+    USP_CUDA_CHECK(cudaStreamSynchronize(st));
+  }
+
+  void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) override {
+    require_device(out, "out");
+    require_device(lse, "lse");
+    require_device(out_b, "out_b");
+    require_device(lse_b, "lse_b");
+    USP_CHECK_ARG(out.dim() == 4 && lse.dim() == 3,
+                  "merge: out must be [b, s, h, d] and lse "
+                  "[b, h, s], got ",
+                  out.describe(), " and ", lse.describe());
+    require_same_shape(out, out_b, "out", "out_b");
+    require_same_shape(lse, lse_b, "lse", "lse_b");
+    USP_CHECK_ARG(
+        lse.size(0) == out.size(0) && lse.size(1) == out.size(2) && lse.size(2) == out.size(1),
+        "merge: lse ", lse.describe(), " must be [b, h, s] of out ", out.describe());
+    USP_CHECK_ARG(
+        out.dtype() == DType::f32 && lse.dtype() == DType::f32 && lse_b.dtype() == DType::f32,
+        "merge: out, lse and lse_b must be fp32, got ", out.describe(), ", ", lse.describe(), ", ",
+        lse_b.describe());
+    run([&](cudaStream_t st) {
+      detail::launch_merge(view4(out), lse_view(lse), view4(out_b), lse_view(lse_b), st);
+    });
+  }
+
+  void fill_zero(Tensor& t) override {
+    require_device(t, "t");
+    run([&](cudaStream_t st) { detail::launch_fill(view4(t), 0.0f, st); });
+  }
+  void fill_neg_inf(Tensor& t) override {
+    require_device(t, "t");
+    run([&](cudaStream_t st) {
+      detail::launch_fill(view4(t), -std::numeric_limits<float>::infinity(), st);
+    });
+  }
+  void copy(const Tensor& src, Tensor& dst) override {
+    require_device(src, "src");
+    require_device(dst, "dst");
+    require_same_shape(src, dst, "src", "dst");
+    run([&](cudaStream_t st) { detail::launch_copy(view4(src), view4(dst), st); });
+  }
+  void add(const Tensor& src, Tensor& dst) override {
+    require_device(src, "src");
+    require_device(dst, "dst");
+    require_same_shape(src, dst, "src", "dst");
+    USP_CHECK_ARG(dst.dtype() == DType::f32, "add: dst must be fp32, got ", dst.describe());
+    run([&](cudaStream_t st) { detail::launch_add(view4(src), view4(dst), st); });
+  }
+
+ private:
+  template <class F>
+  void run(F&& f) {
+    detail::set_device(device_);
+    cudaStream_t st = detail::compute_stream();
+    f(st);
+    USP_CUDA_CHECK(cudaStreamSynchronize(st));
+  }
+
+  AttnArgs common(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale) {
+    detail::set_device(device_);
+    require_device(q, "q");
+    require_device(k, "k");
+    require_device(v, "v");
+    const DType t = q.dtype();
+    if (t != DType::f16 && t != DType::bf16)
+      USP_FAIL(unsupported, "CUDA kernel: q dtype ", dtype_name(t),
+               " is not supported (fp16 and bf16 are)");
+    const int d = to_int(q.size(3), "head size");
+    if (!detail::supported(static_cast<int>(t), d))
+      USP_FAIL(unsupported, "CUDA kernel: head size d = ", d,
+               " is not supported (16, 32, 64 and 128 are)");
+    require_aligned(q, "q");
+    require_aligned(k, "k");
+    require_aligned(v, "v");
+    AttnArgs a;
+    a.batch = to_int(q.size(0), "batch");
+    a.sq = to_int(q.size(1), "query length");
+    a.heads = to_int(q.size(2), "heads");
+    a.sk = to_int(k.size(1), "key length");
+    a.kv_heads = to_int(k.size(2), "kv heads");
+    USP_CHECK_ARG(a.batch * static_cast<std::int64_t>(a.heads) <= 65535,
+                  "CUDA kernel: batch × heads = ", a.batch * static_cast<std::int64_t>(a.heads),
+                  " must be <= 65535");
+    a.head_dim = d;
+    a.mask = static_cast<int>(mask);
+    a.dtype = static_cast<int>(t);
+    a.scale = scale;
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    copy3(a.q_str, q);
+    copy3(a.k_str, k);
+    copy3(a.v_str, v);
+    return a;
+  }
+
+  int device_;
+};
+
+}  // namespace
+
+std::unique_ptr<AttentionKernel> make_kernel(int device) {
+  const int n = device_count();
+  if (n == 0)
+    throw Error(ErrorKind::unsupported, "usp::cuda::make_kernel: " + unavailable_reason());
+  USP_CHECK_ARG(device >= 0 && device < n, "make_kernel: device = ", device, " must be in [0, ", n,
+                ")");
+  return std::make_unique<CudaKernel>(device);
+}
+
+}  // namespace usp::cuda

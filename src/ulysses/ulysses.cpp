@@ -1,0 +1,152 @@
+// Packing, exchange and unpacking of the Ulysses all-to-all (see ulysses.hpp).
+#include "ulysses/ulysses.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+#include "timing.hpp"
+#include "usp/error.hpp"
+
+namespace usp::detail {
+namespace {
+
+constexpr std::size_t kAlign = 64;
+std::size_t round_up(std::size_t n) {
+  return (n + kAlign - 1) / kAlign * kAlign;
+}
+
+// The packed part of one tensor in one rank's block: the tensor's shape with s_local tokens and
+// per_rank heads, contiguous, in the wire dtype.
+Tensor::Dims part_shape(const HeadExchange& x) {
+  Tensor::Dims shape = x.shard.shape();
+  shape[static_cast<std::size_t>(x.head_dim)] = x.split->per_rank();
+  return shape;
+}
+
+std::size_t part_bytes(const HeadExchange& x) {
+  std::size_t n = dtype_size(x.wire);
+  for (std::int64_t e : part_shape(x)) n *= static_cast<std::size_t>(e);
+  return round_up(n);
+}
+
+// Byte layout of one block: every tensor's part, in order, each 64-byte aligned.
+struct BlockLayout {
+  std::vector<std::size_t> offset;
+  std::size_t bytes = 0;
+};
+
+BlockLayout block_layout(const std::vector<HeadExchange>& items, int ranks) {
+  BlockLayout b;
+  for (const HeadExchange& x : items) {
+    USP_CHECK_ARG(x.split != nullptr && x.split->ranks() == ranks,
+                  "ulysses exchange: head split for ", x.split ? x.split->ranks() : 0,
+                  " ranks in a group of ", ranks);
+    const std::int64_t ls = x.shard.size(x.seq_dim);
+    USP_CHECK_ARG(x.ring.size(x.seq_dim) == ls * ranks, "ulysses exchange: ring side ",
+                  x.ring.describe(), " must hold ", ranks, " × ", ls, " tokens");
+    USP_CHECK_ARG(x.shard.size(x.head_dim) == x.split->total() &&
+                      x.ring.size(x.head_dim) == x.split->per_rank(),
+                  "ulysses exchange: shard side ", x.shard.describe(), " and ring side ",
+                  x.ring.describe(), " must hold ", x.split->total(), " and ", x.split->per_rank(),
+                  " heads");
+    b.offset.push_back(b.bytes);
+    b.bytes += part_bytes(x);
+  }
+  return b;
+}
+
+Tensor part_view(std::byte* block, std::size_t offset, const HeadExchange& x, Device dev) {
+  return Tensor::wrap(block + offset, part_shape(x), x.wire, dev);
+}
+
+void exchange(Communicator& comm, const Buffer& send, const Buffer& recv, std::size_t block,
+              UspTimings& timings) {
+  const auto t0 = Clock::now();
+  comm.alltoall(send.data(), recv.data(), block);
+  const double dt = seconds_since(t0);
+  timings.comm_wait_s += dt;
+  timings.comm_total_s += dt;
+  timings.bytes_sent += static_cast<std::int64_t>(block) * (comm.size() - 1);
+}
+
+std::byte* block_ptr(const Buffer& buf, std::size_t block, int i) {
+  return static_cast<std::byte*>(buf.data()) + block * static_cast<std::size_t>(i);
+}
+
+}  // namespace
+
+void scatter_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc,
+                   const std::vector<HeadExchange>& items, UspTimings& timings) {
+  const int u = comm.size();
+  const BlockLayout lay = block_layout(items, u);
+  const Device dev = comm.device();
+  const std::size_t total = lay.bytes * static_cast<std::size_t>(u);
+
+  Buffer recv(alloc, total);
+  {
+    Buffer send(alloc, total);
+    for (int j = 0; j < u; ++j) {
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        const HeadExchange& x = items[n];
+        const Tensor part = part_view(block_ptr(send, lay.bytes, j), lay.offset[n], x, dev);
+        for (const HeadSplit::Run& run : x.split->runs(j)) {
+          Tensor dst = part.slice(x.head_dim, run.slot, run.count);
+          kernel.copy(x.shard.slice(x.head_dim, run.head, run.count), dst);
+        }
+      }
+    }
+    exchange(comm, send, recv, lay.bytes, timings);
+  }
+  for (int i = 0; i < u; ++i) {
+    for (std::size_t n = 0; n < items.size(); ++n) {
+      const HeadExchange& x = items[n];
+      const std::int64_t ls = x.shard.size(x.seq_dim);
+      Tensor dst = x.ring.slice(x.seq_dim, i * ls, ls);
+      kernel.copy(part_view(block_ptr(recv, lay.bytes, i), lay.offset[n], x, dev), dst);
+    }
+  }
+}
+
+void gather_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc,
+                  const std::vector<HeadExchange>& items, UspTimings& timings) {
+  const int u = comm.size();
+  const BlockLayout lay = block_layout(items, u);
+  const Device dev = comm.device();
+  const std::size_t total = lay.bytes * static_cast<std::size_t>(u);
+
+  Buffer recv(alloc, total);
+  {
+    Buffer send(alloc, total);
+    for (int i = 0; i < u; ++i) {
+      for (std::size_t n = 0; n < items.size(); ++n) {
+        const HeadExchange& x = items[n];
+        const std::int64_t ls = x.shard.size(x.seq_dim);
+        Tensor part = part_view(block_ptr(send, lay.bytes, i), lay.offset[n], x, dev);
+        kernel.copy(x.ring.slice(x.seq_dim, i * ls, ls), part);
+      }
+    }
+    exchange(comm, send, recv, lay.bytes, timings);
+  }
+  for (std::size_t n = 0; n < items.size(); ++n) {
+    const HeadExchange& x = items[n];
+    const bool sum = x.split->replicated();
+    USP_CHECK_ARG(!sum || x.shard.dtype() == DType::f32, "ulysses exchange: replicated heads are ",
+                  "summed into an fp32 shard side, got ", x.shard.describe());
+    Tensor shard = x.shard;
+    if (sum) kernel.fill_zero(shard);
+    for (int j = 0; j < u; ++j) {
+      const Tensor part = part_view(block_ptr(recv, lay.bytes, j), lay.offset[n], x, dev);
+      for (const HeadSplit::Run& run : x.split->runs(j)) {
+        const Tensor src = part.slice(x.head_dim, run.slot, run.count);
+        Tensor dst = shard.slice(x.head_dim, run.head, run.count);
+        if (sum) {
+          kernel.add(src, dst);
+        } else {
+          kernel.copy(src, dst);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace usp::detail

@@ -1,0 +1,408 @@
+// usp-bench, tested through the built binary (build/bin/usp-bench, next to usp_tests).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+const char* const kHeader =
+    "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | throughput(iters/s) | "
+    "latency(ms/iter) | peak memory(MB/device) | speed(TFLOPS) |";
+const char* const kAlign =
+    "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |";
+// Tiny problems: every run below takes well under a second.
+const char* const kTiny = "--seq-len 64,128 --head-size 16 --iters 1 --warmup 0";
+
+std::string bench_path() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "usp-bench";
+  std::string exe(buf, static_cast<std::size_t>(n));
+  return exe.substr(0, exe.find_last_of('/')) + "/usp-bench";
+}
+
+std::string tmp_path(const std::string& name) {
+  return testing::TempDir() + "usp_bench_" + std::to_string(getpid()) + "_" + name;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+Result run_bench(const std::string& args) {
+  const std::string exe = bench_path();
+  EXPECT_EQ(access(exe.c_str(), X_OK), 0) << exe << " is missing: build the usp-bench target";
+  const std::string out = tmp_path("stdout"), err = tmp_path("stderr");
+  const std::string cmd = "'" + exe + "' " + args + " >'" + out + "' 2>'" + err + "'";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  std::remove(out.c_str());
+  std::remove(err.c_str());
+  return r;
+}
+
+std::vector<std::string> lines_of(const std::string& s) {
+  std::vector<std::string> v;
+  std::istringstream is(s);
+  for (std::string line; std::getline(is, line);) v.push_back(line);
+  return v;
+}
+
+std::vector<std::string> cells(const std::string& row) {
+  std::vector<std::string> out;
+  std::istringstream is(row);
+  std::string c;
+  std::getline(is, c, '|');  // before the first bar
+  while (std::getline(is, c, '|')) {
+    const auto a = c.find_first_not_of(' '), b = c.find_last_not_of(' ');
+    out.push_back(a == std::string::npos ? "" : c.substr(a, b - a + 1));
+  }
+  return out;
+}
+
+struct Table {
+  std::string heading;  // the last "## " line above it
+  std::string header;
+  std::vector<std::vector<std::string>> rows;
+};
+
+// Every table whose header starts with the seed's header (extra columns allowed).
+std::vector<Table> seed_tables(const std::string& out) {
+  std::vector<Table> tables;
+  const auto lines = lines_of(out);
+  std::string heading;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].rfind("## ", 0) == 0) heading = lines[i];
+    if (lines[i].rfind(kHeader, 0) != 0) continue;
+    Table t;
+    t.heading = heading;
+    t.header = lines[i];
+    EXPECT_TRUE(i + 1 < lines.size() && lines[i + 1].rfind(kAlign, 0) == 0) << lines[i + 1];
+    for (std::size_t j = i + 2; j < lines.size() && lines[j].rfind("| ", 0) == 0; ++j)
+      t.rows.push_back(cells(lines[j]));
+    tables.push_back(t);
+  }
+  return tables;
+}
+
+std::vector<std::string> csv_split(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"') {
+      quoted = !quoted;
+    } else if (c == ',' && !quoted) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+// A small strict JSON syntax check (objects, arrays, strings, numbers, true/false/null).
+struct JsonChecker {
+  const std::string& s;
+  std::size_t i = 0;
+  void ws() {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  }
+  bool lit(const char* w) {
+    const std::string t = w;
+    if (s.compare(i, t.size(), t) != 0) return false;
+    i += t.size();
+    return true;
+  }
+  bool str() {
+    if (s[i] != '"') return false;
+    for (++i; i < s.size(); ++i) {
+      if (s[i] == '\\')
+        ++i;
+      else if (s[i] == '"')
+        return ++i, true;
+    }
+    return false;
+  }
+  bool value() {
+    ws();
+    if (i >= s.size()) return false;
+    const char c = s[i];
+    if (c == '{' || c == '[') {
+      const char close = c == '{' ? '}' : ']';
+      ++i;
+      ws();
+      if (s[i] == close) return ++i, true;
+      while (true) {
+        ws();
+        if (c == '{') {
+          if (!str()) return false;
+          ws();
+          if (s[i++] != ':') return false;
+        }
+        if (!value()) return false;
+        ws();
+        if (s[i] == ',') {
+          ++i;
+          continue;
+        }
+        if (s[i] == close) return ++i, true;
+        return false;
+      }
+    }
+    if (c == '"') return str();
+    if (lit("true") || lit("false") || lit("null")) return true;
+    const std::size_t start = i;
+    while (i < s.size() && std::strchr("+-0123456789.eE", s[i])) ++i;
+    return i > start;
+  }
+  bool document() {
+    if (!value()) return false;
+    ws();
+    return i == s.size();
+  }
+};
+
+std::vector<double> json_numbers(const std::string& json, const std::string& key) {
+  std::vector<double> v;
+  const std::string k = "\"" + key + "\": ";
+  for (auto p = json.find(k); p != std::string::npos; p = json.find(k, p + 1))
+    v.push_back(std::strtod(json.c_str() + p + k.size(), nullptr));
+  return v;
+}
+
+double formula_flops(double b, double s, double h, double d, bool causal, bool fwd_only) {
+  return 4 * b * s * s * h * d * (causal ? 0.5 : 1.0) * (fwd_only ? 1.0 : 3.5);
+}
+
+TEST(BenchCli, SeedPresetPrintsThreeTablesWithTheSeedHeader) {
+  const Result r = run_bench(std::string("--preset seed ") + kTiny);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 3u) << r.out;
+  EXPECT_EQ(tables[0].header, kHeader);
+  EXPECT_NE(tables[0].heading.find("seq_len and ring attention type"), std::string::npos);
+  EXPECT_NE(tables[1].heading.find("seq_len and degree"), std::string::npos);
+  EXPECT_NE(tables[2].heading.find("seq_len and backward"), std::string::npos);
+  EXPECT_EQ(tables[0].rows.size(), 3u * 2u);  // 3 ring types × 2 lengths, 2x4, fwd
+  EXPECT_EQ(tables[1].rows.size(), 2u * 2u);  // zigzag × {2x4, 4x2} × 2 lengths
+  EXPECT_EQ(tables[2].rows.size(), 2u * 2u);  // zigzag 2x4 × {True, False} × 2 lengths
+  // The seed's order and value formats.
+  EXPECT_EQ(tables[0].rows[0][0], "basic");
+  EXPECT_EQ(tables[0].rows[5][0], "zigzag");
+  EXPECT_EQ(tables[1].rows[2][2], "4");
+  EXPECT_EQ(tables[1].rows[2][3], "2");
+  EXPECT_EQ(tables[2].rows[0][4], "True");
+  EXPECT_EQ(tables[2].rows[3][4], "False");
+  for (const auto& t : tables)
+    for (const auto& row : t.rows) {
+      ASSERT_EQ(row.size(), 9u);
+      EXPECT_EQ(row[5].size() - row[5].find('.'), 4u) << row[5];  // 3 decimals
+      EXPECT_EQ(row[6].size() - row[6].find('.'), 4u) << row[6];
+      EXPECT_EQ(row[7].size() - row[7].find('.'), 2u) << row[7];  // 1 decimal
+      EXPECT_EQ(row[8].size() - row[8].find('.'), 2u) << row[8];
+    }
+  EXPECT_NE(r.out.find("- machine: "), std::string::npos);
+  EXPECT_NE(r.out.find("- dtype: fp16"), std::string::npos);
+  EXPECT_NE(r.out.find("- lengths: 64, 128"), std::string::npos);
+}
+
+TEST(BenchCli, SinglePresetsHaveTheirRows) {
+  const std::map<std::string, std::size_t> expected = {
+      {"seed-ring-type", 6}, {"seed-degree", 4}, {"seed-backward", 4}};
+  for (const auto& [preset, rows] : expected) {
+    const Result r = run_bench("--preset " + preset + " " + kTiny);
+    ASSERT_EQ(r.code, 0) << preset << ": " << r.err;
+    const auto tables = seed_tables(r.out);
+    ASSERT_EQ(tables.size(), 1u) << preset;
+    EXPECT_EQ(tables[0].rows.size(), rows) << preset;
+  }
+}
+
+TEST(BenchCli, SpeedColumnsFollowTheSeedFormula) {
+  const std::string csv = tmp_path("speed.csv");
+  const Result r = run_bench(
+      "--ring-type basic,zigzag --degrees 2x2 --fwd-only both --seq-len 64,96 --head-size 16 "
+      "--nheads 4 --batch-size 3 --iters 2 --warmup 1 --no-causal --gflops --csv '" +
+      csv + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 1u);
+  ASSERT_EQ(tables[0].rows.size(), 2u * 2u * 2u);
+  for (const auto& row : tables[0].rows) {
+    ASSERT_EQ(row.size(), 10u);  // + speed(GFLOPS)
+    const double s = std::stod(row[1]);
+    const double throughput = std::stod(row[5]), latency = std::stod(row[6]);
+    EXPECT_NEAR(throughput * latency, 1000.0, 1000.0 * 2e-3 + 0.5e-3 * throughput);
+    const double flops = formula_flops(3, s, 4, 16, false, row[4] == "True");
+    const double gflops = flops / (latency / 1000.0) / 1e9;
+    EXPECT_NEAR(std::stod(row[9]), gflops, 0.005 + gflops * (0.0005 / latency));
+  }
+  // Full precision in the CSV.
+  const auto lines = lines_of(slurp(csv));
+  std::remove(csv.c_str());
+  ASSERT_EQ(lines.size(), 1u + 8u);
+  const auto head = csv_split(lines[0]);
+  std::map<std::string, std::size_t> col;
+  for (std::size_t i = 0; i < head.size(); ++i) col[head[i]] = i;
+  for (const char* k : {"seq_len", "fwd_only", "latency_ms", "speed_tflops", "causal", "nheads"})
+    ASSERT_TRUE(col.count(k)) << k;
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const auto f = csv_split(lines[i]);
+    ASSERT_EQ(f.size(), head.size()) << lines[i];
+    EXPECT_EQ(f[col["causal"]], "False");
+    const double flops =
+        formula_flops(3, std::stod(f[col["seq_len"]]), 4, 16, false, f[col["fwd_only"]] == "True");
+    const double expect = flops / (std::stod(f[col["latency_ms"]]) / 1000.0) / 1e12;
+    EXPECT_NEAR(std::stod(f[col["speed_tflops"]]), expect, expect * 1e-6);
+  }
+}
+
+TEST(BenchCli, PeakMemoryWithinTheDocumentedBound) {
+  const std::string json = tmp_path("mem.json");
+  const Result r = run_bench(
+      "--preset seed-backward --seq-len 128,256 --head-size 32 --iters 1 "
+      "--warmup 1 --json '" +
+      json + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = slurp(json);
+  std::remove(json.c_str());
+  const auto peak = json_numbers(text, "peak_memory_bytes");
+  const auto estimate = json_numbers(text, "estimate_memory_bytes");
+  const auto seq = json_numbers(text, "seq_len");
+  ASSERT_EQ(peak.size(), 4u);
+  ASSERT_EQ(estimate.size(), 4u);
+  for (std::size_t i = 0; i < peak.size(); ++i) {
+    // At least the rank's own q, k, v shards (fp16, b 2, 16 heads, d 32, s/8 tokens) are live.
+    const double inputs = 3.0 * 2 * (seq[i] / 8) * 16 * 32 * 2;
+    EXPECT_GE(peak[i], inputs) << "row " << i;
+    EXPECT_LE(peak[i], estimate[i]) << "row " << i;
+  }
+  // The markdown column is the same number in MB.
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 1u);
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_NEAR(std::stod(tables[0].rows[i][7]), peak[i] / (1 << 20), 0.05 + 1e-9);
+  EXPECT_NE(r.out.find("measured/minimum"), std::string::npos);
+}
+
+TEST(BenchCli, CsvJsonAndPlotAreWritten) {
+  const std::string csv = tmp_path("o.csv"), json = tmp_path("o.json"), svg = tmp_path("o.svg");
+  const Result r = run_bench(std::string("--preset seed ") + kTiny + " --breakdown --progress" +
+                             " --csv '" + csv + "' --json '" + json + "' --plot '" + svg + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto csv_lines = lines_of(slurp(csv));
+  EXPECT_EQ(csv_lines.size(), 1u + 6u + 4u + 4u);  // one line per table row
+  const std::string j = slurp(json);
+  JsonChecker check{j};
+  EXPECT_TRUE(check.document()) << "invalid JSON near offset " << check.i;
+  for (const char* key :
+       {"\"machine\"", "\"config\"", "\"cpu_model\"", "\"tables\"", "\"ranks\"", "\"comm_hidden\""})
+    EXPECT_NE(j.find(key), std::string::npos) << key;
+  EXPECT_EQ(json_numbers(j, "latency_ms").size(), 14u);
+  const std::string s = slurp(svg);
+  EXPECT_EQ(s.rfind("<svg", 0), 0u);
+  EXPECT_NE(s.find("throughput (iters/s"), std::string::npos);
+  EXPECT_NE(s.find("seq_len (global tokens, log scale)"), std::string::npos);
+  EXPECT_NE(s.find("zigzag 4×2 fwd"), std::string::npos);
+  EXPECT_NE(s.find("zigzag 2×4 fwd+bwd"), std::string::npos);
+  EXPECT_NE(r.out.find("## Breakdown per rank"), std::string::npos);
+  EXPECT_NE(r.err.find("usp-bench: 10/10"), std::string::npos) << r.err;  // 10 distinct rows
+  std::remove(csv.c_str());
+  std::remove(json.c_str());
+  std::remove(svg.c_str());
+}
+
+TEST(BenchCli, CheckAgreesWithTheSingleRankRun) {
+  const Result r = run_bench(
+      "--ring-type basic,stripe,zigzag --degrees 2x2,1x4 --fwd-only both --seq-len 48 "
+      "--head-size 8 --nheads 4 --kv-heads 2 --dtype fp32 --iters 1 --warmup 0 --check");
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 1u);
+  ASSERT_EQ(tables[0].rows.size(), 3u * 2u * 2u);
+  for (const auto& row : tables[0].rows) {
+    ASSERT_EQ(row.size(), 10u);
+    const double err = std::stod(row[9]);
+    EXPECT_LE(err, 1e-5) << row[9];  // fp32: out and lse 1e-5, grads 1e-4
+  }
+}
+
+TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--bogus", "unknown option '--bogus'"},
+      {"--seq-len abc", "--seq-len: 'abc' is not an integer"},
+      {"--seq-len 1024,", "--seq-len: empty item"},
+      {"--degrees 2by4", "--degrees: '2by4' is not ULYSSESxRING"},
+      {"--fwd-only maybe", "--fwd-only: 'maybe' is not true, false or both"},
+      {"--dtype fp8", "--dtype: 'fp8' is not fp16, bf16 or fp32"},
+      {"--iters 0", "--iters: 0 is out of range"},
+      {"--iters", "--iters needs a value"},
+      {"--preset nope", "--preset: unknown preset 'nope'"},
+      {"--backend nccl", "--backend: 'nccl' is not available"},
+      {"--preset seed --degrees 3x3", "3x3 needs 9 ranks but this run has 8"},
+      {"--ring-type zigzag --degrees 2x4 --seq-len 1000",
+       "--seq-len: 1000 cannot be split by zigzag over 2x4"},
+      {"--degrees 3x1 --seq-len 96", "--nheads: 16 heads cannot be split over ulysses degree 3"},
+      {"--seq-len 8388608", "not enough memory for zigzag s=8388608 2x4 fwd"},
+      {"--plot out.pdf", "--plot: 'out.pdf' must end in .svg or .png"},
+      {"--csv /nonexistent/dir/x.csv", "--csv: cannot write"},
+  };
+  for (const auto& [args, message] : cases) {
+    const Result r = run_bench(args);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_EQ(r.out, "") << args;
+    EXPECT_EQ(r.err.rfind("usp-bench: error: ", 0), 0u) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
+  }
+}
+
+TEST(BenchCli, HelpDocumentsTheFormula) {
+  const Result r = run_bench("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("F = 4·b·s²·h·d, halved when causal"), std::string::npos);
+  EXPECT_NE(r.out.find("×3.5 for fwd + bwd"), std::string::npos);
+  EXPECT_NE(r.out.find("ranks × threads ≤ cores"), std::string::npos);
+  EXPECT_NE(r.out.find("--compare-seed"), std::string::npos);
+}
+
+TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {
+  // A problem that is not the seed's (head size 16) has no seed row to compare with.
+  const Result r = run_bench(
+      "--ring-type zigzag --degrees 4x2 --seq-len 4096 --head-size 16 "
+      "--nheads 4 --batch-size 1 --iters 1 --warmup 0 --compare-seed");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 1u);
+  ASSERT_EQ(tables[0].rows.size(), 1u);
+  ASSERT_EQ(tables[0].rows[0].size(), 11u);
+  EXPECT_EQ(tables[0].rows[0][9], "-");
+  EXPECT_EQ(tables[0].rows[0][10], "-");
+  EXPECT_NE(tables[0].header.find("| seed latency(ms/iter) | ours/seed |"), std::string::npos);
+}
+
+}  // namespace

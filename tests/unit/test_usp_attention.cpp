@@ -1,0 +1,294 @@
+// USP attention (Ulysses × ring) against the float64 reference on the global problem; error
+// growth with world size; configuration and argument checks.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "usp_matrix.hpp"
+
+namespace usp::testing {
+namespace {
+
+class UspAttentionMatrix : public ::testing::TestWithParam<Problem> {};
+
+TEST_P(UspAttentionMatrix, ForwardAndBackwardMatchReference) {
+  const Problem& p = GetParam();
+  expect_within_bounds(p, run_and_compare(p));
+}
+
+INSTANTIATE_TEST_SUITE_P(UspMatrix, UspAttentionMatrix,
+                         ::testing::ValuesIn(matrix({{1, 1}, {2, 2}, {2, 4}, {4, 2}})),
+                         [](const auto& info) { return param_name(info.param); });
+
+TEST(UspAttention, ErrorDoesNotGrowWithWorldSize) {
+  // fp32, one problem: the error at 8 ranks stays within 2× the single-rank error, per output.
+  for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
+    for (bool causal : {true, false}) {
+      Problem p;
+      p.type = t;
+      p.causal = causal;
+      p.s = 128;
+      p.h = 8;
+      p.hkv = 8;
+      p.d = 32;
+      p.seed = 7;
+      const Inputs in = make_inputs(p);
+      const Errors base = errors_vs_reference(p, in, run_usp(p, in));
+      for (auto [u, r] : {std::pair{1, 8}, std::pair{8, 1}, std::pair{2, 4}}) {
+        Problem q = p;
+        q.ulysses = u;
+        q.ring = r;
+        const Errors e = errors_vs_reference(q, in, run_usp(q, in));
+        const std::string what = q.name();
+        EXPECT_LE(e.out, 2 * base.out) << what << " out vs 1×1 " << base.out;
+        EXPECT_LE(e.lse, 2 * base.lse) << what << " lse vs 1×1 " << base.lse;
+        EXPECT_LE(e.dq, 2 * base.dq) << what << " dq vs 1×1 " << base.dq;
+        EXPECT_LE(e.dk, 2 * base.dk) << what << " dk vs 1×1 " << base.dk;
+        EXPECT_LE(e.dv, 2 * base.dv) << what << " dv vs 1×1 " << base.dv;
+      }
+    }
+  }
+}
+
+TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
+  // Partial outputs merge in fp32 and gradients accumulate in fp32, so bf16 inputs give the same
+  // error on a ring of 8 as on one rank (within 2×).
+  for (RingType t : {RingType::basic, RingType::zigzag}) {
+    Problem p;
+    p.type = t;
+    p.dtype = DType::bf16;
+    p.s = 128;
+    p.h = 4;
+    p.hkv = 4;
+    p.d = 32;
+    p.seed = 9;
+    const Inputs in = make_inputs(p);
+    const Errors base = errors_vs_reference(p, in, run_usp(p, in));
+    Problem q = p;
+    q.ring = 8;
+    const Errors e = errors_vs_reference(q, in, run_usp(q, in));
+    EXPECT_LE(e.out, 2 * base.out) << q.name() << " vs 1×1 " << base.out;
+    EXPECT_LE(e.dq, 2 * base.dq) << q.name() << " vs 1×1 " << base.dq;
+    EXPECT_LE(e.dk, 2 * base.dk) << q.name() << " vs 1×1 " << base.dk;
+    EXPECT_LE(e.dv, 2 * base.dv) << q.name() << " vs 1×1 " << base.dv;
+  }
+}
+
+TEST(UspAttention, Fp16AndLargerHeads) {
+  Problem p;
+  p.type = RingType::stripe;
+  p.ulysses = 2;
+  p.ring = 2;
+  p.dtype = DType::f16;
+  p.h = 4;
+  p.hkv = 2;
+  p.d = 32;
+  p.s = 120;
+  p.b = 2;
+  expect_within_bounds(p, run_and_compare(p));
+}
+
+TEST(UspAttention, RingInnerPlacementAndDataParallel) {
+  for (Placement pl : {Placement::ulysses_inner, Placement::ring_inner}) {
+    Problem p;
+    p.type = RingType::zigzag;
+    p.ulysses = 2;
+    p.ring = 2;
+    p.data = 2;
+    p.placement = pl;
+    p.s = 64;
+    p.h = 4;
+    p.hkv = 2;
+    expect_within_bounds(p, run_and_compare(p));
+  }
+}
+
+TEST(UspAttention, RepeatedCallsAndCustomScale) {
+  // The same object serves several calls and shapes; timings accumulate and reset.
+  run_local(4, [](Communicator& comm) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1);
+    UspConfig cfg;
+    cfg.ulysses = 2;
+    cfg.ring = 2;
+    cfg.scale = 0.5f;
+    UspAttention att(comm, *kernel, alloc, cfg);
+    EXPECT_EQ(att.layout(64).seq_len, 64);
+    EXPECT_EQ(att.layout(64).shard_len(), 16);
+    std::mt19937 gen(static_cast<std::uint32_t>(comm.rank()));
+    for (std::int64_t ls : {16, 8, 16}) {
+      const Tensor q = random_tensor({1, ls, 4, 8}, DType::f32, gen);
+      const Tensor k = random_tensor({1, ls, 4, 8}, DType::f32, gen);
+      const UspAttention::Output o = att.forward(q, k, k);
+      EXPECT_EQ(o.out.shape(), q.shape());
+      EXPECT_EQ(o.lse.shape(), (Tensor::Dims{1, 4, ls}));
+    }
+    EXPECT_GT(att.timings().compute_s, 0.0);
+    att.reset_timings();
+    EXPECT_EQ(att.timings().compute_s, 0.0);
+    EXPECT_EQ(att.timings().bytes_sent, 0);
+  });
+}
+
+TEST(UspAttention, CustomScaleMatchesReference) {
+  const std::int64_t s = 32, h = 2, d = 8;
+  std::mt19937 gen(11);
+  const Tensor q = random_tensor({1, s, h, d}, DType::f32, gen);
+  const Tensor k = random_tensor({1, s, h, d}, DType::f32, gen);
+  const Tensor v = random_tensor({1, s, h, d}, DType::f32, gen);
+  const reference::ForwardResult ref = reference::forward(q, k, v, MaskMode::causal, 0.3);
+  Layout layout{RingType::zigzag, s, 2, 2};
+  std::vector<Tensor> outs(4);
+  run_local(4, [&](Communicator& comm) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1);
+    UspConfig cfg;
+    cfg.ulysses = 2;
+    cfg.ring = 2;
+    cfg.scale = 0.3f;
+    UspAttention att(comm, *kernel, alloc, cfg);
+    const MeshCoord c = att.mesh().coord;
+    const UspAttention::Output o = att.forward(shard(layout, q, c.ring, c.ulysses, 1, alloc),
+                                               shard(layout, k, c.ring, c.ulysses, 1, alloc),
+                                               shard(layout, v, c.ring, c.ulysses, 1, alloc));
+    outs[static_cast<std::size_t>(c.ring * 2 + c.ulysses)] = to_dtype(o.out, DType::f32);
+  });
+  EXPECT_LE(relative_error(to_doubles(unshard(layout, outs, 1)), ref.out), 1e-5);
+}
+
+// Runs fn on every rank of a world of n; returns each rank's error message ("" when none) and
+// checks that run_local rethrew the root cause, which every rank's message carries (a rank either
+// fails on its own or is woken by the first failure, with that failure's message).
+std::vector<std::string> errors_on_ranks(int n, const std::function<void(Communicator&)>& fn) {
+  std::vector<std::string> msgs(static_cast<std::size_t>(n));
+  std::string rethrown;
+  try {
+    run_local(
+        n,
+        [&](Communicator& comm) {
+          try {
+            fn(comm);
+          } catch (const Error& e) {
+            msgs[static_cast<std::size_t>(comm.rank())] = e.what();
+            throw;
+          }
+        },
+        std::chrono::seconds(10));
+  } catch (const Error& e) {
+    rethrown = e.what();
+  }
+  EXPECT_FALSE(rethrown.empty()) << "run_local did not rethrow";
+  for (std::size_t r = 0; r < msgs.size(); ++r)
+    EXPECT_NE(msgs[r].find(rethrown), std::string::npos) << "rank " << r << ": " << msgs[r];
+  msgs.push_back(rethrown);
+  return msgs;
+}
+
+void construct(Communicator& comm, const UspConfig& cfg) {
+  HostAllocator alloc;
+  auto kernel = make_cpu_kernel(1);
+  UspAttention att(comm, *kernel, alloc, cfg);
+}
+
+TEST(UspAttention, MismatchedRingDegreeNamesTheRanks) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::string> msgs = errors_on_ranks(4, [](Communicator& comm) {
+    UspConfig cfg;
+    cfg.ring = comm.rank() == 3 ? 2 : 4;
+    construct(comm, cfg);
+  });
+  ASSERT_EQ(msgs.size(), 5u);
+  for (std::size_t r = 0; r < msgs.size(); ++r) {
+    EXPECT_NE(msgs[r].find("configuration mismatch"), std::string::npos) << r << ": " << msgs[r];
+    EXPECT_NE(msgs[r].find("rank 3 has ring=2"), std::string::npos) << r << ": " << msgs[r];
+    EXPECT_NE(msgs[r].find("rank 0 has ring=4"), std::string::npos) << r << ": " << msgs[r];
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(UspAttention, MismatchedCausalFlagNamesTheRanks) {
+  const std::vector<std::string> msgs = errors_on_ranks(4, [](Communicator& comm) {
+    UspConfig cfg;
+    cfg.ulysses = 2;
+    cfg.ring = 2;
+    cfg.causal = comm.rank() != 1;
+    construct(comm, cfg);
+  });
+  for (const std::string& m : msgs) {
+    EXPECT_NE(m.find("rank 1 has causal=false"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank 0 has causal=true"), std::string::npos) << m;
+  }
+}
+
+TEST(UspAttention, MismatchedShapesNameTheRanks) {
+  const std::vector<std::string> msgs = errors_on_ranks(2, [](Communicator& comm) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1);
+    UspConfig cfg;
+    cfg.ring = 2;
+    UspAttention att(comm, *kernel, alloc, cfg);
+    const std::int64_t ls = comm.rank() == 1 ? 12 : 8;
+    const Tensor q = Tensor::zeros({1, ls, 2, 8}, DType::f32, alloc);
+    att.forward(q, q, q);
+  });
+  for (const std::string& m : msgs) {
+    EXPECT_NE(m.find("input shape mismatch"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank 1 has q=[1, 12, 2, 8] fp32"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank 0 has q=[1, 8, 2, 8] fp32"), std::string::npos) << m;
+  }
+}
+
+std::string forward_error(int u, int r, RingType t, const Tensor::Dims& qs, const Tensor::Dims& ks,
+                          DType kdt = DType::f32) {
+  const std::vector<std::string> msgs = errors_on_ranks(u * r, [&](Communicator& comm) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1);
+    UspConfig cfg;
+    cfg.ring_type = t;
+    cfg.ulysses = u;
+    cfg.ring = r;
+    UspAttention att(comm, *kernel, alloc, cfg);
+    const Tensor q = Tensor::zeros(qs, DType::f32, alloc);
+    const Tensor k = Tensor::zeros(ks, kdt, alloc);
+    att.forward(q, k, k);
+  });
+  return msgs.back();
+}
+
+TEST(UspAttention, InvalidArgumentsAreNamed) {
+  // zigzag 2×2: seq_len = 4·3 = 12 is not divisible by 2·u·r = 8.
+  EXPECT_NE(forward_error(2, 2, RingType::zigzag, {1, 3, 4, 8}, {1, 3, 4, 8})
+                .find("seq_len 12 is not divisible by 2·ulysses·ring = 8"),
+            std::string::npos);
+  // 6 heads over 4 ulysses ranks.
+  EXPECT_NE(forward_error(4, 1, RingType::basic, {1, 4, 6, 8}, {1, 4, 6, 8})
+                .find("nheads 6 is not divisible by ulysses degree 4"),
+            std::string::npos);
+  // kv heads must divide the query heads.
+  EXPECT_NE(forward_error(1, 2, RingType::basic, {1, 4, 6, 8}, {1, 4, 4, 8}).find("kv heads 4"),
+            std::string::npos);
+  // dtypes must agree.
+  EXPECT_NE(forward_error(1, 2, RingType::basic, {1, 4, 2, 8}, {1, 4, 2, 8}, DType::bf16)
+                .find("one dtype"),
+            std::string::npos);
+  // shapes must agree.
+  EXPECT_NE(forward_error(1, 2, RingType::basic, {1, 4, 2, 8}, {1, 5, 2, 8}).find("must agree"),
+            std::string::npos);
+}
+
+TEST(UspAttention, WorldSizeMustMatchTheMesh) {
+  const std::vector<std::string> msgs = errors_on_ranks(4, [](Communicator& comm) {
+    UspConfig cfg;
+    cfg.ulysses = 2;
+    cfg.ring = 1;
+    construct(comm, cfg);
+  });
+  for (const std::string& m : msgs) EXPECT_FALSE(m.empty());
+}
+
+}  // namespace
+}  // namespace usp::testing

@@ -1,0 +1,193 @@
+// Test harness for the sequence-parallel algorithms: builds a random global problem, runs
+// UspAttention on u·r local ranks (each with its own CPU kernel and allocator), gathers the results
+// in global token order and compares them with the float64 reference on the global problem.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "usp/usp.hpp"
+
+namespace usp::testing {
+
+struct Problem {
+  RingType type = RingType::zigzag;
+  int ulysses = 1;
+  int ring = 1;
+  int data = 1;
+  Placement placement = Placement::ulysses_inner;
+  bool causal = true;
+  DType dtype = DType::f32;
+  std::int64_t b = 1, s = 96, h = 8, hkv = 8, d = 16;
+  std::uint32_t seed = 1;
+  bool backward = true;
+
+  std::string name() const {
+    return detail::concat(ring_type_name(type), "_", ulysses, "x", ring, causal ? "_causal" : "",
+                          "_", dtype_name(dtype), "_b", b, "s", s, "h", h, "kv", hkv, "d", d,
+                          " seed ", seed);
+  }
+};
+
+// gtest prints parameters with this.
+inline void PrintTo(const Problem& p, std::ostream* os) { *os << p.name(); }
+
+// Global inputs, fp32 holding values exactly representable in the problem's dtype.
+struct Inputs {
+  Tensor q, k, v, dout;
+};
+
+inline Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& gen) {
+  Tensor x = Tensor::empty(shape, DType::f32);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  float* p = x.data_as<float>();
+  for (std::int64_t i = 0; i < x.numel(); ++i) p[i] = dist(gen);
+  round_through(p, static_cast<std::size_t>(x.numel()), t);
+  return x;
+}
+
+inline Inputs make_inputs(const Problem& p) {
+  std::mt19937 gen(p.seed);
+  Inputs in;
+  in.q = random_tensor({p.b, p.s, p.h, p.d}, p.dtype, gen);
+  in.k = random_tensor({p.b, p.s, p.hkv, p.d}, p.dtype, gen);
+  in.v = random_tensor({p.b, p.s, p.hkv, p.d}, p.dtype, gen);
+  in.dout = random_tensor({p.b, p.s, p.h, p.d}, p.dtype, gen);
+  return in;
+}
+
+// Gathered results, global token order, fp32.
+struct Results {
+  Tensor out, lse, dq, dk, dv;
+  UspTimings timings;  // rank 0's
+};
+
+inline UspConfig config_of(const Problem& p) {
+  UspConfig c;
+  c.ring_type = p.type;
+  c.ulysses = p.ulysses;
+  c.ring = p.ring;
+  c.data = p.data;
+  c.placement = p.placement;
+  c.causal = p.causal;
+  return c;
+}
+
+inline Results run_usp(const Problem& p, const Inputs& in,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  const int sp = p.ulysses * p.ring, world = p.data * sp;
+  Layout layout;
+  layout.type = p.type;
+  layout.seq_len = p.s;
+  layout.ulysses = p.ulysses;
+  layout.ring = p.ring;
+  const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
+               v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
+  std::vector<Tensor> out(world), lse(world), dq(world), dk(world), dv(world);
+  std::vector<std::size_t> leaked(world, 0);
+  UspTimings timings;
+  run_local(
+      world,
+      [&](Communicator& comm) {
+        HostAllocator alloc;
+        {
+          auto kernel = make_cpu_kernel(1);
+          UspAttention att(comm, *kernel, alloc, config_of(p));
+          const MeshCoord c = att.mesh().coord;
+          const std::size_t slot =
+              static_cast<std::size_t>(c.data * sp + c.ring * p.ulysses + c.ulysses);
+          const Tensor ql = shard(layout, q, c.ring, c.ulysses, 1, alloc);
+          const Tensor kl = shard(layout, k, c.ring, c.ulysses, 1, alloc);
+          const Tensor vl = shard(layout, v, c.ring, c.ulysses, 1, alloc);
+          const UspAttention::Output o = att.forward(ql, kl, vl);
+          out[slot] = to_dtype(o.out, DType::f32);
+          lse[slot] = to_dtype(o.lse, DType::f32);
+          if (p.backward) {
+            const Tensor dol = shard(layout, dout, c.ring, c.ulysses, 1, alloc);
+            const UspAttention::Grads g = att.backward(ql, kl, vl, o.out, o.lse, dol);
+            EXPECT_EQ(g.dq.dtype(), p.dtype);
+            EXPECT_EQ(g.dk.dtype(), p.dtype);
+            EXPECT_EQ(g.dv.dtype(), p.dtype);
+            dq[slot] = to_dtype(g.dq, DType::f32);
+            dk[slot] = to_dtype(g.dk, DType::f32);
+            dv[slot] = to_dtype(g.dv, DType::f32);
+          }
+          EXPECT_EQ(o.out.dtype(), p.dtype);
+          if (comm.rank() == 0) timings = att.timings();
+        }
+        leaked[static_cast<std::size_t>(comm.rank())] = alloc.stats().current;
+      },
+      timeout);
+  for (int r = 0; r < world; ++r) EXPECT_EQ(leaked[r], 0u) << "rank " << r << " kept memory";
+  // Every data-parallel group ran the same problem: their results must agree bit for bit.
+  for (int i = sp; i < world; ++i) {
+    const std::size_t a = static_cast<std::size_t>(i), o = static_cast<std::size_t>(i % sp);
+    EXPECT_EQ(to_doubles(out[a]), to_doubles(out[o])) << "data-parallel rank " << i;
+    if (p.backward) {
+      EXPECT_EQ(to_doubles(dk[a]), to_doubles(dk[o])) << "data-parallel rank " << i;
+    }
+  }
+  auto group0 = [&](const std::vector<Tensor>& all) {
+    return std::vector<Tensor>(all.begin(), all.begin() + sp);
+  };
+  Results res;
+  res.out = unshard(layout, group0(out), 1);
+  res.lse = unshard(layout, group0(lse), 2);
+  if (p.backward) {
+    res.dq = unshard(layout, group0(dq), 1);
+    res.dk = unshard(layout, group0(dk), 1);
+    res.dv = unshard(layout, group0(dv), 1);
+  }
+  res.timings = timings;
+  return res;
+}
+
+struct Errors {
+  double out = 0, lse = 0, dq = 0, dk = 0, dv = 0;
+};
+
+// Relative errors of the distributed run against the float64 reference on the global problem.
+inline Errors errors_vs_reference(const Problem& p, const Inputs& in, const Results& res) {
+  const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
+               v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
+  const MaskMode mask = p.causal ? MaskMode::causal : MaskMode::none;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(p.d));
+  const reference::ForwardResult f = reference::forward(q, k, v, mask, scale);
+  Errors e;
+  e.out = relative_error(to_doubles(res.out), f.out);
+  e.lse = relative_error(to_doubles(res.lse), f.lse);
+  if (p.backward) {
+    const reference::BackwardResult g = reference::backward(q, k, v, dout, mask, scale);
+    e.dq = relative_error(to_doubles(res.dq), g.dq);
+    e.dk = relative_error(to_doubles(res.dk), g.dk);
+    e.dv = relative_error(to_doubles(res.dv), g.dv);
+  }
+  return e;
+}
+
+inline Errors run_and_compare(const Problem& p) {
+  const Inputs in = make_inputs(p);
+  return errors_vs_reference(p, in, run_usp(p, in));
+}
+
+// The acceptance bounds: fp32 ≤ 1e-5 (out, lse) and 1e-4 (grads); bf16/fp16 ≤ 2e-2.
+inline void expect_within_bounds(const Problem& p, const Errors& e) {
+  const bool f32 = p.dtype == DType::f32;
+  const double fwd = f32 ? 1e-5 : 2e-2, bwd = f32 ? 1e-4 : 2e-2;
+  EXPECT_LE(e.out, fwd) << p.name();
+  EXPECT_LE(e.lse, fwd) << p.name();
+  if (p.backward) {
+    EXPECT_LE(e.dq, bwd) << p.name();
+    EXPECT_LE(e.dk, bwd) << p.name();
+    EXPECT_LE(e.dv, bwd) << p.name();
+  }
+}
+
+}  // namespace usp::testing

@@ -1,0 +1,147 @@
+#include "options.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <set>
+#include <string_view>
+
+#include "usp/error.hpp"
+
+namespace usp::attn_tool {
+namespace {
+
+// Ranks are threads of this process; more than this is a typo, not a configuration.
+constexpr int kMaxWorld = 1024;
+
+int parse_int(std::string_view flag, std::string_view s, int min, int max) {
+  int v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  USP_CHECK_ARG(ec == std::errc() && end == s.data() + s.size() && !s.empty(), flag, " '", s,
+                "' is not an integer");
+  USP_CHECK_ARG(v >= min && v <= max, flag, " ", v, " must be in [", min, ", ", max, "]");
+  return v;
+}
+
+float parse_scale(std::string_view flag, std::string_view s) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  USP_CHECK_ARG(ec == std::errc() && end == s.data() + s.size() && !s.empty(), flag, " '", s,
+                "' is not a number");
+  USP_CHECK_ARG(std::isfinite(v) && v > 0 && std::isfinite(static_cast<float>(v)) &&
+                    static_cast<float>(v) > 0,
+                flag, " ", s, " must be a finite number > 0");
+  return static_cast<float>(v);
+}
+
+}  // namespace
+
+const char* usage() {
+  return "usage: usp-attn --q Q.npy --k K.npy --v V.npy [--dout DOUT.npy] [--ulysses U] [--ring "
+         "R]\n"
+         "                [--ring-type basic|stripe|zigzag] [--causal] [--dtype fp32|bf16|fp16]\n"
+         "                [--softmax-scale X] [--backend local] [--threads N] --out-dir DIR\n"
+         "\n"
+         "Runs exact attention of q [b, s, h, d] over k, v [b, s, hkv, d] (float32 or float64\n"
+         ".npy, little-endian, C order) on ulysses x ring ranks (threads of this process) and\n"
+         "writes DIR/out.npy [b, s, h, d] and DIR/lse.npy [b, h, s] (float32); with --dout also\n"
+         "DIR/dq.npy, DIR/dk.npy, DIR/dv.npy (float32, shapes of q, k, v).\n"
+         "\n"
+         "  --q, --k, --v FILE    inputs; h must be a multiple of hkv\n"
+         "  --dout FILE           gradient of out (shape of q): also run the backward pass\n"
+         "  --ulysses U           Ulysses degree, divides h (default 1)\n"
+         "  --ring R              ring degree (default 1)\n"
+         "  --ring-type T         sequence layout of the ring: basic (s divisible by U*R),\n"
+         "                        stripe (s divisible by U*R), zigzag (s divisible by 2*U*R);\n"
+         "                        default basic\n"
+         "  --causal              causal mask (query i sees keys j <= i)\n"
+         "  --dtype T             round inputs to this storage type first (default fp32)\n"
+         "  --softmax-scale X     scale of q.k (default 1/sqrt(d))\n"
+         "  --backend local       ranks as threads of this process (the only backend here)\n"
+         "  --threads N           kernel threads per rank (default: hardware threads / ranks)\n"
+         "  --out-dir DIR         where the results go (created if missing)\n"
+         "  --help                this text\n"
+         "\n"
+         "Exit status: 0 on success, 2 on any error (one line on stderr).\n";
+}
+
+Options parse_options(int argc, const char* const* argv) {
+  Options o;
+  std::set<std::string> seen;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      o.help = true;
+      continue;
+    }
+    USP_CHECK_ARG(arg.size() > 2 && arg.substr(0, 2) == "--", "unexpected argument '", arg,
+                  "' (options start with --; see usp-attn --help)");
+    std::string flag(arg);
+    std::string value;
+    bool has_value = false;
+    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
+      flag = std::string(arg.substr(0, eq));
+      value = std::string(arg.substr(eq + 1));
+      has_value = true;
+    }
+    static const std::set<std::string> kValued = {
+        "--q",         "--k",     "--v",       "--dout",          "--ulysses", "--ring",
+        "--ring-type", "--dtype", "--backend", "--softmax-scale", "--threads", "--out-dir"};
+    const bool valued = kValued.count(flag) != 0;
+    USP_CHECK_ARG(valued || flag == "--causal", "unknown option '", flag,
+                  "' (see usp-attn --help)");
+    USP_CHECK_ARG(seen.insert(flag).second, "option ", flag, " is given more than once");
+    if (!valued) {
+      USP_CHECK_ARG(!has_value, flag, " takes no value");
+      o.causal = true;
+      continue;
+    }
+    if (!has_value) {
+      USP_CHECK_ARG(i + 1 < argc && std::string_view(argv[i + 1]).substr(0, 2) != "--", flag,
+                    " needs a value");
+      value = argv[++i];
+    }
+    USP_CHECK_ARG(!value.empty(), flag, " needs a non-empty value");
+    if (flag == "--q") {
+      o.q = value;
+    } else if (flag == "--k") {
+      o.k = value;
+    } else if (flag == "--v") {
+      o.v = value;
+    } else if (flag == "--dout") {
+      o.dout = value;
+    } else if (flag == "--out-dir") {
+      o.out_dir = value;
+    } else if (flag == "--ulysses") {
+      o.ulysses = parse_int(flag, value, 1, kMaxWorld);
+    } else if (flag == "--ring") {
+      o.ring = parse_int(flag, value, 1, kMaxWorld);
+    } else if (flag == "--threads") {
+      o.threads = parse_int(flag, value, 0, 1024);
+    } else if (flag == "--softmax-scale") {
+      o.scale = parse_scale(flag, value);
+    } else if (flag == "--dtype") {
+      o.dtype = parse_dtype(value, "--dtype");
+    } else if (flag == "--ring-type") {
+      USP_CHECK_ARG(value == "basic" || value == "stripe" || value == "zigzag", "--ring-type '",
+                    value, "' is unknown (allowed: basic, stripe, zigzag)");
+      o.ring_type = parse_ring_type(value);
+    } else if (flag == "--backend") {
+      USP_CHECK_ARG(value == "local", "--backend '", value,
+                    "' is not available in usp-attn (allowed: local)");
+      o.backend = value;
+    }
+  }
+  if (o.help) return o;
+  for (const auto& [flag, v] : {std::pair<const char*, const std::string*>{"--q", &o.q},
+                                {"--k", &o.k},
+                                {"--v", &o.v},
+                                {"--out-dir", &o.out_dir}}) {
+    USP_CHECK_ARG(!v->empty(), "missing required option ", flag, " (see usp-attn --help)");
+  }
+  USP_CHECK_ARG(static_cast<long>(o.ulysses) * o.ring <= kMaxWorld, "--ulysses ", o.ulysses,
+                " x --ring ", o.ring, " = ", static_cast<long>(o.ulysses) * o.ring,
+                " ranks is more than the ", kMaxWorld, " this tool runs");
+  return o;
+}
+
+}  // namespace usp::attn_tool

@@ -1,0 +1,21 @@
+// The global attention problem usp-attn reads from .npy files, checked for consistency.
+#pragma once
+
+#include <cstdint>
+
+#include "options.hpp"
+#include "usp/tensor.hpp"
+
+namespace usp::attn_tool {
+
+struct Problem {
+  Tensor q, k, v, dout;  // global, rounded to Options::dtype; dout undefined without --dout
+  std::int64_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  float scale = 0;  // resolved (never 0)
+};
+
+// Reads the inputs and checks shapes against each other and against the parallel configuration;
+// throws Error (io or invalid_argument) with a one-line message naming the file or option.
+Problem load_problem(const Options& o);
+
+}  // namespace usp::attn_tool

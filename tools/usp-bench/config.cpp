@@ -1,0 +1,26 @@
+#include "config.hpp"
+
+#include <sstream>
+
+namespace usp::bench {
+
+std::string RowConfig::describe() const {
+  std::ostringstream os;
+  os << ring_type_name(ring_type) << " s=" << seq_len << ' ' << ulysses << 'x' << ring << ' '
+     << (fwd_only ? "fwd" : "fwd+bwd");
+  return os.str();
+}
+
+double row_flops(const Problem& p, const RowConfig& c) {
+  const double s = static_cast<double>(c.seq_len);
+  double f = 4.0 * p.batch * s * s * p.nheads * p.head_size;
+  if (p.causal) f /= 2.0;
+  if (!c.fwd_only) f *= 3.5;
+  return f;
+}
+
+double tflops(double flops, double latency_ms) {
+  return latency_ms > 0 ? flops / (latency_ms / 1000.0) / 1e12 : 0.0;
+}
+
+}  // namespace usp::bench

@@ -1,0 +1,40 @@
+// What one benchmark row measures: the problem (shared by every row of a run) and the sweep point.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "usp/dtype.hpp"
+#include "usp/layout.hpp"
+
+namespace usp::bench {
+
+struct Problem {
+  int batch = 2;
+  int nheads = 16;
+  int kv_heads = 16;
+  int head_size = 128;
+  DType dtype = DType::f16;
+  bool causal = true;
+  std::uint64_t seed = 1234;
+};
+
+struct RowConfig {
+  RingType ring_type = RingType::zigzag;
+  std::int64_t seq_len = 0;  // global
+  int ulysses = 1;
+  int ring = 1;
+  bool fwd_only = true;
+
+  int world() const { return ulysses * ring; }
+  bool operator==(const RowConfig&) const = default;
+  // "zigzag s=4096 2x4 fwd"
+  std::string describe() const;
+};
+
+// The seed's operation count: F = 4·b·s²·h·d, halved when causal, ×3.5 with the backward pass.
+double row_flops(const Problem& p, const RowConfig& c);
+// F / latency / 1e12 (aggregated over all ranks, as in the seed).
+double tflops(double flops, double latency_ms);
+
+}  // namespace usp::bench

@@ -1,0 +1,82 @@
+#include "options.hpp"
+
+namespace usp::bench {
+
+std::string help_text() {
+  return R"(usp-bench — benchmark USP attention (Ulysses all-to-all × ring attention) the way the
+seed measured it on 8 × RTX 4090D, on this machine's ranks.
+
+Usage: usp-bench [options]
+
+With no options it runs the seed's three tables (seq_len and ring attention type, seq_len and
+degree, seq_len and backward) at global lengths scaled to this machine (1024, 2048, 4096 instead
+of the seed's 4096 … 128000), fp16, causal, batch size 2, 16 heads, head size 128, world 8.
+
+What to run (lists are comma-separated; every combination is one row):
+  --preset NAME        seed            the seed's three tables, its exact rows (world 8)
+                       seed-ring-type  3 ring types × 6 lengths, 2x4, fwd
+                       seed-degree     zigzag × 6 lengths × {2x4, 4x2}, fwd
+                       seed-backward   zigzag 2x4 × 6 lengths × fwd_only {True, False}
+                       scaled          the three tables at this machine's lengths (the default)
+                       Any flag below overrides the preset's value in every table.
+  --ring-type LIST     basic,stripe,zigzag                        (default zigzag)
+  --seq-len LIST       global sequence lengths, e.g. 4096,8192    (default 1024,2048,4096)
+  --degrees LIST       ULYSSESxRING pairs, e.g. 2x4,4x2; a row runs u·r ranks (default 2x4)
+  --fwd-only V         true | false | both (or a list): forward only, or forward + backward
+  --world W            require u·r = W for every row (presets set 8)
+Problem:
+  --batch-size N       (default 2)        --nheads N     query heads (default 16)
+  --kv-heads N         KV heads, must divide nheads and divide or be divisible by u
+                       (default = nheads)
+  --head-size N        at most 256 (default 128)
+  --dtype T            fp16 | bf16 | fp32 (default fp16, as the seed)
+  --causal, --no-causal                   (default causal)
+  --seed N             seed of the generated data (default 1234)
+Measurement:
+  --warmup N           untimed iterations per row before the timed loop (default 1)
+  --iters N            timed iterations per row (default 2)
+  --backend NAME       local: the ranks are threads of this process (the only backend so far)
+  --threads N          kernel threads per rank. Default max(1, cores / ranks), so that
+                       ranks × threads ≤ cores; with --threads the product may exceed the cores.
+  --check              before timing, run every row once and compare each rank's shard with a
+                       single-rank run (u = r = 1) of the same data; print the max relative error
+                       ‖ours − single‖/‖single‖ over out, lse (and dq, dk, dv); exit 1 if above
+                       the tolerance (fp32: 1e-5 out/lse, 1e-4 gradients; fp16/bf16: 2e-2)
+  --breakdown          per rank: compute time, communication wait, total communication time and
+                       the fraction of communication hidden behind compute (1 − wait/total)
+Output (stdout: a markdown report; the table has exactly the seed's columns):
+  --gflops             add a speed(GFLOPS) column (CPU speeds show as 0.0 TFLOPS at 1 decimal)
+  --compare-seed       add the seed's latency and ours/seed for rows that exist in the seed
+  --csv FILE           every row with all fields and the configuration
+  --json FILE          the configuration, the machine, every row and per-rank statistics
+  --plot FILE          throughput vs seq_len (log scales), one line per ring type / degrees /
+                       fwd mode; FILE.svg (no dependencies) or FILE.png (needs rsvg-convert)
+  --progress           progress line on stderr (row i of N, elapsed, time left); on by default
+                       when stderr is a terminal
+  -h, --help           this text
+
+What the columns mean:
+  An iteration is one forward (fwd_only True) or forward + backward (False). Every rank builds
+  only its own shard of q, k, v (and dout), generated from (seed, tensor, global token, head,
+  dim) by a counter-based hash, so the data is the same for every layout and degree.
+  throughput(iters/s)    timed iterations / wall time of the timed loop, taken between barriers
+                         on all ranks
+  latency(ms/iter)       1000 / throughput
+  peak memory(MB/device) max over ranks of the bytes the library allocated for the rank during
+                         the timed iterations (peak reset after warm-up; includes the rank's
+                         inputs) / 2^20
+  speed(TFLOPS)          F / latency / 1e12 with F = 4·b·s²·h·d, halved when causal, ×1 for
+                         fwd_only and ×3.5 for fwd + bwd (the seed's formula; aggregated over all
+                         ranks, s = global seq_len, h = query heads)
+  Under each table: the analytic minimum memory per rank — its shard of q, k, v, out (dtype) and
+  lse (fp32), plus 2 K/V ring buffers in flight (k and v, [b, s/r, max(hkv/u,1), d] each), plus
+  its shard of dout, dq, dk, dv with backward — and measured/minimum (target ≤ 1.2×).
+
+Errors: an unknown flag, a malformed value, an impossible row (u·r ≠ --world, a length the layout
+cannot split — basic/stripe need seq_len divisible by u·r, zigzag by 2·u·r —, heads not divisible
+by u) or a run whose estimated memory exceeds MemAvailable exits 2 with one line
+"usp-bench: error: ..." before anything runs. A failure while running exits 1.
+)";
+}
+
+}  // namespace usp::bench

@@ -1,0 +1,30 @@
+// Per-rank memory: the analytic minimum a sharded implementation must hold, and a generous upper
+// estimate used to refuse runs that cannot fit in this machine's memory.
+#pragma once
+
+#include <cstdint>
+
+#include "config.hpp"
+
+namespace usp::bench {
+
+struct MemoryModel {
+  // Bytes per rank that any sharded implementation must hold during an iteration:
+  //   its shard of q, k, v, out (dtype) and lse (fp32, [b, h, s/(u·r)]),
+  //   + 2 K/V ring buffers in flight (double-buffered, ring level: k and v each
+  //     [b, s/r, max(hkv/u, 1), d] in dtype),
+  //   + with backward: its shard of dout, dq, dk, dv (dtype).
+  std::uint64_t minimum = 0;
+  // Upper estimate: the minimum plus the Ulysses-exchanged copies (q, k, v, out, and dout/dq/dk/dv
+  // with backward) in dtype, fp32 accumulators and block partials (out, lse; dq, dk, dv), a third
+  // K/V buffer, three fp32 dK/dV ring buffers with backward, and all-to-all staging of twice the
+  // largest tensor.
+  std::uint64_t estimate = 0;
+};
+
+MemoryModel memory_model(const Problem& p, const RowConfig& c);
+
+// MemAvailable from /proc/meminfo in bytes (0 if unknown).
+std::uint64_t mem_available_bytes();
+
+}  // namespace usp::bench

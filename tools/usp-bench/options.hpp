@@ -1,0 +1,61 @@
+// Command line of usp-bench: flags, presets (the seed's three tables) and their validation.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace usp::bench {
+
+// A malformed command line; main prints "usp-bench: error: <what>" and exits 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Degrees {
+  int ulysses = 1;
+  int ring = 1;
+};
+
+// One table: every combination of its lists is a row (ring type, degrees, fwd mode, seq_len, the
+// last varying fastest — the seed's order).
+struct Section {
+  std::string title;  // markdown heading; empty for a single untitled table
+  std::vector<RingType> ring_types;
+  std::vector<std::int64_t> seq_lens;
+  std::vector<Degrees> degrees;
+  std::vector<bool> fwd_only;
+  std::vector<RowConfig> rows() const;
+};
+
+struct Options {
+  std::string preset;  // what selected the tables ("seed", "seed-degree", ..., or "custom")
+  std::vector<Section> sections;
+  bool scaled_lengths = false;  // lengths are this machine's defaults, not the seed's
+  Problem problem;
+  int warmup = 1;
+  int iters = 2;
+  std::string backend = "local";
+  int threads = 0;  // per rank; 0 = max(1, cores / ranks of the row)
+  int world = 0;    // 0 = each row's u·r
+  bool check = false;
+  bool breakdown = false;
+  bool compare_seed = false;
+  bool gflops = false;
+  bool progress = false;
+  std::string csv_path, json_path, plot_path;
+  bool help = false;
+};
+
+// The seed's global lengths and the ones the default run uses on this class of machine.
+const std::vector<std::int64_t>& seed_lengths();
+const std::vector<std::int64_t>& scaled_lengths();
+
+// Parses argv[1..]; throws UsageError naming the flag, its value and the rule.
+Options parse_options(const std::vector<std::string>& args);
+std::string help_text();
+
+}  // namespace usp::bench

@@ -1,0 +1,139 @@
+#include "plan.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+
+#include "memory_estimate.hpp"
+
+namespace usp::bench {
+namespace {
+
+std::string gib(std::uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1u << 30));
+  return buf;
+}
+
+void validate_row(const Options& o, const RowConfig& c) {
+  const Problem& p = o.problem;
+  const int u = c.ulysses, r = c.ring;
+  std::ostringstream deg;
+  deg << u << 'x' << r;
+  if (o.world > 0 && c.world() != o.world)
+    throw UsageError("--degrees: " + deg.str() + " needs " + std::to_string(c.world()) +
+                     " ranks but this run has " + std::to_string(o.world) +
+                     " (ulysses_degree × ring_degree must equal the world size)");
+  const std::int64_t div =
+      static_cast<std::int64_t>(u) * r * (c.ring_type == RingType::zigzag ? 2 : 1);
+  if (c.seq_len % div != 0)
+    throw UsageError("--seq-len: " + std::to_string(c.seq_len) + " cannot be split by " +
+                     ring_type_name(c.ring_type) + " over " + deg.str() + " (" +
+                     ring_type_name(c.ring_type) + " needs seq_len divisible by " +
+                     (c.ring_type == RingType::zigzag ? "2·u·r = " : "u·r = ") +
+                     std::to_string(div) + ")");
+  if (p.nheads % u != 0)
+    throw UsageError("--nheads: " + std::to_string(p.nheads) +
+                     " heads cannot be split over ulysses degree " + std::to_string(u) +
+                     " (nheads must be divisible by u)");
+  if (p.nheads % p.kv_heads != 0)
+    throw UsageError("--kv-heads: " + std::to_string(p.kv_heads) + " does not divide --nheads " +
+                     std::to_string(p.nheads));
+  if (p.kv_heads % u != 0 && u % p.kv_heads != 0)
+    throw UsageError("--kv-heads: " + std::to_string(p.kv_heads) +
+                     " KV heads cannot be split or replicated over ulysses degree " +
+                     std::to_string(u) + " (kv_heads must divide or be divisible by u)");
+}
+
+void check_memory(const Options& o, const RowConfig& c, std::uint64_t available) {
+  if (available == 0) return;
+  const std::uint64_t per_rank = memory_model(o.problem, c).estimate;
+  std::uint64_t need = per_rank * static_cast<std::uint64_t>(c.world());
+  if (o.check) {
+    RowConfig single = c;
+    single.ulysses = single.ring = 1;
+    const Problem& p = o.problem;
+    const auto s = static_cast<std::uint64_t>(c.seq_len), b = static_cast<std::uint64_t>(p.batch);
+    const auto d = static_cast<std::uint64_t>(p.head_size);
+    const std::uint64_t q = b * s * static_cast<std::uint64_t>(p.nheads) * d;
+    const std::uint64_t kv = b * s * static_cast<std::uint64_t>(p.kv_heads) * d;
+    // The single-rank run plus its results kept as doubles (out, lse, and dq, dk, dv).
+    need += memory_model(p, single).estimate +
+            8 * (q + b * s * static_cast<std::uint64_t>(p.nheads) + (c.fwd_only ? 0 : q + 2 * kv)) +
+            need / 2;  // the distributed results converted for comparison
+  }
+  if (need > available)
+    throw UsageError("not enough memory for " + c.describe() + ": it needs about " + gib(need) +
+                     " (" + gib(per_rank) + " per rank × " + std::to_string(c.world()) + " ranks" +
+                     (o.check ? ", plus the --check reference" : "") + ") but only " +
+                     gib(available) + " is available; use shorter --seq-len");
+}
+
+bool on_path(const char* program) {
+  const char* path = std::getenv("PATH");
+  if (!path) return false;
+  std::string p = path;
+  std::size_t start = 0;
+  while (start <= p.size()) {
+    auto colon = p.find(':', start);
+    if (colon == std::string::npos) colon = p.size();
+    const std::string dir = p.substr(start, colon - start);
+    if (!dir.empty() && access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    start = colon + 1;
+  }
+  return false;
+}
+
+void check_writable(const char* flag, const std::string& path) {
+  if (path.empty()) return;
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  if (access(dir.c_str(), W_OK) != 0)
+    throw UsageError(std::string(flag) + ": cannot write '" + path + "' (directory '" + dir +
+                     "' does not exist or is not writable)");
+}
+
+}  // namespace
+
+int threads_per_rank(const Options& o, const RowConfig& c, int cores) {
+  if (o.threads > 0) return o.threads;
+  return std::max(1, cores / c.world());
+}
+
+Plan make_plan(const Options& o, const Machine& m) {
+  check_writable("--csv", o.csv_path);
+  check_writable("--json", o.json_path);
+  check_writable("--plot", o.plot_path);
+  if (o.plot_path.size() > 4 && o.plot_path.compare(o.plot_path.size() - 4, 4, ".png") == 0 &&
+      !on_path("rsvg-convert"))
+    throw UsageError(
+        "--plot: PNG output needs rsvg-convert (apt-get install librsvg2-bin); "
+        "write an .svg instead");
+
+  Plan plan;
+  for (const Section& s : o.sections) {
+    std::vector<std::size_t> idx;
+    for (const RowConfig& c : s.rows()) {
+      auto it = std::find(plan.rows.begin(), plan.rows.end(), c);
+      if (it == plan.rows.end()) {
+        plan.rows.push_back(c);
+        it = plan.rows.end() - 1;
+      }
+      idx.push_back(static_cast<std::size_t>(it - plan.rows.begin()));
+    }
+    plan.sections.push_back(std::move(idx));
+  }
+  const std::uint64_t available = mem_available_bytes();
+  for (const RowConfig& c : plan.rows) {
+    validate_row(o, c);
+    check_memory(o, c, available);
+    plan.threads.push_back(threads_per_rank(o, c, m.cores));
+  }
+  return plan;
+}
+
+}  // namespace usp::bench

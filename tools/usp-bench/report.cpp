@@ -1,0 +1,296 @@
+#include "report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <sstream>
+
+#include "memory_estimate.hpp"
+#include "seed_table.hpp"
+#include "usp/usp.hpp"
+
+namespace usp::bench {
+
+const char* const kSeedHeader =
+    "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | throughput(iters/s) | "
+    "latency(ms/iter) | peak memory(MB/device) | speed(TFLOPS) |";
+const char* const kSeedAlign =
+    "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |";
+
+namespace {
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+const char* py_bool(bool b) {
+  return b ? "True" : "False";
+}
+
+std::string row_key(const RowConfig& c) {
+  return fmt("| %s | %lld | %d | %d | %s |", ring_type_name(c.ring_type),
+             static_cast<long long>(c.seq_len), c.ulysses, c.ring, py_bool(c.fwd_only));
+}
+
+std::string join_lengths(const std::vector<std::int64_t>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s;
+}
+
+std::vector<std::int64_t> lengths_used(const Options& o) {
+  std::vector<std::int64_t> out;
+  for (const Section& s : o.sections)
+    for (auto l : s.seq_lens)
+      if (std::find(out.begin(), out.end(), l) == out.end()) out.push_back(l);
+  return out;
+}
+
+std::string threads_text(const RunData& d) {
+  bool same = true;
+  for (int t : d.plan.threads) same = same && t == d.plan.threads.front();
+  if (d.plan.threads.empty()) return "";
+  if (same)
+    return fmt("%d kernel thread%s per rank", d.plan.threads.front(),
+               d.plan.threads.front() == 1 ? "" : "s");
+  return "kernel threads per rank = max(1, cores / ranks)";
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (unsigned char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      o += '\\';
+      o += static_cast<char>(ch);
+    } else if (ch < 0x20) {
+      o += fmt("\\u%04x", ch);
+    } else {
+      o += static_cast<char>(ch);
+    }
+  }
+  return o;
+}
+
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  return fmt("%.9g", v);
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
+double hidden_fraction(const RankStats& s) {
+  return s.comm_total_s > 0 ? 1.0 - s.comm_wait_s / s.comm_total_s : NAN;
+}
+
+}  // namespace
+
+std::string markdown_report(const RunData& d) {
+  const Options& o = d.options;
+  const Problem& p = o.problem;
+  std::ostringstream os;
+  os << "# usp-bench\n\n";
+  os << "- machine: " << d.machine.cpu_model << ", " << d.machine.cores << " cores\n";
+  os << "- backend: " << o.backend
+     << " (each row runs ulysses_degree × ring_degree ranks as threads of this process; "
+     << threads_text(d) << ")\n";
+  os << "- dtype: " << dtype_name(p.dtype) << " · batch size " << p.batch << " · heads " << p.nheads
+     << " (KV heads " << p.kv_heads << ") · head size " << p.head_size
+     << " · causal: " << py_bool(p.causal) << "\n";
+  os << "- warm-up iterations: " << o.warmup << " · timed iterations: " << o.iters
+     << " · data seed: " << p.seed << "\n";
+  if (o.scaled_lengths)
+    os << "- lengths scaled to this machine: " << join_lengths(lengths_used(o))
+       << " (the seed: " << join_lengths(seed_lengths()) << " on 8 × RTX 4090D)\n";
+  else
+    os << "- lengths: " << join_lengths(lengths_used(o)) << "\n";
+  os << "- speed(TFLOPS) = 4·b·s²·h·d (halved when causal, ×3.5 with backward) / latency, "
+        "aggregated over all ranks; peak memory(MB/device) = max over ranks of bytes allocated "
+        "during the timed iterations / 2^20\n";
+  if (d.plan.rows.size() < [&] {
+        std::size_t n = 0;
+        for (const auto& s : d.plan.sections) n += s.size();
+        return n;
+      }())
+    os << "- rows that appear in several tables are measured once\n";
+
+  for (std::size_t si = 0; si < o.sections.size(); ++si) {
+    const auto& idx = d.plan.sections[si];
+    os << "\n";
+    if (!o.sections[si].title.empty()) os << "## " << o.sections[si].title << "\n\n";
+    std::string header = kSeedHeader, align = kSeedAlign;
+    if (o.gflops) header += " speed(GFLOPS) |", align += " :----: |";
+    if (o.check) header += " check(max rel err) |", align += " :----: |";
+    if (o.compare_seed)
+      header += " seed latency(ms/iter) | ours/seed |", align += " :----: | :----: |";
+    os << header << "\n" << align << "\n";
+    for (std::size_t i : idx) {
+      const RowConfig& c = d.plan.rows[i];
+      const RowResult& r = d.results[i];
+      os << row_key(c)
+         << fmt(" %.3f | %.3f | %.1f | %.1f |", r.throughput, r.latency_ms, r.peak_mb, r.tflops);
+      if (o.gflops) os << fmt(" %.2f |", r.tflops * 1000.0);
+      if (o.check) {
+        const auto& ch = d.checks[i];
+        os << (ch ? fmt(" %.2e (%s) |", ch->max_rel_err, ch->worst.c_str()) : std::string(" - |"));
+      }
+      if (o.compare_seed) {
+        const auto s = find_seed_row(p, c);
+        os << (s ? fmt(" %.3f | %.2f |", s->latency_ms, r.latency_ms / s->latency_ms)
+                 : std::string(" - | - |"));
+      }
+      os << "\n";
+    }
+
+    os << "\nMemory per rank against the analytic minimum (its shard of q, k, v, out ("
+       << dtype_name(p.dtype)
+       << ") and lse (fp32), plus 2 K/V ring buffers in flight [b, s/r, max(hkv/u, 1), d]; plus "
+          "its shard of dout, dq, dk, dv with backward; target ≤ 1.2×):\n\n";
+    os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | peak "
+          "memory(MB/device) "
+          "| minimum(MB/device) | measured/minimum |\n";
+    os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |\n";
+    for (std::size_t i : idx) {
+      const RowConfig& c = d.plan.rows[i];
+      const RowResult& r = d.results[i];
+      const double min_mb = static_cast<double>(memory_model(p, c).minimum) / (1 << 20);
+      os << row_key(c) << fmt(" %.1f | %.1f | %.2f× |", r.peak_mb, min_mb, r.peak_mb / min_mb)
+         << "\n";
+    }
+  }
+  if (o.breakdown) {
+    os << "\n## Breakdown per rank\n\nTimed iterations only. compute: inside kernel calls; comm "
+          "wait: blocked on communication; comm total: from posting each transfer to its "
+          "completion (overlapped or not); hidden = 1 − wait / total.\n\n";
+    os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | rank | "
+          "compute(ms/iter) | comm wait(ms/iter) | comm total(ms/iter) | comm hidden |\n";
+    os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | "
+          ":----: |\n";
+    for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
+      const RowConfig& c = d.plan.rows[i];
+      const RowResult& r = d.results[i];
+      for (std::size_t k = 0; k < r.ranks.size(); ++k) {
+        const RankStats& s = r.ranks[k];
+        const double per = 1000.0 / r.iters;
+        const double h = hidden_fraction(s);
+        os << row_key(c)
+           << fmt(" %zu | %.3f | %.3f | %.3f | %s |", k, s.compute_s * per, s.comm_wait_s * per,
+                  s.comm_total_s * per, std::isnan(h) ? "-" : fmt("%.1f%%", 100.0 * h).c_str())
+           << "\n";
+      }
+    }
+  }
+  return os.str();
+}
+
+std::string check_report(const RunData& d) {
+  std::ostringstream os;
+  os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | max rel err | tensor | "
+        "result |\n";
+  os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |\n";
+  for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
+    if (!d.checks[i]) continue;
+    const CheckResult& c = *d.checks[i];
+    os << row_key(d.plan.rows[i])
+       << fmt(" %.2e | %s | %s |", c.max_rel_err, c.worst.c_str(), c.pass ? "ok" : "FAIL") << "\n";
+  }
+  return os.str();
+}
+
+std::string csv_report(const RunData& d) {
+  const Options& o = d.options;
+  const Problem& p = o.problem;
+  std::ostringstream os;
+  os << "table,ring_type,seq_len,ulysses_degree,ring_degree,fwd_only,world,batch_size,nheads,"
+        "kv_heads,head_size,dtype,causal,warmup,iters,threads,backend,throughput_iters_per_s,"
+        "latency_ms,peak_memory_mb,speed_tflops,speed_gflops,flops,min_memory_mb,memory_ratio,"
+        "check_max_rel_err,seed_latency_ms\n";
+  for (std::size_t si = 0; si < o.sections.size(); ++si) {
+    for (std::size_t i : d.plan.sections[si]) {
+      const RowConfig& c = d.plan.rows[i];
+      const RowResult& r = d.results[i];
+      const double min_mb = static_cast<double>(memory_model(p, c).minimum) / (1 << 20);
+      const auto seed = find_seed_row(p, c);
+      os << csv_field(o.sections[si].title) << ',' << ring_type_name(c.ring_type) << ','
+         << c.seq_len << ',' << c.ulysses << ',' << c.ring << ',' << py_bool(c.fwd_only) << ','
+         << c.world() << ',' << p.batch << ',' << p.nheads << ',' << p.kv_heads << ','
+         << p.head_size << ',' << dtype_name(p.dtype) << ',' << py_bool(p.causal) << ',' << o.warmup
+         << ',' << o.iters << ',' << r.threads << ',' << o.backend << ',' << num(r.throughput)
+         << ',' << num(r.latency_ms) << ',' << num(r.peak_mb) << ',' << num(r.tflops) << ','
+         << num(r.tflops * 1000) << ',' << num(r.flops) << ',' << num(min_mb) << ','
+         << num(r.peak_mb / min_mb) << ',' << (d.checks[i] ? num(d.checks[i]->max_rel_err) : "")
+         << ',' << (seed ? num(seed->latency_ms) : "") << '\n';
+    }
+  }
+  return os.str();
+}
+
+std::string json_report(const RunData& d) {
+  const Options& o = d.options;
+  const Problem& p = o.problem;
+  std::ostringstream os;
+  os << "{\n  \"tool\": \"usp-bench\",\n  \"version\": \"" << version() << "\",\n";
+  os << "  \"machine\": {\"cpu_model\": \"" << json_escape(d.machine.cpu_model)
+     << "\", \"cores\": " << d.machine.cores << "},\n";
+  os << "  \"config\": {\"preset\": \"" << json_escape(o.preset) << "\", \"backend\": \""
+     << o.backend << "\", \"dtype\": \"" << dtype_name(p.dtype) << "\", \"batch_size\": " << p.batch
+     << ", \"nheads\": " << p.nheads << ", \"kv_heads\": " << p.kv_heads
+     << ", \"head_size\": " << p.head_size << ", \"causal\": " << (p.causal ? "true" : "false")
+     << ", \"warmup\": " << o.warmup << ", \"iters\": " << o.iters << ", \"threads\": " << o.threads
+     << ", \"world\": " << o.world << ", \"seed\": " << p.seed
+     << ", \"scaled_lengths\": " << (o.scaled_lengths ? "true" : "false") << "},\n";
+  os << "  \"formula\": \"speed_tflops = 4*b*s^2*h*d (/2 if causal, *3.5 with backward) / "
+        "latency_s / 1e12, aggregated over all ranks\",\n";
+  os << "  \"tables\": [";
+  for (std::size_t si = 0; si < o.sections.size(); ++si) {
+    os << (si ? "," : "") << "\n    {\"title\": \"" << json_escape(o.sections[si].title)
+       << "\", \"rows\": [";
+    bool first = true;
+    for (std::size_t i : d.plan.sections[si]) {
+      const RowConfig& c = d.plan.rows[i];
+      const RowResult& r = d.results[i];
+      const MemoryModel mm = memory_model(p, c);
+      const auto seed = find_seed_row(p, c);
+      os << (first ? "" : ",") << "\n      {\"ring_type\": \"" << ring_type_name(c.ring_type)
+         << "\", \"seq_len\": " << c.seq_len << ", \"ulysses_degree\": " << c.ulysses
+         << ", \"ring_degree\": " << c.ring << ", \"fwd_only\": " << (c.fwd_only ? "true" : "false")
+         << ", \"world\": " << c.world() << ", \"threads\": " << r.threads
+         << ", \"iters\": " << r.iters << ", \"wall_s\": " << num(r.wall_s)
+         << ", \"throughput_iters_per_s\": " << num(r.throughput)
+         << ", \"latency_ms\": " << num(r.latency_ms) << ", \"peak_memory_mb\": " << num(r.peak_mb)
+         << ", \"peak_memory_bytes\": " << r.peak_bytes << ", \"speed_tflops\": " << num(r.tflops)
+         << ", \"flops\": " << num(r.flops) << ", \"min_memory_bytes\": " << mm.minimum
+         << ", \"estimate_memory_bytes\": " << mm.estimate << ", \"memory_ratio\": "
+         << num(static_cast<double>(r.peak_bytes) / static_cast<double>(mm.minimum))
+         << ", \"check_max_rel_err\": " << (d.checks[i] ? num(d.checks[i]->max_rel_err) : "null")
+         << ", \"seed_latency_ms\": " << (seed ? num(seed->latency_ms) : "null")
+         << ", \"ranks\": [";
+      for (std::size_t k = 0; k < r.ranks.size(); ++k) {
+        const RankStats& s = r.ranks[k];
+        os << (k ? ", " : "") << "{\"rank\": " << k << ", \"compute_s\": " << num(s.compute_s)
+           << ", \"comm_wait_s\": " << num(s.comm_wait_s)
+           << ", \"comm_total_s\": " << num(s.comm_total_s)
+           << ", \"comm_hidden\": " << num(hidden_fraction(s))
+           << ", \"bytes_sent\": " << s.bytes_sent << ", \"peak_bytes\": " << s.peak_bytes << "}";
+      }
+      os << "]}";
+      first = false;
+    }
+    os << "\n    ]}";
+  }
+  os << "\n  ]\n}\n";
+  return os.str();
+}
+
+}  // namespace usp::bench

@@ -1,0 +1,51 @@
+// Runs one benchmark row on world = u·r local ranks (threads), each holding only its shard.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace usp::bench {
+
+struct RankStats {
+  double compute_s = 0;     // inside kernel calls, timed iterations only
+  double comm_wait_s = 0;   // blocked on communication
+  double comm_total_s = 0;  // from posting each transfer to its completion
+  std::int64_t bytes_sent = 0;
+  std::uint64_t peak_bytes = 0;  // allocator peak during the timed iterations
+};
+
+struct RowResult {
+  int threads = 1;  // kernel threads per rank
+  int iters = 0;
+  double wall_s = 0;             // timed loop, between barriers (slowest rank)
+  double throughput = 0;         // iters / wall_s
+  double latency_ms = 0;         // 1000 / throughput
+  double flops = 0;              // row_flops()
+  double tflops = 0;             // flops / latency, aggregated over ranks
+  std::uint64_t peak_bytes = 0;  // max over ranks
+  double peak_mb = 0;            // peak_bytes / 2^20
+  std::vector<RankStats> ranks;
+};
+
+// Per rank: build the shards, warm up, reset the allocator peak and the timings, barrier, time
+// `iters` iterations (forward, or forward + backward), barrier.
+RowResult run_row(const Problem& p, const RowConfig& c, int threads, int warmup, int iters);
+
+struct CheckResult {
+  double max_rel_err = 0;  // max over out, lse (and dq, dk, dv) of ‖ours − single‖ / ‖single‖
+  std::string worst;       // which tensor had it
+  bool pass = true;        // every tensor within its tolerance
+};
+
+// Tolerance of the comparison against the single-rank run: fp32 1e-5 (out, lse) / 1e-4
+// (gradients), fp16 and bf16 2e-2.
+double check_tolerance(DType t, bool gradient);
+
+// Runs the row once on u·r ranks and once on a single rank (u = r = 1) with the same data, and
+// compares every rank's shard with the matching rows of the single-rank result.
+CheckResult check_row(const Problem& p, const RowConfig& c, int threads, int reference_threads);
+
+}  // namespace usp::bench
