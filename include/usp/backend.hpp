@@ -5,7 +5,8 @@
 //   "cuda-local":          CUDA kernel, device memory, ranks as threads sharing ONE GPU, each rank
 //                          with its own stream (needs a build with CUDA and a visible GPU).
 //   "nccl":                CUDA kernel, device memory, one process per GPU under mpirun (needs a
-//                          build with CUDA, NCCL and MPI).
+//                          build with CUDA, NCCL >= 2.14 and MPI). NCCL refuses two ranks on one
+//                          GPU: a machine with one GPU runs world size 1 only on this backend.
 //
 // Asking for a backend that this build or machine cannot provide throws Error(unsupported) whose
 // message says what is missing; an unknown name throws Error(invalid_argument) listing the names.
@@ -56,6 +57,13 @@ std::unique_ptr<Allocator> make_allocator(std::string_view backend);
 void run_ranks(std::string_view backend, int world_size,
                const std::function<void(Communicator&)>& fn,
                std::chrono::milliseconds timeout = std::chrono::seconds(300));
+
+// The world communicator of a process-per-rank backend, in a program started by mpirun with MPI
+// initialised (usp::MpiSession): "mpi" → usp::make_mpi_communicator(), "nccl" →
+// usp::cuda::nccl_world() (rank r on GPU r % GPUs; see cuda.hpp). Throws Error(unsupported) saying
+// what is missing when the build or machine lacks the backend, and Error(invalid_argument) for
+// the thread backends ("local", "cuda-local": use run_ranks).
+std::unique_ptr<Communicator> make_world(std::string_view backend);
 
 // A contiguous copy of `src` (host or device) in memory from `alloc` (host or device), same dtype.
 // Host→host copies need no GPU; anything touching a device needs a build with CUDA.

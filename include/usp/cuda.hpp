@@ -55,6 +55,12 @@ void run_local(int world_size, const std::function<void(Communicator&)>& fn,
 bool nccl_compiled();
 // "nccl": the world communicator of this process, one process per GPU under mpirun (MPI must be
 // initialised; rank r uses GPU r % device_count()). MPI broadcasts the NCCL unique id.
+// NCCL refuses two ranks on one GPU, so with one GPU only world size 1 runs; when ranks would
+// share a GPU this throws Error(invalid_argument) naming them. Point-to-point follows NCCL's
+// matching: a rank posts its transfers to a peer in the order the peer posts the matching ones
+// (tags are checked but not matched), sizes agree, and transfers start when posted as a ring hop
+// (a receive from rank − k and a send to rank + k back to back, as the ring driver posts them) or
+// else at the first wait()/test() or collective, all pending ones together.
 std::unique_ptr<Communicator> nccl_world();
 
 }  // namespace usp::cuda

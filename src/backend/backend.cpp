@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 
+#include "usp/comm_mpi.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
 
@@ -107,6 +108,16 @@ void run_ranks(std::string_view backend, int world_size,
   } else {
     run_local(world_size, fn, timeout);
   }
+}
+
+std::unique_ptr<Communicator> make_world(std::string_view backend) {
+  const std::string c = canonical_backend(backend);
+  USP_CHECK_ARG(c == "mpi" || c == "nccl", "make_world: backend '", backend,
+                "' runs its ranks as threads of one process; use run_ranks (make_world supports "
+                "the process-per-rank backends 'mpi' and 'nccl', launched with mpirun)");
+  require(backend);
+  if (c == "nccl") return cuda::nccl_world();
+  return make_mpi_communicator();
 }
 
 Tensor copy_to(const Tensor& src, Allocator& alloc) {

@@ -1,9 +1,11 @@
 # CUDA-specific build pieces, included at the end of the top-level CMakeLists.txt (after the usp,
 # usp_cuda, tool and test targets exist).
 #   - closes the usp ↔ usp_cuda static link cycle (the CUDA host code uses usp's Tensor/checks);
-#   - NCCL communicator (src/cuda/nccl/) when nccl.h, libnccl and MPI are found (USP_WITH_NCCL);
+#   - NCCL communicator (src/cuda/nccl/) when nccl.h, libnccl >= 2.14 and MPI are found
+#     (USP_WITH_NCCL), else usp_nccl_compile_check compiles it against a stub nccl.h;
 #   - usp_cuda_compile_check: builds every .cu for CMAKE_CUDA_ARCHITECTURES (CI, no GPU needed);
-#   - tests/cuda (usp_cuda_tests, CTest "CudaKernelCorrectness", skipped without a GPU);
+#   - tests/cuda (usp_cuda_tests: CTest "CudaKernelCorrectness"/"CudaLocalComm"; usp_nccl_tests:
+#     "NcclWorld1" under mpirun -np 1), skipped with a visible line without a GPU;
 #   - tells the CUDA-less stubs whether nvcc exists, for their error messages.
 
 if(NOT USP_HAVE_CUDA)
@@ -22,30 +24,59 @@ if(NOT BUILD_SHARED_LIBS)
 endif()
 
 # --- NCCL ---------------------------------------------------------------------------------------
+# The NCCL communicator (src/cuda/nccl/nccl_comm.cpp) needs nccl.h and libnccl of NCCL >= 2.14
+# (non-blocking communicators) and MPI (the unique id travels through MPI).
 find_path(USP_NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME PATH_SUFFIXES include)
 find_library(USP_NCCL_LIBRARY nccl HINTS ENV NCCL_HOME PATH_SUFFIXES lib lib64)
 set(_usp_nccl_src ${PROJECT_SOURCE_DIR}/src/cuda/nccl/nccl_comm.cpp)
-if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src})
-  set(_usp_nccl_default ON)
-else()
-  set(_usp_nccl_default OFF)
+set(_usp_nccl_version "")
+if(USP_NCCL_INCLUDE_DIR)
+  file(STRINGS ${USP_NCCL_INCLUDE_DIR}/nccl.h _usp_nccl_defs REGEX "^#define NCCL_(MAJOR|MINOR) ")
+  string(REGEX MATCH "NCCL_MAJOR ([0-9]+)" _m "${_usp_nccl_defs}")
+  set(_usp_nccl_major "${CMAKE_MATCH_1}")
+  string(REGEX MATCH "NCCL_MINOR ([0-9]+)" _m "${_usp_nccl_defs}")
+  set(_usp_nccl_minor "${CMAKE_MATCH_1}")
+  if(_usp_nccl_major AND NOT _usp_nccl_minor STREQUAL "")
+    set(_usp_nccl_version "${_usp_nccl_major}.${_usp_nccl_minor}")
+  endif()
 endif()
-option(USP_WITH_NCCL "Build the NCCL communicator (needs nccl.h, libnccl and MPI)" ${_usp_nccl_default})
+set(_usp_nccl_usable OFF)
+if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src}
+   AND _usp_nccl_version AND _usp_nccl_version VERSION_GREATER_EQUAL 2.14)
+  set(_usp_nccl_usable ON)
+endif()
+option(USP_WITH_NCCL "Build the NCCL communicator (needs nccl.h and libnccl >= 2.14, and MPI)"
+       ${_usp_nccl_usable})
 set(USP_HAVE_NCCL OFF)
 if(USP_WITH_NCCL)
-  if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src})
+  if(_usp_nccl_usable)
     set(USP_HAVE_NCCL ON)
     target_sources(usp_cuda PRIVATE ${_usp_nccl_src})
-    target_include_directories(usp_cuda PRIVATE ${USP_NCCL_INCLUDE_DIR})
+    target_include_directories(usp_cuda SYSTEM PRIVATE ${USP_NCCL_INCLUDE_DIR})
     target_link_libraries(usp_cuda PRIVATE ${USP_NCCL_LIBRARY} MPI::MPI_CXX)
     target_compile_definitions(usp_cuda PRIVATE USP_HAVE_NCCL=1)
   else()
-    message(WARNING "usp: USP_WITH_NCCL=ON but nccl.h / libnccl / MPI not all found "
-                    "(nccl.h: ${USP_NCCL_INCLUDE_DIR}, libnccl: ${USP_NCCL_LIBRARY}, "
-                    "MPI: ${USP_HAVE_MPI}); building without NCCL")
+    message(WARNING "usp: USP_WITH_NCCL=ON but nccl.h / libnccl >= 2.14 / MPI not all found "
+                    "(nccl.h: ${USP_NCCL_INCLUDE_DIR}, version: '${_usp_nccl_version}', "
+                    "libnccl: ${USP_NCCL_LIBRARY}, MPI: ${USP_HAVE_MPI}); building without NCCL")
   endif()
 endif()
-message(STATUS "usp: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL=${USP_HAVE_NCCL}")
+message(STATUS "usp: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL=${USP_HAVE_NCCL}"
+               " (nccl.h: ${USP_NCCL_INCLUDE_DIR}, version '${_usp_nccl_version}')")
+
+# Without a usable NCCL (CI: nvcc and MPI, no nccl.h) the NCCL communicator is still compiled,
+# against a declarations-only stub of nccl.h (tests/stubs/nccl/nccl.h), so that its code is
+# type-checked in every CUDA+MPI build. An OBJECT library: nothing is linked from it.
+if(NOT USP_HAVE_NCCL AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src})
+  add_library(usp_nccl_compile_check OBJECT ${_usp_nccl_src})
+  target_include_directories(usp_nccl_compile_check PRIVATE
+    ${PROJECT_SOURCE_DIR}/tests/stubs/nccl ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(usp_nccl_compile_check PRIVATE CUDA::cudart_static)
+  target_compile_definitions(usp_nccl_compile_check PRIVATE USP_HAVE_CUDA=1 USP_HAVE_NCCL=1)
+  target_compile_features(usp_nccl_compile_check PRIVATE cxx_std_20)
+  usp_enable_warnings(usp_nccl_compile_check)
+  set(_usp_nccl_checked ON)
+endif()
 
 # --- compile-only check (CI has nvcc but no GPU) -------------------------------------------------
 string(REPLACE ";" "," _usp_archs "${CMAKE_CUDA_ARCHITECTURES}")
@@ -53,6 +84,9 @@ add_custom_target(usp_cuda_compile_check
   COMMAND ${CMAKE_COMMAND} -E echo "usp_cuda_compile_check: all CUDA sources compiled for sm ${_usp_archs}"
   VERBATIM)
 add_dependencies(usp_cuda_compile_check usp_cuda)
+if(_usp_nccl_checked)
+  add_dependencies(usp_cuda_compile_check usp_nccl_compile_check)
+endif()
 
 # --- GPU correctness test -----------------------------------------------------------------------
 if(USP_BUILD_TESTS AND EXISTS ${PROJECT_SOURCE_DIR}/tests/cuda/main.cpp)
@@ -65,4 +99,23 @@ if(USP_BUILD_TESTS AND EXISTS ${PROJECT_SOURCE_DIR}/tests/cuda/main.cpp)
   set_tests_properties(CudaKernelCorrectness PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
   add_test(NAME CudaLocalComm COMMAND usp_cuda_tests --comm)
   set_tests_properties(CudaLocalComm PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+endif()
+
+# --- NCCL world-1 test (one process: all a single-GPU machine can run) ----------------------------
+# Built in every CUDA+MPI build; it reports "skipped: ..." (exit 77) without a GPU or without NCCL.
+if(USP_BUILD_TESTS AND USP_HAVE_MPI AND EXISTS ${PROJECT_SOURCE_DIR}/tests/cuda/nccl_main.cpp)
+  add_executable(usp_nccl_tests ${PROJECT_SOURCE_DIR}/tests/cuda/nccl_main.cpp)
+  target_link_libraries(usp_nccl_tests PRIVATE usp::usp MPI::MPI_CXX)
+  usp_enable_warnings(usp_nccl_tests)
+  add_dependencies(usp_cuda_compile_check usp_nccl_tests)
+  set(_usp_nccl_mpirun_flags)
+  execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _usp_mpiexec_version
+                  ERROR_QUIET)
+  if(_usp_mpiexec_version MATCHES "Open MPI|OpenRTE")
+    list(APPEND _usp_nccl_mpirun_flags --allow-run-as-root)
+  endif()
+  add_test(NAME NcclWorld1
+    COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${_usp_nccl_mpirun_flags}
+            ${MPIEXEC_PREFLAGS} $<TARGET_FILE:usp_nccl_tests> ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(NcclWorld1 PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 endif()
