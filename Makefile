@@ -21,13 +21,7 @@ test:
 	scripts/test
 
 bench: build
-	@if [[ -x $(BUILD_DIR)/bin/usp-bench ]]; then \
-	  echo "+ $(BUILD_DIR)/bin/usp-bench $(BENCH_ARGS)"; \
-	  $(BUILD_DIR)/bin/usp-bench $(BENCH_ARGS); \
-	else \
-	  echo "usp-bench not built yet; running usp-version"; \
-	  $(BUILD_DIR)/bin/usp-version; \
-	fi
+	$(BUILD_DIR)/bin/usp-bench $(BENCH_ARGS)
 
 format:
 	@files="$(FORMAT_FILES)"; [[ -z "$$files" ]] || clang-format -i $$files

@@ -83,14 +83,18 @@ void convert_loop(const void* src, void* dst, std::size_t n, Load load, Store st
   for (std::size_t i = 0; i < n; ++i) store(dst, i, load(src, i));
 }
 
-float load_f32(const void* p, std::size_t i) { return static_cast<const float*>(p)[i]; }
+float load_f32(const void* p, std::size_t i) {
+  return static_cast<const float*>(p)[i];
+}
 float load_bf16(const void* p, std::size_t i) {
   return bf16_to_f32(static_cast<const std::uint16_t*>(p)[i]);
 }
 float load_f16(const void* p, std::size_t i) {
   return f16_to_f32(static_cast<const std::uint16_t*>(p)[i]);
 }
-void store_f32(void* p, std::size_t i, float x) { static_cast<float*>(p)[i] = x; }
+void store_f32(void* p, std::size_t i, float x) {
+  static_cast<float*>(p)[i] = x;
+}
 void store_bf16(void* p, std::size_t i, float x) {
   static_cast<std::uint16_t*>(p)[i] = f32_to_bf16(x);
 }

@@ -40,7 +40,9 @@ MemoryStats Allocator::stats() const {
   return s;
 }
 
-void Allocator::reset_peak() { peak_.store(current_.load(std::memory_order_relaxed)); }
+void Allocator::reset_peak() {
+  peak_.store(current_.load(std::memory_order_relaxed));
+}
 
 void* HostAllocator::do_allocate(std::size_t bytes) {
   constexpr std::size_t kAlign = 64;
@@ -55,7 +57,9 @@ void* HostAllocator::do_allocate(std::size_t bytes) {
   return p;
 }
 
-void HostAllocator::do_deallocate(void* p, std::size_t) noexcept { std::free(p); }
+void HostAllocator::do_deallocate(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 Allocator& default_host_allocator() {
   static HostAllocator alloc;
@@ -65,6 +69,8 @@ Allocator& default_host_allocator() {
 Buffer::Buffer(Allocator& alloc, std::size_t bytes)
     : alloc_(&alloc), data_(alloc.allocate(bytes)), bytes_(bytes) {}
 
-Buffer::~Buffer() { alloc_->deallocate(data_, bytes_); }
+Buffer::~Buffer() {
+  alloc_->deallocate(data_, bytes_);
+}
 
 }  // namespace usp

@@ -81,7 +81,9 @@ Tensor Tensor::wrap(void* data, const Dims& shape, DType dtype, Device device) {
   return t;
 }
 
-std::int64_t Tensor::numel() const { return defined() ? product(shape_) : 0; }
+std::int64_t Tensor::numel() const {
+  return defined() ? product(shape_) : 0;
+}
 
 bool Tensor::is_contiguous() const {
   if (!defined()) return true;

@@ -2,6 +2,8 @@
 // (option USP_WITH_MPI); without it every entry point throws Error(unsupported).
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -45,5 +47,19 @@ class MpiSession {
 
 // A new communicator over a duplicate of MPI_COMM_WORLD; MPI must be initialized (MpiSession).
 std::unique_ptr<Communicator> make_mpi_communicator();
+
+// True when this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI): tools
+// check it before MpiSession to tell a user who forgot mpirun what to run instead.
+bool mpi_launched();
+
+// Runs fn(world) as this process's rank of an MPI job and ends MPI; returns the exit code.
+// A rank whose fn throws prints "usp: rank R: <message>" to stderr. The ranks then compare
+// outcomes: when all of them arrive (failed ranks wait at most a few seconds), every rank returns
+// 0 if all succeeded, 2 if any failed with ErrorKind::invalid_argument (e.g. the same bad
+// configuration everywhere), else 1. When some rank does not arrive (dead, or blocked waiting for
+// the failed one), the failed rank ends the whole job with MPI_Abort (exit 2 or 1), so no rank is
+// left waiting. `timeout` becomes the world communicator's timeout.
+int run_mpi(int* argc, char*** argv, const std::function<void(Communicator&)>& fn,
+            std::chrono::milliseconds timeout = std::chrono::seconds(300));
 
 }  // namespace usp

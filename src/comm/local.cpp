@@ -201,6 +201,7 @@ void run_local(int world_size, const std::function<void(Communicator&)>& fn,
         try {
           detail::LocalCommunicator comm(world, 0, members, r, "world", timeout);
           fn(comm);
+          world->finish(r);
         } catch (...) {
           fail(r, std::current_exception());
         }

@@ -9,7 +9,9 @@
 
 namespace usp::detail {
 
-LocalWorld::LocalWorld(int size) {
+LocalWorld::LocalWorld(int size)
+    : finished_(new std::atomic<bool>[static_cast<std::size_t>(size)]) {
+  for (int i = 0; i < size; ++i) finished_[static_cast<std::size_t>(i)].store(false);
   boxes_.reserve(static_cast<std::size_t>(size));
   for (int i = 0; i < size; ++i) boxes_.push_back(std::make_unique<Mailbox>());
 }
@@ -102,7 +104,8 @@ void LocalWorld::wait(RecvOp& op, std::chrono::steady_clock::time_point deadline
     return op.state == State::done || op.state == State::failed ||
            (op.state == State::awaiting_slot && op.slot->ready);
   };
-  mb.cv.wait_until(lk, deadline, [&] { return complete() || aborted(); });
+  auto peer_gone = [&] { return info.peer >= 0 && finished(info.peer_world); };
+  mb.cv.wait_until(lk, deadline, [&] { return complete() || aborted() || peer_gone(); });
   if (op.state == State::claimed)  // a sender is copying into the buffer: let it finish
     mb.cv.wait(lk, [&] { return op.state == State::done; });
   if (op.state == State::awaiting_slot && op.slot->ready) {
@@ -126,6 +129,11 @@ void LocalWorld::wait(RecvOp& op, std::chrono::steady_clock::time_point deadline
   op.slot.reset();
   lk.unlock();
   if (aborted()) throw_aborted(info.self_world);
+  if (peer_gone())
+    USP_FAIL(comm, "rank ", info.self_world, ": waiting for ", describe(info), ", but world rank ",
+             info.peer_world,
+             " has already returned without sending it (did a rank skip this "
+             "operation?)");
   throw Error(ErrorKind::timeout, timeout_message(info));
 }
 
@@ -167,6 +175,15 @@ void LocalWorld::abort(int rank, const std::string& message) {
     abort_msg_ = message;
     aborted_.store(true, std::memory_order_release);
   }
+  wake_all();
+}
+
+void LocalWorld::finish(int rank) {
+  finished_[static_cast<std::size_t>(rank)].store(true, std::memory_order_release);
+  wake_all();
+}
+
+void LocalWorld::wake_all() {
   // Taking each lock orders the flag before any waiter's next predicate check.
   for (auto& b : boxes_) {
     std::lock_guard g(b->m);

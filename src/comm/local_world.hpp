@@ -68,6 +68,12 @@ class LocalWorld {
   // Marks the world failed by `rank` and wakes every waiter. The first call wins.
   void abort(int rank, const std::string& message);
   bool aborted() const { return aborted_.load(std::memory_order_acquire); }
+  // Marks `rank`'s function as returned and wakes every waiter: a receive from a returned rank
+  // that has not arrived never will (sends complete before they return), so it fails at once.
+  void finish(int rank);
+  bool finished(int rank) const {
+    return finished_[static_cast<std::size_t>(rank)].load(std::memory_order_acquire);
+  }
   [[noreturn]] void throw_aborted(int self) const;
 
   // The id of the child communicator for (parent, split number, color); the same for every rank.
@@ -84,7 +90,10 @@ class LocalWorld {
   Mailbox& box(int rank) { return *boxes_[static_cast<std::size_t>(rank)]; }
 
   std::vector<std::unique_ptr<Mailbox>> boxes_;
+  void wake_all();
+
   std::atomic<bool> aborted_{false};
+  std::unique_ptr<std::atomic<bool>[]> finished_;
   mutable std::mutex abort_m_;
   int abort_rank_ = -1;
   std::string abort_msg_;

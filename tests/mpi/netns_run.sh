@@ -32,10 +32,17 @@ skip() {
 [[ $EUID -eq 0 ]] || skip "network namespaces need root"
 command -v ip >/dev/null || skip "the 'ip' tool (iproute2) is not installed"
 command -v mpirun >/dev/null || skip "mpirun is not on PATH"
-mpirun --version 2>&1 | grep -q "Open MPI" || skip "this test drives Open MPI's mpirun (found: $(mpirun --version 2>&1 | head -1))"
+mpirun --version 2>&1 | grep -qE "Open MPI|OpenRTE" || skip "this test drives Open MPI's mpirun (found: $(mpirun --version 2>&1 | head -1))"
+
+# Namespaces left by an earlier run that was killed before it could clean up (its pid is in the
+# name and no longer runs).
+for stale in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^usp[0-9]+[ab]$' || true); do
+  pid=${stale:3:-1}
+  kill -0 "$pid" 2>/dev/null || ip netns del "$stale" 2>/dev/null || true
+done
 
 # Names unique to this run (interface names must stay under 16 characters).
-id=$(( $$ % 100000 ))
+id=$$
 ns_a=usp${id}a
 ns_b=usp${id}b
 subnet_octet=$(( ($$ % 200) + 20 ))
@@ -89,7 +96,7 @@ timeout "$limit" ip netns exec "$ns_a" mpirun --allow-run-as-root \
   -np $((2 * per_host)) --hostfile "$tmp/hosts" \
   -x USP_EXPECT_NET_NAMESPACES \
   --mca plm_rsh_agent "$tmp/agent" \
-  --mca btl self,tcp --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
+  --mca mpi_yield_when_idle 1 --mca btl self,tcp --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24" \
   "$@"
 rc=$?
 set -e

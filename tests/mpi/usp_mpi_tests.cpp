@@ -8,14 +8,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <numeric>
 #include <random>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "mpi/mpi_gtest_main.hpp"
 #include "usp/comm.hpp"
 #include "usp/comm_mpi.hpp"
 #include "usp/error.hpp"
@@ -29,10 +28,7 @@ using usp::Error;
 using usp::ErrorKind;
 using usp::Request;
 
-usp::MpiSession* g_session = nullptr;
-Communicator& world() {
-  return g_session->world();
-}
+using usp::mpi_test::world;
 
 std::uint8_t payload(std::uint32_t seed, int a, int b, std::size_t i) {
   std::uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(a) << 40) ^
@@ -78,10 +74,10 @@ TEST(MpiComm, RankSizeBackend) {
   Communicator& c = world();
   EXPECT_EQ(c.backend(), "mpi");
   EXPECT_EQ(c.name(), "world");
-  EXPECT_EQ(c.rank(), g_session->rank());
-  EXPECT_EQ(c.size(), g_session->size());
+  EXPECT_EQ(c.rank(), usp::mpi_test::session()->rank());
+  EXPECT_EQ(c.size(), usp::mpi_test::session()->size());
   EXPECT_TRUE(usp::mpi_built());
-  const std::string lvl = g_session->thread_level();
+  const std::string lvl = usp::mpi_test::session()->thread_level();
   EXPECT_TRUE(lvl == "MPI_THREAD_MULTIPLE" || lvl == "MPI_THREAD_SERIALIZED") << lvl;
   std::vector<int> ranks(static_cast<std::size_t>(c.size()));
   const int me = c.rank();
@@ -89,22 +85,8 @@ TEST(MpiComm, RankSizeBackend) {
   for (int i = 0; i < c.size(); ++i) EXPECT_EQ(ranks[static_cast<std::size_t>(i)], i);
 }
 
-// The ranks' network namespaces stand for hosts; netns_run.sh sets USP_EXPECT_NET_NAMESPACES so
-// that a run which silently stayed on one host fails.
 TEST(MpiComm, SpreadOverExpectedHosts) {
-  Communicator& c = world();
-  std::array<char, 64> mine{};
-  std::error_code ec;
-  const std::string ns = std::filesystem::read_symlink("/proc/self/ns/net", ec).string();
-  std::snprintf(mine.data(), mine.size(), "%s", ec ? "unknown" : ns.c_str());
-  std::vector<std::array<char, 64>> all(static_cast<std::size_t>(c.size()));
-  c.allgather(mine.data(), all.data(), mine.size());
-  std::set<std::string> distinct;
-  for (const auto& a : all) distinct.insert(a.data());
-  if (c.rank() == 0) std::printf("ranks span %zu network namespace(s)\n", distinct.size());
-  if (const char* want = std::getenv("USP_EXPECT_NET_NAMESPACES")) {
-    EXPECT_EQ(distinct.size(), static_cast<std::size_t>(std::atoi(want)));
-  }
+  usp::mpi_test::expect_spread_over_hosts();
 }
 
 TEST(MpiComm, SeveralInFlightOutOfOrderTags) {
@@ -369,45 +351,8 @@ TEST(MpiComm, ArgumentErrors) {
   EXPECT_STREQ(e.what(), "irecv: tag -1 must be >= 0 (negative tags are reserved)");
 }
 
-// Ranks other than 0 print only their failures, prefixed with the rank.
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (!r.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_,
-                 r.file_name() ? r.file_name() : "?", r.line_number(), r.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  usp::MpiSession session(&argc, &argv);
-  g_session = &session;
-  ::testing::InitGoogleTest(&argc, argv);
-  if (session.size() < 2) {
-    std::fprintf(stderr, "usp_mpi_tests needs at least 2 ranks: mpirun -np 4 %s\n", argv[0]);
-    return 2;
-  }
-  session.world().set_timeout(60s);
-  if (session.rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(session.rank()));
-  }
-  int rc = RUN_ALL_TESTS();
-  std::vector<int> all(static_cast<std::size_t>(session.size()));
-  try {
-    session.world().allgather(&rc, all.data(), sizeof rc);
-  } catch (const usp::Error& e) {
-    session.abort(1, e.what());
-  }
-  const int worst = *std::max_element(all.begin(), all.end());
-  if (session.rank() == 0 && worst != 0 && rc == 0)
-    std::fprintf(stderr, "usp_mpi_tests: a test failed on another rank (see [rank N] lines)\n");
-  return worst != 0 ? 1 : 0;
+  return usp::mpi_test::run_all(argc, argv, 2, std::chrono::seconds(60));
 }

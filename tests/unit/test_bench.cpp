@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "usp/backend.hpp"
+
 namespace {
 
 const char* const kHeader =
@@ -362,7 +364,7 @@ TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
       {"--iters 0", "--iters: 0 is out of range"},
       {"--iters", "--iters needs a value"},
       {"--preset nope", "--preset: unknown preset 'nope'"},
-      {"--backend nccl", "--backend: 'nccl' is not available"},
+      {"--backend quantum", "--backend: 'quantum' is not local, mpi, cuda-local or nccl"},
       {"--preset seed --degrees 3x3", "3x3 needs 9 ranks but this run has 8"},
       {"--ring-type zigzag --degrees 2x4 --seq-len 1000",
        "--seq-len: 1000 cannot be split by zigzag over 2x4"},
@@ -379,6 +381,41 @@ TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
     EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
   }
+}
+
+// A backend this build or machine lacks exits 2 with the library's reason as the one line.
+TEST(BenchBackends, UnavailableBackendExits2WithTheReason) {
+  int checked = 0;
+  for (const char* backend : {"cuda-local", "nccl", "mpi"}) {
+    if (usp::backend_available(backend)) continue;
+    ++checked;
+    const Result r = run_bench(std::string("--backend ") + backend + " " + kTiny);
+    EXPECT_EQ(r.code, 2) << backend << ": " << r.err;
+    EXPECT_EQ(r.out, "") << backend;
+    EXPECT_EQ(r.err, "usp-bench: error: " + usp::backend_unavailable_reason(backend) + "\n")
+        << backend;
+  }
+  if (checked == 0) GTEST_SKIP() << "every backend is available on this machine";
+}
+
+TEST(BenchBackends, CudaLocalWithoutAGpuNamesWhatIsMissing) {
+  if (usp::backend_available("cuda-local")) GTEST_SKIP() << "a GPU is available";
+  const Result r = run_bench(std::string("--backend cuda-local ") + kTiny);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("usp-bench: error: backend 'cuda-local' "), std::string::npos) << r.err;
+  EXPECT_TRUE(r.err.find("GPU") != std::string::npos || r.err.find("CUDA") != std::string::npos)
+      << r.err;
+}
+
+TEST(BenchBackends, CpuIsTheLocalBackend) {
+  const Result r =
+      run_bench(std::string("--backend cpu --degrees 2x2 --seq-len 64 --head-size 16 "
+                            "--iters 1 --warmup 0 --threads 1"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("- backend: local (each row runs ulysses_degree × ring_degree ranks as "
+                       "threads of this process; 1 kernel thread per rank)"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST(BenchCli, HelpDocumentsTheFormula) {
@@ -406,3 +443,35 @@ TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {
 }
 
 }  // namespace
+
+namespace usp {
+namespace {
+
+TEST(BenchCli, BackwardMinimumCountsTheDkDvBuffersAndMeetsTheTarget) {
+  const std::string json = tmp_path("mem_bwd.json");
+  const Result r = run_bench(
+      "--ring-type zigzag --degrees 2x4,4x2 --seq-len 256 --fwd-only false --head-size 32 "
+      "--iters 1 --warmup 1 --json '" +
+      json + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = slurp(json);
+  std::remove(json.c_str());
+  const auto minimum = json_numbers(text, "min_memory_bytes");
+  const auto peak = json_numbers(text, "peak_memory_bytes");
+  const auto ring = json_numbers(text, "ring_degree");
+  ASSERT_EQ(minimum.size(), 2u);
+  ASSERT_EQ(ring.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    // fp16, b 2, h = hkv = 16, d 32, s 256 on 8 ranks: shards of 32 tokens.
+    const double u = 8 / ring[i], shard = 2.0 * 32 * 16 * 32 * 2, lse = 2.0 * 16 * 32 * 4;
+    const double kv_ring = 2.0 * (256 / ring[i]) * (16 / u) * 32;  // elements of k (or v)
+    const double want = 4 * shard + lse + 2 * 2 * 2 * kv_ring      // q, k, v, out, lse, K/V buffers
+                        + 4 * shard                                // dout, dq, dk, dv
+                        + 2 * 4 * 2 * kv_ring;                     // fp32 dK/dV buffers in flight
+    EXPECT_EQ(minimum[i], want) << "row " << i;
+    EXPECT_LE(peak[i], 1.2 * minimum[i]) << "row " << i;
+  }
+}
+
+}  // namespace
+}  // namespace usp

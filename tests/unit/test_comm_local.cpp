@@ -329,6 +329,8 @@ TEST(CommLocal, RecvTimeoutNamesRankPeerAndOperation) {
           if (c.rank() == 3) {
             int x = 0;
             sub->irecv(&x, sizeof x, 0, 7).wait();
+          } else {
+            std::this_thread::sleep_for(400ms);  // alive, but never sending
           }
         },
         150ms);
@@ -347,7 +349,10 @@ TEST(CommLocal, CollectiveTimeoutNamesMissingPeer) {
     usp::run_local(
         3,
         [](Communicator& c) {
-          if (c.rank() == 1) return;  // never joins the alltoall
+          if (c.rank() == 1) {  // joins the alltoall too late
+            std::this_thread::sleep_for(400ms);
+            return;
+          }
           c.set_timeout(c.rank() == 0 ? 100ms : 2000ms);
           std::vector<int> s(3, c.rank()), r(3);
           c.alltoall(s.data(), r.data(), sizeof(int));
@@ -357,6 +362,42 @@ TEST(CommLocal, CollectiveTimeoutNamesMissingPeer) {
   EXPECT_EQ(e.kind(), ErrorKind::timeout);
   EXPECT_STREQ(e.what(),
                "rank 0: timed out after 100 ms waiting for alltoall from rank 1 on comm 'world'");
+}
+
+TEST(CommLocal, WaitingForARankThatReturnedFailsAtOnce) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Error e = expect_error([] {
+    usp::run_local(
+        3,
+        [](Communicator& c) {
+          if (c.rank() == 1) return;  // skips the alltoall
+          std::vector<int> s(3, c.rank()), r(3);
+          c.alltoall(s.data(), r.data(), sizeof(int));
+        },
+        60s);
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(e.kind(), ErrorKind::comm);
+  const std::string tail =
+      "waiting for alltoall from rank 1 on comm 'world', but world rank 1 has already returned "
+      "without sending it (did a rank skip this operation?)";
+  const std::string what = e.what();
+  EXPECT_TRUE(what == "rank 0: " + tail || what == "rank 2: " + tail) << what;
+  // A message sent before returning is still delivered.
+  usp::run_local(
+      2,
+      [](Communicator& c) {
+        int v = 42;
+        if (c.rank() == 0) {
+          c.isend(&v, sizeof v, 1, 0).wait();
+          return;
+        }
+        std::this_thread::sleep_for(50ms);
+        int got = 0;
+        c.irecv(&got, sizeof got, 0, 0).wait();
+        EXPECT_EQ(got, 42);
+      },
+      5s);
 }
 
 TEST(CommLocal, SecondsInTimeoutMessage) {

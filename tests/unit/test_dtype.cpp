@@ -21,8 +21,12 @@ std::uint32_t bits(float f) {
   std::memcpy(&u, &f, 4);
   return u;
 }
-bool f16_is_nan(std::uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
-bool bf16_is_nan(std::uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0; }
+bool f16_is_nan(std::uint16_t h) {
+  return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+}
+bool bf16_is_nan(std::uint16_t h) {
+  return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0;
+}
 
 TEST(DtypeNames, NamesAndParsing) {
   EXPECT_STREQ(dtype_name(DType::f32), "fp32");

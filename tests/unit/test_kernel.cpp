@@ -48,7 +48,7 @@ TEST_P(KernelVsReference, OddSizes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModes, KernelVsReference,
+INSTANTIATE_TEST_SUITE_P(Kernel, KernelVsReference,
                          ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
                                                               MaskMode::causal_strict),
                                             ::testing::Bool(), ::testing::Values(16, 64, 128),
@@ -88,7 +88,7 @@ TEST_P(KernelLarge, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Sizes, KernelLarge,
+    Kernel, KernelLarge,
     ::testing::Values(LargeCase{1000, 1000, 128, MaskMode::none, true, DType::f32},
                       LargeCase{1000, 1000, 128, MaskMode::causal, true, DType::f32},
                       LargeCase{1000, 1000, 128, MaskMode::causal_strict, false, DType::f32},
@@ -96,7 +96,13 @@ INSTANTIATE_TEST_SUITE_P(
                       LargeCase{1000, 1000, 64, MaskMode::none, false, DType::bf16},
                       LargeCase{1000, 1000, 64, MaskMode::causal, true, DType::f16},
                       LargeCase{129, 1000, 64, MaskMode::none, true, DType::f32},
-                      LargeCase{1000, 129, 16, MaskMode::none, false, DType::f16}));
+                      LargeCase{1000, 129, 16, MaskMode::none, false, DType::f16}),
+    [](const ::testing::TestParamInfo<LargeCase>& info) {
+      const LargeCase& c = info.param;
+      return "sq" + std::to_string(c.sq) + "_sk" + std::to_string(c.sk) + "_d" +
+             std::to_string(c.d) + "_" + mask_name(c.mask) + (c.gqa ? "_gqa_" : "_mha_") +
+             dtype_name(c.dtype);
+    });
 
 // --- special rows and values
 // ------------------------------------------------------------------------

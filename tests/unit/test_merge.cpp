@@ -44,9 +44,15 @@ void merge_halves(DType in_dtype, DType partial_dtype, double tol) {
   EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
 }
 
-TEST(MergeHalves, Fp32PartialsEqualTheWhole) { merge_halves(DType::f32, DType::f32, 1e-5); }
-TEST(MergeHalves, Bf16InputsFp32Partials) { merge_halves(DType::bf16, DType::f32, 1e-5); }
-TEST(MergeHalves, Fp16Partials) { merge_halves(DType::f16, DType::f16, 1e-2); }
+TEST(MergeHalves, Fp32PartialsEqualTheWhole) {
+  merge_halves(DType::f32, DType::f32, 1e-5);
+}
+TEST(MergeHalves, Bf16InputsFp32Partials) {
+  merge_halves(DType::bf16, DType::f32, 1e-5);
+}
+TEST(MergeHalves, Fp16Partials) {
+  merge_halves(DType::f16, DType::f16, 1e-2);
+}
 
 TEST(MergeHalves, RowRangeThroughSlices) {
   auto kernel = make_cpu_kernel(2);

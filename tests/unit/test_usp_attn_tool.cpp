@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "usp/backend.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 #include "usp/npy.hpp"
@@ -288,7 +289,10 @@ TEST_F(UspAttnToolErrors, ImpossibleConfigurations) {
   expect_usage_error(base_with({"--dtype", "int8"}), "--dtype");
   expect_usage_error(base_with({"--ring-type", "spiral"}), "'spiral'");
   expect_usage_error(base_with({"--ring", "0"}), "--ring 0 must be in [1,");
-  expect_usage_error(base_with({"--backend", "mpi"}), "--backend 'mpi'");
+  expect_usage_error(base_with({"--backend", "spiral"}), "--backend 'spiral' is unknown");
+  if (!usp::backend_available("cuda-local"))
+    expect_usage_error(base_with({"--backend", "cuda-local"}),
+                       usp::backend_unavailable_reason("cuda-local"));
 }
 
 TEST_F(UspAttnToolErrors, BadCommandLines) {

@@ -39,10 +39,10 @@ const char* usage() {
   return "usage: usp-attn --q Q.npy --k K.npy --v V.npy [--dout DOUT.npy] [--ulysses U] [--ring "
          "R]\n"
          "                [--ring-type basic|stripe|zigzag] [--causal] [--dtype fp32|bf16|fp16]\n"
-         "                [--softmax-scale X] [--backend local] [--threads N] --out-dir DIR\n"
+         "                [--softmax-scale X] [--backend B] [--threads N] --out-dir DIR\n"
          "\n"
          "Runs exact attention of q [b, s, h, d] over k, v [b, s, hkv, d] (float32 or float64\n"
-         ".npy, little-endian, C order) on ulysses x ring ranks (threads of this process) and\n"
+         ".npy, little-endian, C order) on ulysses x ring ranks (see --backend) and\n"
          "writes DIR/out.npy [b, s, h, d] and DIR/lse.npy [b, h, s] (float32); with --dout also\n"
          "DIR/dq.npy, DIR/dk.npy, DIR/dv.npy (float32, shapes of q, k, v).\n"
          "\n"
@@ -56,7 +56,13 @@ const char* usage() {
          "  --causal              causal mask (query i sees keys j <= i)\n"
          "  --dtype T             round inputs to this storage type first (default fp32)\n"
          "  --softmax-scale X     scale of q.k (default 1/sqrt(d))\n"
-         "  --backend local       ranks as threads of this process (the only backend here)\n"
+         "  --backend B           where the U*R ranks run (default local):\n"
+         "                        local: threads of this process, CPU kernel;\n"
+         "                        mpi: one process per rank, CPU kernel, started with\n"
+         "                          mpirun -np U*R usp-attn --backend mpi ... (every rank reads\n"
+         "                          the inputs, rank 0 writes the results);\n"
+         "                        cuda-local: threads sharing one GPU (fp16/bf16 only);\n"
+         "                        nccl: one process per GPU under mpirun (fp16/bf16 only)\n"
          "  --threads N           kernel threads per rank (default: hardware threads / ranks)\n"
          "  --out-dir DIR         where the results go (created if missing)\n"
          "  --help                this text\n"
@@ -126,9 +132,10 @@ Options parse_options(int argc, const char* const* argv) {
                     value, "' is unknown (allowed: basic, stripe, zigzag)");
       o.ring_type = parse_ring_type(value);
     } else if (flag == "--backend") {
-      USP_CHECK_ARG(value == "local", "--backend '", value,
-                    "' is not available in usp-attn (allowed: local)");
-      o.backend = value;
+      USP_CHECK_ARG(value == "local" || value == "cpu" || value == "mpi" || value == "cuda-local" ||
+                        value == "nccl",
+                    "--backend '", value, "' is unknown (allowed: local, mpi, cuda-local, nccl)");
+      o.backend = value == "cpu" ? "local" : value;
     }
   }
   if (o.help) return o;

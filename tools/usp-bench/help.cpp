@@ -35,11 +35,25 @@ Problem:
 Measurement:
   --warmup N           untimed iterations per row before the timed loop (default 1)
   --iters N            timed iterations per row (default 2)
-  --backend NAME       local: the ranks are threads of this process (the only backend so far)
-  --threads N          kernel threads per rank. Default max(1, cores / ranks), so that
-                       ranks × threads ≤ cores; with --threads the product may exceed the cores.
+  --backend NAME       where the ranks run (default local):
+                       local       threads of this process, CPU kernel, host memory
+                       mpi         one process per rank, CPU kernel: start it with
+                                   mpirun -np W usp-bench --backend mpi ... (W = u·r of every
+                                   row); each process reports its own peak memory and the
+                                   table shows the max; only rank 0 prints and writes files
+                       cuda-local  threads of this process sharing ONE GPU, each rank with
+                                   its own stream (the seed's 8-device tables on one GPU)
+                       nccl        one process per GPU under mpirun (a machine with one GPU
+                                   runs world size 1 only)
+                       A backend this build or machine lacks (no MPI, no CUDA, no GPU) exits 2
+                       saying what is missing. The GPU kernel takes fp16/bf16 and head sizes
+                       16, 32, 64, 128.
+  --threads N          kernel threads per rank. Default max(1, cores / ranks on this host), so
+                       that ranks × threads ≤ cores; with --threads the product may exceed the
+                       cores.
   --check              before timing, run every row once and compare each rank's shard with a
-                       single-rank run (u = r = 1) of the same data; print the max relative error
+                       single-rank run (u = r = 1, same kernel and memory, in rank 0's process)
+                       of the same data; print the max relative error
                        ‖ours − single‖/‖single‖ over out, lse (and dq, dk, dv); exit 1 if above
                        the tolerance (fp32: 1e-5 out/lse, 1e-4 gradients; fp16/bf16: 2e-2)
   --breakdown          per rank: compute time, communication wait, total communication time and
@@ -70,12 +84,16 @@ What the columns mean:
                          ranks, s = global seq_len, h = query heads)
   Under each table: the analytic minimum memory per rank — its shard of q, k, v, out (dtype) and
   lse (fp32), plus 2 K/V ring buffers in flight (k and v, [b, s/r, max(hkv/u,1), d] each), plus
-  its shard of dout, dq, dk, dv with backward — and measured/minimum (target ≤ 1.2×).
+  with backward its shard of dout, dq, dk, dv and the 2 dK/dV buffers in flight on the second
+  ring (fp32, shaped like the K/V buffers) — and measured/minimum (target ≤ 1.2×).
 
 Errors: an unknown flag, a malformed value, an impossible row (u·r ≠ --world, a length the layout
 cannot split — basic/stripe need seq_len divisible by u·r, zigzag by 2·u·r —, heads not divisible
 by u) or a run whose estimated memory exceeds MemAvailable exits 2 with one line
 "usp-bench: error: ..." before anything runs. A failure while running exits 1.
+Under mpirun every rank exits 2 when a rank's command line is invalid, differs from the others'
+(rank 0 names the ranks and values) or when the world size is not u·r of every row; a rank that
+fails alone ends the whole job within seconds instead of leaving the others waiting.
 )";
 }
 

@@ -256,9 +256,10 @@ Options parse_options(const std::vector<std::string>& args) {
   if (has("--iters"))
     o.iters = static_cast<int>(parse_int("--iters", values["--iters"], 1, 1000000));
   if (has("--backend")) {
-    o.backend = values["--backend"];
-    if (o.backend != "local")
-      throw UsageError("--backend: '" + o.backend + "' is not available (available: local)");
+    const std::string& v = values["--backend"];
+    if (v != "local" && v != "cpu" && v != "mpi" && v != "cuda-local" && v != "nccl")
+      throw UsageError("--backend: '" + v + "' is not local, mpi, cuda-local or nccl");
+    o.backend = v == "cpu" ? "local" : v;
   }
   if (has("--threads"))
     o.threads = static_cast<int>(parse_int("--threads", values["--threads"], 1, 1024));

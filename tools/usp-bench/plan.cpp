@@ -24,6 +24,14 @@ void validate_row(const Options& o, const RowConfig& c) {
   const int u = c.ulysses, r = c.ring;
   std::ostringstream deg;
   deg << u << 'x' << r;
+  const bool processes = o.backend == "mpi" || o.backend == "nccl";
+  if (processes && o.world > 0 && c.world() != o.world)
+    throw UsageError("--degrees: " + deg.str() + " needs " + std::to_string(c.world()) +
+                     " ranks but mpirun started " + std::to_string(o.world) + " process" +
+                     (o.world == 1 ? "" : "es") + " (--backend " + o.backend +
+                     " runs one process per rank: ulysses_degree × ring_degree must equal the "
+                     "world size; start it with mpirun -np " +
+                     std::to_string(c.world()) + ")");
   if (o.world > 0 && c.world() != o.world)
     throw UsageError("--degrees: " + deg.str() + " needs " + std::to_string(c.world()) +
                      " ranks but this run has " + std::to_string(o.world) +
@@ -43,16 +51,27 @@ void validate_row(const Options& o, const RowConfig& c) {
   if (p.nheads % p.kv_heads != 0)
     throw UsageError("--kv-heads: " + std::to_string(p.kv_heads) + " does not divide --nheads " +
                      std::to_string(p.nheads));
+  if (o.backend == "cuda-local" || o.backend == "nccl") {
+    if (p.dtype == DType::f32)
+      throw UsageError("--dtype: fp32 is not supported by the CUDA kernel of --backend " +
+                       o.backend + " (use fp16 or bf16)");
+    if (p.head_size != 16 && p.head_size != 32 && p.head_size != 64 && p.head_size != 128)
+      throw UsageError("--head-size: " + std::to_string(p.head_size) +
+                       " is not supported by the CUDA kernel of --backend " + o.backend +
+                       " (16, 32, 64 or 128)");
+  }
   if (p.kv_heads % u != 0 && u % p.kv_heads != 0)
     throw UsageError("--kv-heads: " + std::to_string(p.kv_heads) +
                      " KV heads cannot be split or replicated over ulysses degree " +
                      std::to_string(u) + " (kv_heads must divide or be divisible by u)");
 }
 
-void check_memory(const Options& o, const RowConfig& c, std::uint64_t available) {
-  if (available == 0) return;
+// Host memory only: the GPU backends keep their tensors on the device.
+void check_memory(const Options& o, const Machine& m, const RowConfig& c, std::uint64_t available) {
+  if (available == 0 || o.backend == "cuda-local" || o.backend == "nccl") return;
   const std::uint64_t per_rank = memory_model(o.problem, c).estimate;
-  std::uint64_t need = per_rank * static_cast<std::uint64_t>(c.world());
+  const int here = m.host_ranks > 0 ? m.host_ranks : c.world();  // ranks sharing this memory
+  std::uint64_t need = per_rank * static_cast<std::uint64_t>(here);
   if (o.check) {
     RowConfig single = c;
     single.ulysses = single.ring = 1;
@@ -68,7 +87,7 @@ void check_memory(const Options& o, const RowConfig& c, std::uint64_t available)
   }
   if (need > available)
     throw UsageError("not enough memory for " + c.describe() + ": it needs about " + gib(need) +
-                     " (" + gib(per_rank) + " per rank × " + std::to_string(c.world()) + " ranks" +
+                     " (" + gib(per_rank) + " per rank × " + std::to_string(here) + " ranks" +
                      (o.check ? ", plus the --check reference" : "") + ") but only " +
                      gib(available) + " is available; use shorter --seq-len");
 }
@@ -99,9 +118,9 @@ void check_writable(const char* flag, const std::string& path) {
 
 }  // namespace
 
-int threads_per_rank(const Options& o, const RowConfig& c, int cores) {
+int threads_per_rank(const Options& o, const RowConfig& c, const Machine& m) {
   if (o.threads > 0) return o.threads;
-  return std::max(1, cores / c.world());
+  return std::max(1, m.cores / (m.host_ranks > 0 ? m.host_ranks : c.world()));
 }
 
 Plan make_plan(const Options& o, const Machine& m) {
@@ -130,8 +149,8 @@ Plan make_plan(const Options& o, const Machine& m) {
   const std::uint64_t available = mem_available_bytes();
   for (const RowConfig& c : plan.rows) {
     validate_row(o, c);
-    check_memory(o, c, available);
-    plan.threads.push_back(threads_per_rank(o, c, m.cores));
+    check_memory(o, m, c, available);
+    plan.threads.push_back(threads_per_rank(o, c, m));
   }
   return plan;
 }

@@ -20,7 +20,7 @@ struct Plan {
 // heads the Ulysses degree cannot split, not enough memory) or an unwritable output path.
 Plan make_plan(const Options& o, const Machine& m);
 
-// Kernel threads per rank: --threads, else max(1, cores / ranks).
-int threads_per_rank(const Options& o, const RowConfig& c, int cores);
+// Kernel threads per rank: --threads, else max(1, cores / ranks on this host).
+int threads_per_rank(const Options& o, const RowConfig& c, const Machine& m);
 
 }  // namespace usp::bench

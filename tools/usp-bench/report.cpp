@@ -63,6 +63,28 @@ std::string threads_text(const RunData& d) {
   return "kernel threads per rank = max(1, cores / ranks)";
 }
 
+// The "backend:" line: how the ranks ran (threads or processes, and on which device).
+std::string backend_text(const RunData& d) {
+  const Options& o = d.options;
+  int world = 0;  // the rows' common world size, 0 when they differ
+  for (const RowConfig& c : d.plan.rows)
+    world = (world == 0 || world == c.world()) ? c.world() : -1;
+  const std::string ranks = world > 0 ? std::to_string(world) + " rank" + (world == 1 ? "" : "s")
+                                      : std::string("ulysses_degree × ring_degree ranks");
+  if (o.backend == "cuda-local")
+    return "cuda-local (" + ranks + " sharing one GPU: " + d.machine.gpu +
+           "; the ranks are threads of this process, each with its own stream)";
+  if (o.backend == "mpi")
+    return "mpi (" + std::to_string(o.world) + " process" + (o.world == 1 ? "" : "es") +
+           " under mpirun, one per rank; " + threads_text(d) + "; peak memory is the max over " +
+           "the processes)";
+  if (o.backend == "nccl")
+    return "nccl (" + std::to_string(o.world) + " process" + (o.world == 1 ? "" : "es") +
+           " under mpirun, one per rank and GPU: " + d.machine.gpu + ")";
+  return o.backend + " (each row runs ulysses_degree × ring_degree ranks as threads of this " +
+         "process; " + threads_text(d) + ")";
+}
+
 std::string json_escape(const std::string& s) {
   std::string o;
   for (unsigned char ch : s) {
@@ -102,9 +124,7 @@ std::string markdown_report(const RunData& d) {
   std::ostringstream os;
   os << "# usp-bench\n\n";
   os << "- machine: " << d.machine.cpu_model << ", " << d.machine.cores << " cores\n";
-  os << "- backend: " << o.backend
-     << " (each row runs ulysses_degree × ring_degree ranks as threads of this process; "
-     << threads_text(d) << ")\n";
+  os << "- backend: " << backend_text(d) << "\n";
   os << "- dtype: " << dtype_name(p.dtype) << " · batch size " << p.batch << " · heads " << p.nheads
      << " (KV heads " << p.kv_heads << ") · head size " << p.head_size
      << " · causal: " << py_bool(p.causal) << "\n";
@@ -156,7 +176,8 @@ std::string markdown_report(const RunData& d) {
     os << "\nMemory per rank against the analytic minimum (its shard of q, k, v, out ("
        << dtype_name(p.dtype)
        << ") and lse (fp32), plus 2 K/V ring buffers in flight [b, s/r, max(hkv/u, 1), d]; plus "
-          "its shard of dout, dq, dk, dv with backward; target ≤ 1.2×):\n\n";
+          "with backward its shard of dout, dq, dk, dv and 2 fp32 dK/dV buffers in flight on the "
+          "second ring; target ≤ 1.2×):\n\n";
     os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | peak "
           "memory(MB/device) "
           "| minimum(MB/device) | measured/minimum |\n";

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <mutex>
+#include <functional>
 
+#include "../common/rank_exchange.hpp"
 #include "data.hpp"
 #include "usp/attention.hpp"
+#include "usp/backend.hpp"
 #include "usp/comm.hpp"
+#include "usp/error.hpp"
 #include "usp/kernel.hpp"
 #include "usp/memory.hpp"
 
@@ -29,20 +32,46 @@ struct Shards {
   Tensor q, k, v, dout;
 };
 
+// One shard in `alloc`: generated there directly in host memory, or generated in host staging
+// memory and copied to the device (the staging is freed on return, so only device bytes count).
+Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const Problem& p,
+                std::int64_t heads, Allocator& alloc) {
+  if (alloc.device() == Device::host)
+    return make_shard(layout, rr, ur, id, p.seed, p.batch, heads, p.head_size, p.dtype, alloc);
+  HostAllocator staging;
+  const Tensor host =
+      make_shard(layout, rr, ur, id, p.seed, p.batch, heads, p.head_size, p.dtype, staging);
+  return copy_to(host, alloc);
+}
+
 Shards make_shards(const Problem& p, const RowConfig& c, const Layout& layout, int ring_rank,
                    int ulysses_rank, Allocator& alloc) {
   Shards s;
-  s.q = make_shard(layout, ring_rank, ulysses_rank, TensorId::q, p.seed, p.batch, p.nheads,
-                   p.head_size, p.dtype, alloc);
-  s.k = make_shard(layout, ring_rank, ulysses_rank, TensorId::k, p.seed, p.batch, p.kv_heads,
-                   p.head_size, p.dtype, alloc);
-  s.v = make_shard(layout, ring_rank, ulysses_rank, TensorId::v, p.seed, p.batch, p.kv_heads,
-                   p.head_size, p.dtype, alloc);
+  s.q = shard_in(layout, ring_rank, ulysses_rank, TensorId::q, p, p.nheads, alloc);
+  s.k = shard_in(layout, ring_rank, ulysses_rank, TensorId::k, p, p.kv_heads, alloc);
+  s.v = shard_in(layout, ring_rank, ulysses_rank, TensorId::v, p, p.kv_heads, alloc);
   if (!c.fwd_only)
-    s.dout = make_shard(layout, ring_rank, ulysses_rank, TensorId::dout, p.seed, p.batch, p.nheads,
-                        p.head_size, p.dtype, alloc);
+    s.dout = shard_in(layout, ring_rank, ulysses_rank, TensorId::dout, p, p.nheads, alloc);
   return s;
 }
+
+// Runs fn on every rank of a world of `size` ranks: threads started now, or this process's rank.
+void for_ranks(const Ranks& ranks, int size, const std::function<void(Communicator&)>& fn) {
+  if (ranks.world == nullptr) {
+    run_ranks(ranks.backend, size, fn);
+    return;
+  }
+  USP_CHECK_ARG(ranks.world->size() == size, "this row needs ", size, " ranks but the job has ",
+                ranks.world->size(), " processes");
+  fn(*ranks.world);
+}
+
+// What each rank reports of a timed row (all-gathered; trivially copyable).
+struct RankReport {
+  double compute_s, comm_wait_s, comm_total_s, wall_s;
+  std::int64_t bytes_sent;
+  std::uint64_t peak_bytes;
+};
 
 // Global results of the single-rank run, as doubles in token order.
 struct Reference {
@@ -98,7 +127,8 @@ ErrSum compare_lse(const Tensor& local, const std::vector<double>& ref, const La
 
 }  // namespace
 
-RowResult run_row(const Problem& p, const RowConfig& c, int threads, int warmup, int iters) {
+RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
+                  int iters) {
   const int world = c.world();
   RowResult res;
   res.threads = threads;
@@ -106,36 +136,46 @@ RowResult run_row(const Problem& p, const RowConfig& c, int threads, int warmup,
   res.ranks.resize(static_cast<std::size_t>(world));
   std::vector<double> wall(static_cast<std::size_t>(world), 0.0);
 
-  run_local(world, [&](Communicator& comm) {
-    HostAllocator alloc;
-    auto kernel = make_cpu_kernel(threads);
-    UspAttention att(comm, *kernel, alloc, usp_config(p, c));
-    const Layout layout = att.layout(c.seq_len);
-    const Shards in =
-        make_shards(p, c, layout, att.mesh().coord.ring, att.mesh().coord.ulysses, alloc);
-    auto iteration = [&] {
-      UspAttention::Output o = att.forward(in.q, in.k, in.v);
-      if (!c.fwd_only) {
-        UspAttention::Grads g = att.backward(in.q, in.k, in.v, o.out, o.lse, in.dout);
-      }
-    };
-    for (int i = 0; i < warmup; ++i) iteration();
-    comm.barrier();
-    alloc.reset_peak();
-    att.reset_timings();
-    comm.barrier();
-    const auto t0 = Clock::now();
-    for (int i = 0; i < iters; ++i) iteration();
-    comm.barrier();
-    const auto t1 = Clock::now();
-    const UspTimings t = att.timings();
-    RankStats& st = res.ranks[static_cast<std::size_t>(comm.rank())];
-    st.compute_s = t.compute_s;
-    st.comm_wait_s = t.comm_wait_s;
-    st.comm_total_s = t.comm_total_s;
-    st.bytes_sent = t.bytes_sent;
-    st.peak_bytes = alloc.stats().peak;
-    wall[static_cast<std::size_t>(comm.rank())] = std::chrono::duration<double>(t1 - t0).count();
+  for_ranks(ranks, world, [&](Communicator& comm) {
+    RankReport mine{};
+    {
+      auto alloc = make_allocator(ranks.backend);
+      auto kernel = make_kernel(ranks.backend, threads);
+      UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
+      const Layout layout = att.layout(c.seq_len);
+      const Shards in =
+          make_shards(p, c, layout, att.mesh().coord.ring, att.mesh().coord.ulysses, *alloc);
+      auto iteration = [&] {
+        UspAttention::Output o = att.forward(in.q, in.k, in.v);
+        if (!c.fwd_only) {
+          UspAttention::Grads g = att.backward(in.q, in.k, in.v, o.out, o.lse, in.dout);
+        }
+      };
+      for (int i = 0; i < warmup; ++i) iteration();
+      comm.barrier();
+      alloc->reset_peak();
+      att.reset_timings();
+      comm.barrier();
+      const auto t0 = Clock::now();
+      for (int i = 0; i < iters; ++i) iteration();
+      comm.barrier();
+      const auto t1 = Clock::now();
+      const UspTimings t = att.timings();
+      mine = RankReport{t.compute_s,    t.comm_wait_s,
+                        t.comm_total_s, std::chrono::duration<double>(t1 - t0).count(),
+                        t.bytes_sent,   alloc->stats().peak};
+    }
+    const std::vector<RankReport> all = tools::allgather_value(comm, ranks.backend, mine);
+    if (comm.rank() != 0 && ranks.world == nullptr) return;  // thread ranks: rank 0 records
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      RankStats& st = res.ranks[r];
+      st.compute_s = all[r].compute_s;
+      st.comm_wait_s = all[r].comm_wait_s;
+      st.comm_total_s = all[r].comm_total_s;
+      st.bytes_sent = all[r].bytes_sent;
+      st.peak_bytes = all[r].peak_bytes;
+      wall[r] = all[r].wall_s;
+    }
   });
 
   res.wall_s = *std::max_element(wall.begin(), wall.end());
@@ -153,62 +193,100 @@ double check_tolerance(DType t, bool gradient) {
   return 2e-2;
 }
 
-CheckResult check_row(const Problem& p, const RowConfig& c, int threads, int reference_threads) {
+CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads,
+                      int reference_threads) {
+  // The single-rank run, where rank 0 lives (this process), before the distributed one.
   Reference ref;
   RowConfig single = c;
   single.ulysses = 1;
   single.ring = 1;
-  run_local(1, [&](Communicator& comm) {
-    HostAllocator alloc;
-    auto kernel = make_cpu_kernel(reference_threads);
-    UspAttention att(comm, *kernel, alloc, usp_config(p, single));
-    const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, alloc);
-    UspAttention::Output o = att.forward(in.q, in.k, in.v);
-    ref.out = to_doubles(o.out);
-    ref.lse = to_doubles(o.lse);
-    if (!c.fwd_only) {
-      UspAttention::Grads g = att.backward(in.q, in.k, in.v, o.out, o.lse, in.dout);
-      ref.dq = to_doubles(g.dq);
-      ref.dk = to_doubles(g.dk);
-      ref.dv = to_doubles(g.dv);
-    }
-  });
+  if (ranks.root()) {
+    run_ranks(tools::thread_backend(ranks.backend), 1, [&](Communicator& comm) {
+      auto alloc = make_allocator(ranks.backend);
+      auto kernel = make_kernel(ranks.backend, reference_threads);
+      UspAttention att(comm, *kernel, *alloc, usp_config(p, single));
+      const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, *alloc);
+      UspAttention::Output o = att.forward(in.q, in.k, in.v);
+      ref.out = to_doubles(copy_to(o.out, default_host_allocator()));
+      ref.lse = to_doubles(copy_to(o.lse, default_host_allocator()));
+      if (!c.fwd_only) {
+        UspAttention::Grads g = att.backward(in.q, in.k, in.v, o.out, o.lse, in.dout);
+        ref.dq = to_doubles(copy_to(g.dq, default_host_allocator()));
+        ref.dk = to_doubles(copy_to(g.dk, default_host_allocator()));
+        ref.dv = to_doubles(copy_to(g.dv, default_host_allocator()));
+      }
+    });
+  }
 
   constexpr int kTensors = 5;  // out, lse, dq, dk, dv
-  std::mutex mu;
-  ErrSum sums[kTensors];
-  run_local(c.world(), [&](Communicator& comm) {
-    HostAllocator alloc;
-    auto kernel = make_cpu_kernel(threads);
-    UspAttention att(comm, *kernel, alloc, usp_config(p, c));
+  static const char* const kNames[kTensors] = {"out", "lse", "dq", "dk", "dv"};
+  struct Coord {
+    int ring, ulysses;
+  };
+  struct Verdict {
+    double max_rel_err;
+    int worst, pass;
+  };
+  Verdict verdict{0, 0, 1};
+  if (ranks.world) {
+    // The other processes wait here for rank 0's single-rank run, however long it takes.
+    const auto saved = ranks.world->timeout();
+    ranks.world->set_timeout(std::max<std::chrono::milliseconds>(saved, std::chrono::hours(2)));
+    try {
+      ranks.world->barrier();
+    } catch (...) {
+      ranks.world->set_timeout(saved);
+      throw;
+    }
+    ranks.world->set_timeout(saved);
+  }
+  for_ranks(ranks, c.world(), [&](Communicator& comm) {
+    auto alloc = make_allocator(ranks.backend);
+    auto kernel = make_kernel(ranks.backend, threads);
+    UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
     const Layout layout = att.layout(c.seq_len);
-    const int rr = att.mesh().coord.ring, ur = att.mesh().coord.ulysses;
-    const Shards in = make_shards(p, c, layout, rr, ur, alloc);
+    const Coord me{att.mesh().coord.ring, att.mesh().coord.ulysses};
+    const Shards in = make_shards(p, c, layout, me.ring, me.ulysses, *alloc);
+    Tensor results[kTensors];
     UspAttention::Output o = att.forward(in.q, in.k, in.v);
-    ErrSum mine[kTensors];
-    mine[0] = compare_rows(o.out, ref.out, layout, rr, ur);
-    mine[1] = compare_lse(o.lse, ref.lse, layout, rr, ur);
     if (!c.fwd_only) {
       UspAttention::Grads g = att.backward(in.q, in.k, in.v, o.out, o.lse, in.dout);
-      mine[2] = compare_rows(g.dq, ref.dq, layout, rr, ur);
-      mine[3] = compare_rows(g.dk, ref.dk, layout, rr, ur);
-      mine[4] = compare_rows(g.dv, ref.dv, layout, rr, ur);
+      results[2] = std::move(g.dq);
+      results[3] = std::move(g.dk);
+      results[4] = std::move(g.dv);
     }
-    std::lock_guard<std::mutex> lock(mu);
-    for (int i = 0; i < kTensors; ++i) sums[i].add(mine[i]);
+    results[0] = std::move(o.out);
+    results[1] = std::move(o.lse);
+    const std::vector<Coord> coords = tools::allgather_value(comm, ranks.backend, me);
+
+    // Rank 0 compares every rank's shards, one tensor at a time.
+    const int n = c.fwd_only ? 2 : kTensors;
+    const std::vector<double>* refs[kTensors] = {&ref.out, &ref.lse, &ref.dq, &ref.dk, &ref.dv};
+    Verdict v{0, 0, 1};
+    for (int i = 0; i < n; ++i) {
+      const std::vector<Tensor> shards = tools::gather_to_root(comm, results[i], *alloc, 7000 + i);
+      results[i] = Tensor();
+      if (comm.rank() != 0) continue;
+      ErrSum sum;
+      for (std::size_t j = 0; j < shards.size(); ++j)
+        sum.add(i == 1
+                    ? compare_lse(shards[j], *refs[i], layout, coords[j].ring, coords[j].ulysses)
+                    : compare_rows(shards[j], *refs[i], layout, coords[j].ring, coords[j].ulysses));
+      const double e = sum.rel();
+      if (!(e <= check_tolerance(p.dtype, i >= 2))) v.pass = 0;
+      if (i == 0 || e > v.max_rel_err || std::isnan(e)) {
+        v.max_rel_err = e;
+        v.worst = i;
+      }
+    }
+    const Verdict root = tools::allgather_value(comm, ranks.backend, v).front();
+    if (comm.rank() == 0 || ranks.world != nullptr) verdict = root;
   });
 
-  static const char* const kNames[kTensors] = {"out", "lse", "dq", "dk", "dv"};
   CheckResult r;
-  const int n = c.fwd_only ? 2 : kTensors;
-  for (int i = 0; i < n; ++i) {
-    const double e = sums[i].rel();
-    if (!(e <= check_tolerance(p.dtype, i >= 2))) r.pass = false;
-    if (i == 0 || e > r.max_rel_err || std::isnan(e)) {
-      r.max_rel_err = e;
-      r.worst = kNames[i];
-    }
-  }
+  r.max_rel_err = verdict.max_rel_err;
+  r.worst = kNames[verdict.worst];
+  r.pass = verdict.pass != 0;
   return r;
 }
 

@@ -1,4 +1,5 @@
-// Runs one benchmark row on world = u·r local ranks (threads), each holding only its shard.
+// Runs one benchmark row on world = u·r ranks, each holding only its shard: threads of this
+// process (backends local, cuda-local) or this process's rank of an mpirun job (mpi, nccl).
 #pragma once
 
 #include <cstdint>
@@ -6,8 +7,19 @@
 #include <vector>
 
 #include "config.hpp"
+#include "usp/comm.hpp"
 
 namespace usp::bench {
+
+// Where a row's ranks run.
+struct Ranks {
+  std::string backend = "local";  // canonical name
+  // Process-per-rank backends: this process's world communicator (its size must be the row's
+  // u·r). nullptr: the ranks are threads started for each row with run_ranks.
+  Communicator* world = nullptr;
+  // Rank 0 of the row (the thread that reports, or the process that prints).
+  bool root() const { return world == nullptr || world->rank() == 0; }
+};
 
 struct RankStats {
   double compute_s = 0;     // inside kernel calls, timed iterations only
@@ -31,8 +43,10 @@ struct RowResult {
 };
 
 // Per rank: build the shards, warm up, reset the allocator peak and the timings, barrier, time
-// `iters` iterations (forward, or forward + backward), barrier.
-RowResult run_row(const Problem& p, const RowConfig& c, int threads, int warmup, int iters);
+// `iters` iterations (forward, or forward + backward), barrier. Per-rank statistics are
+// all-gathered, so with process-per-rank backends every process returns the whole result.
+RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
+                  int iters);
 
 struct CheckResult {
   double max_rel_err = 0;  // max over out, lse (and dq, dk, dv) of ‖ours − single‖ / ‖single‖
@@ -44,8 +58,10 @@ struct CheckResult {
 // (gradients), fp16 and bf16 2e-2.
 double check_tolerance(DType t, bool gradient);
 
-// Runs the row once on u·r ranks and once on a single rank (u = r = 1) with the same data, and
-// compares every rank's shard with the matching rows of the single-rank result.
-CheckResult check_row(const Problem& p, const RowConfig& c, int threads, int reference_threads);
+// Runs the row once on a single rank (u = r = 1, same kernel and memory as the backend, on rank 0's
+// process) and once on u·r ranks with the same data; rank 0 gathers every rank's shards and
+// compares them with the matching rows of the single-rank result. Every rank returns the verdict.
+CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads,
+                      int reference_threads);
 
 }  // namespace usp::bench

@@ -37,7 +37,7 @@ void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskM
   check_forward_args(q, k, v, mask, out, lse);
   check_host(q, "q");
   check_scale(scale);
-  run_forward(make_problem(q, k, mask, scale), ops_, pool_, scratch_, q, k, v, out, lse);
+  run_forward(make_problem(q, k, mask, scale), context(), q, k, v, out, lse);
 }
 
 void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
@@ -46,8 +46,8 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
   check_host(q, "q");
   check_scale(scale);
-  run_backward(make_problem(q, k, mask, scale), ops_, pool_, scratch_, q, k, v, out, lse, dout, dq,
-               dk, dv, accumulate);
+  run_backward(make_problem(q, k, mask, scale), context(), q, k, v, out, lse, dout, dq, dk, dv,
+               accumulate);
 }
 
 }  // namespace cpu

@@ -19,27 +19,42 @@ struct Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 
-  float* q;      // [kBr][kMaxD]  query rows
-  float* dout;   // [kBr][kMaxD]  output-gradient rows
-  float* kt;     // [kMaxD][kBc]  keys, transposed
-  float* vt;     // [kMaxD][kBc]  values, transposed
-  float* kv;     // [kBc][kMaxD]  keys or values, row-major
+  float* q;      // [kBr][kMaxD]  query rows (forward)
   float* s;      // [kBr][kBc]    scores, then probabilities
-  float* dp;     // [kBr][kBc]    dout·vᵀ
-  float* t0;     // [kBc][kBr]    transposed probabilities
-  float* t1;     // [kBc][kBr]    transposed score gradients
+  float* dp;     // [kBr][kBc]    dout·vᵀ, then score gradients
   float* acc;    // [kBr][kMaxD]  output or dq accumulator
   float* dk;     // [kBc][kMaxD]  dk accumulator
   float* dv;     // [kBc][kMaxD]  dv accumulator
   float* row_m;  // [kBr]
   float* row_l;  // [kBr]
-  float* row_a;  // [kBr]
-  float* row_b;  // [kBr]
   float* line;   // [kMaxD]
 
  private:
   float* base_;
 };
+
+// A 64-byte aligned fp32 array that keeps its capacity.
+class FloatBuffer {
+ public:
+  FloatBuffer() = default;
+  ~FloatBuffer();
+  FloatBuffer(const FloatBuffer&) = delete;
+  FloatBuffer& operator=(const FloatBuffer&) = delete;
+  float* get(std::size_t n);  // at least n floats; contents are not kept on growth
+
+ private:
+  float* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Consecutive (batch, kv head) groups processed together: their K/V (and for the backward Q/dout)
+// are packed into fp32 panels once, then every tile task of the batch reads the panels. Batches
+// are sized to give the pool enough tasks while bounding the panel memory.
+struct GroupBatch {
+  std::int64_t first, count;  // groups [first, first + count), group = b · hkv + kv head
+};
+std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
+                                     std::size_t floats_per_group, int threads);
 
 // Element addressing of a [b, s, h, d] or [b, h, s] host tensor.
 struct View {
@@ -70,6 +85,14 @@ struct Problem {
 
 Problem make_problem(const Tensor& q, const Tensor& k, MaskMode mask, float scale);
 
+// What the passes run on: the inner loops, the pool, per-worker tiles and the panel buffer.
+struct Context {
+  const TileOps& ops;
+  detail::ThreadPool& pool;
+  std::vector<std::unique_ptr<Scratch>>& scratch;
+  FloatBuffer& panels;
+};
+
 class CpuKernel final : public AttentionKernel {
  public:
   CpuKernel(int threads, const TileOps& ops);
@@ -91,14 +114,14 @@ class CpuKernel final : public AttentionKernel {
   detail::ThreadPool pool_;
   const TileOps& ops_;
   std::vector<std::unique_ptr<Scratch>> scratch_;  // one per worker
+  FloatBuffer panels_;  // packed K/V (and Q/dout) of the group batch being computed
+  Context context() { return Context{ops_, pool_, scratch_, panels_}; }
 };
 
 // Passes (forward.cpp, backward.cpp).
-void run_forward(const Problem& p, const TileOps& ops, detail::ThreadPool& pool,
-                 std::vector<std::unique_ptr<Scratch>>& scratch, const Tensor& q, const Tensor& k,
+void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse);
-void run_backward(const Problem& p, const TileOps& ops, detail::ThreadPool& pool,
-                  std::vector<std::unique_ptr<Scratch>>& scratch, const Tensor& q, const Tensor& k,
+void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                   const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout,
                   Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate);
 
@@ -113,7 +136,5 @@ void pack_cols(const TileOps& ops, const View& t, std::int64_t b, std::int64_t r
 // Sets s[r][j] = -inf where key j0 + j is hidden from query i0 + r or j >= n_valid.
 void apply_mask(const Problem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
                 int n_pad, float* s, int ld);
-// dst[r][c] = src[c][r] for r < rows, c < cols.
-void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd);
 
 }  // namespace usp::cpu

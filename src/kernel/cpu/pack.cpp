@@ -9,10 +9,10 @@
 namespace usp::cpu {
 
 Scratch::Scratch() {
-  constexpr std::size_t kTile = static_cast<std::size_t>(kBr) * kMaxD;  // == kBc * kMaxD
-  static_assert(kBr == kBc, "scratch layout assumes square tiles");
+  constexpr std::size_t kTile = static_cast<std::size_t>(kBr) * kMaxD;
+  constexpr std::size_t kKeyTile = static_cast<std::size_t>(kBc) * kMaxD;
   constexpr std::size_t kSmall = static_cast<std::size_t>(kBr) * kBc;
-  constexpr std::size_t kTotal = 8 * kTile + 4 * kSmall + 4 * kBr + kMaxD;
+  constexpr std::size_t kTotal = 2 * kTile + 2 * kKeyTile + 2 * kSmall + 2 * kBr + kMaxD;
   base_ = static_cast<float*>(std::aligned_alloc(64, kTotal * sizeof(float)));
   if (base_ == nullptr) USP_FAIL(internal, "cpu kernel: out of memory for scratch tiles");
   float* p = base_;
@@ -22,26 +22,57 @@ Scratch::Scratch() {
     return r;
   };
   q = take(kTile);
-  dout = take(kTile);
-  kt = take(kTile);
-  vt = take(kTile);
-  kv = take(kTile);
   acc = take(kTile);
-  dk = take(kTile);
-  dv = take(kTile);
+  dk = take(kKeyTile);
+  dv = take(kKeyTile);
   s = take(kSmall);
   dp = take(kSmall);
-  t0 = take(kSmall);
-  t1 = take(kSmall);
   row_m = take(kBr);
   row_l = take(kBr);
-  row_a = take(kBr);
-  row_b = take(kBr);
   line = take(kMaxD);
   std::memset(base_, 0, kTotal * sizeof(float));
 }
 
-Scratch::~Scratch() { std::free(base_); }
+Scratch::~Scratch() {
+  std::free(base_);
+}
+
+FloatBuffer::~FloatBuffer() {
+  std::free(data_);
+}
+
+float* FloatBuffer::get(std::size_t n) {
+  if (n > size_) {
+    std::free(data_);
+    data_ = nullptr;
+    size_ = 0;
+    const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (data_ == nullptr) {
+      USP_FAIL(internal, "cpu kernel: out of memory for ", bytes, " bytes of packed panels");
+    }
+    size_ = n;
+  }
+  return data_;
+}
+
+std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
+                                     std::size_t floats_per_group, int threads) {
+  // Enough tasks to balance the pool (causal tiles differ in cost), panels within a budget.
+  constexpr std::size_t kPanelBudgetFloats = std::size_t{64} << 20 >> 2;  // 64 MiB
+  const std::int64_t want_tasks = 8 * static_cast<std::int64_t>(threads);
+  std::vector<GroupBatch> out;
+  std::int64_t g = 0;
+  while (g < groups) {
+    GroupBatch b{g, 1};
+    while (g + b.count < groups && b.count * tasks_per_group < want_tasks &&
+           static_cast<std::size_t>(b.count + 1) * floats_per_group <= kPanelBudgetFloats)
+      ++b.count;
+    out.push_back(b);
+    g += b.count;
+  }
+  return out;
+}
 
 View::View(const Tensor& t)
     : base(static_cast<char*>(t.data())),
@@ -135,18 +166,6 @@ void apply_mask(const Problem& p, std::int64_t i0, int rows, std::int64_t j0, in
     }
     std::fill(row + end, row + n_pad, kNegInf);
   }
-}
-
-void transpose(const float* src, int lds, int rows, int cols, float* dst, int ldd) {
-  // dst[r][c] = src[c][r]; small blocks keep both sides in cache lines.
-  constexpr int kB = 16;
-  for (int c0 = 0; c0 < cols; c0 += kB)
-    for (int r0 = 0; r0 < rows; r0 += kB) {
-      const int c1 = std::min(cols, c0 + kB), r1 = std::min(rows, r0 + kB);
-      for (int c = c0; c < c1; ++c)
-        for (int r = r0; r < r1; ++r)
-          dst[static_cast<long>(r) * ldd + c] = src[static_cast<long>(c) * lds + r];
-    }
 }
 
 }  // namespace usp::cpu

@@ -12,6 +12,9 @@ struct TileOps {
   // are in floats.
   void (*gemm)(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                int ldc, bool accumulate);
+  // C[M][N] = Aᵀ·B (accumulate: C += ...) with A stored as [K][M] (A[k][i] at A[k·lda + i]).
+  void (*gemm_tn)(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+                  int ldc, bool accumulate);
   // max of x[0, n); n a multiple of kVec.
   float (*row_max)(const float* x, int n);
   // x[j] = 2^(c·x[j] − sub) for j < n (n a multiple of kVec; -inf gives 0); returns the sum.

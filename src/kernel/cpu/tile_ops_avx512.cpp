@@ -24,7 +24,8 @@ namespace usp::cpu {
 
 namespace {
 
-template <int R, int NV>
+// C[R][16·NV] (+)= A·B over K, A[r][k] at A[r·lda + k] (or A[k·lda + r] when TA).
+template <int R, int NV, bool TA>
 USP_AVX512 inline void gemm_block(int K, const float* A, int lda, const float* B, int ldb, float* C,
                                   int ldc, bool accumulate) {
   __m512 c[R][NV];
@@ -40,7 +41,7 @@ USP_AVX512 inline void gemm_block(int K, const float* A, int lda, const float* B
     for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(bk + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      const __m512 a = _mm512_set1_ps(TA ? A[static_cast<long>(k) * lda + r] : A[r * lda + k]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
     }
@@ -53,55 +54,68 @@ USP_AVX512 inline void gemm_block(int K, const float* A, int lda, const float* B
 
 constexpr int kRows = 6;  // accumulator rows per block (6 × 4 zmm accumulators)
 
-template <int NV>
+template <int NV, bool TA>
 USP_AVX512 void gemm_strip(int M, int K, const float* A, int lda, const float* B, int ldb, float* C,
                            int ldc, bool accumulate) {
+  // Row i of C starts at A + i·lda (A row-major) or at A + i (A transposed).
+  const long a_step = TA ? 1 : lda;
   int i = 0;
   for (; i + kRows <= M; i += kRows)
-    gemm_block<kRows, NV>(K, A + static_cast<long>(i) * lda, lda, B, ldb,
-                          C + static_cast<long>(i) * ldc, ldc, accumulate);
-  const float* a = A + static_cast<long>(i) * lda;
+    gemm_block<kRows, NV, TA>(K, A + i * a_step, lda, B, ldb, C + static_cast<long>(i) * ldc, ldc,
+                              accumulate);
+  const float* a = A + i * a_step;
   float* c = C + static_cast<long>(i) * ldc;
   switch (M - i) {
     case 5:
-      gemm_block<5, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      gemm_block<5, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
       break;
     case 4:
-      gemm_block<4, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      gemm_block<4, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
       break;
     case 3:
-      gemm_block<3, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      gemm_block<3, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
       break;
     case 2:
-      gemm_block<2, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      gemm_block<2, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
       break;
     case 1:
-      gemm_block<1, NV>(K, a, lda, B, ldb, c, ldc, accumulate);
+      gemm_block<1, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
       break;
     default:
       break;
   }
 }
 
-USP_AVX512 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
-                     float* C, int ldc, bool accumulate) {
+template <bool TA>
+USP_AVX512 void gemm_any(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                         float* C, int ldc, bool accumulate) {
   for (int j = 0; j < N; j += 64) {
     const int nv = (N - j) >= 64 ? 4 : (N - j) / 16;
     switch (nv) {
       case 4:
-        gemm_strip<4>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        gemm_strip<4, TA>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
         break;
       case 3:
-        gemm_strip<3>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        gemm_strip<3, TA>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
         break;
       case 2:
-        gemm_strip<2>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        gemm_strip<2, TA>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
         break;
       default:
-        gemm_strip<1>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
+        gemm_strip<1, TA>(M, K, A, lda, B + j, ldb, C + j, ldc, accumulate);
         break;
     }
   }
+}
+
+USP_AVX512 void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                     float* C, int ldc, bool accumulate) {
+  gemm_any<false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+USP_AVX512 void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                        float* C, int ldc, bool accumulate) {
+  gemm_any<true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // 2^x for x in fp32: x = n + f with n integer and |f| <= 1/2, 2^f by its degree-7 Taylor
@@ -189,7 +203,7 @@ USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
 }  // namespace
 
 const TileOps* avx512_tile_ops() {
-  static const TileOps ops{"avx512", gemm, row_max, exp2_row, scale_row, ds_row, load_row};
+  static const TileOps ops{"avx512", gemm, gemm_tn, row_max, exp2_row, scale_row, ds_row, load_row};
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("fma");
@@ -198,7 +212,9 @@ const TileOps* avx512_tile_ops() {
 
 #else
 
-const TileOps* avx512_tile_ops() { return nullptr; }
+const TileOps* avx512_tile_ops() {
+  return nullptr;
+}
 
 #endif
 

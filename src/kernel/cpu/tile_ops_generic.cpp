@@ -24,6 +24,22 @@ void gemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
   }
 }
 
+void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+             int ldc, bool accumulate) {
+  if (!accumulate)
+    for (int i = 0; i < M; ++i)
+      std::fill(C + static_cast<long>(i) * ldc, C + static_cast<long>(i) * ldc + N, 0.0f);
+  for (int k = 0; k < K; ++k) {
+    const float* a = A + static_cast<long>(k) * lda;
+    const float* __restrict b = B + static_cast<long>(k) * ldb;
+    for (int i = 0; i < M; ++i) {
+      const float av = a[i];
+      float* __restrict c = C + static_cast<long>(i) * ldc;
+      for (int j = 0; j < N; ++j) c[j] += av * b[j];
+    }
+  }
+}
+
 float row_max(const float* x, int n) {
   float m = -std::numeric_limits<float>::infinity();
   for (int j = 0; j < n; ++j) m = std::max(m, x[j]);
@@ -54,7 +70,8 @@ void load_row(const void* src, DType t, float* dst, int n) {
 }  // namespace
 
 const TileOps& generic_tile_ops() {
-  static const TileOps ops{"generic", gemm, row_max, exp2_row, scale_row, ds_row, load_row};
+  static const TileOps ops{"generic", gemm,      gemm_tn, row_max,
+                           exp2_row,  scale_row, ds_row,  load_row};
   return ops;
 }
 

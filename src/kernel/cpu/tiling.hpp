@@ -9,7 +9,9 @@ inline constexpr int kVec = 16;    // packed fp32 widths are padded to a multipl
 inline constexpr int kMaxD = 256;  // largest head size
 
 // n rounded up to a multiple of kVec.
-constexpr int pad_vec(int n) { return (n + kVec - 1) / kVec * kVec; }
+constexpr int pad_vec(int n) {
+  return (n + kVec - 1) / kVec * kVec;
+}
 
 static_assert(kBr % kVec == 0 && kBc % kVec == 0 && kMaxD % kVec == 0);
 

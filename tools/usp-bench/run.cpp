@@ -1,0 +1,92 @@
+// Runs a plan's rows and prints/writes the report.
+#include "run.hpp"
+
+#include <unistd.h>
+
+#include <exception>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "plot.hpp"
+#include "progress.hpp"
+#include "report.hpp"
+#include "usp/error.hpp"
+
+namespace usp::bench {
+namespace {
+
+void write_file(const char* flag, const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) USP_FAIL(io, flag, ": cannot write '", path, "'");
+}
+
+}  // namespace
+
+int run(const Options& o, const Machine& m, const Plan& plan, const Ranks& ranks) {
+  RunData d{o, m, plan, std::vector<RowResult>(plan.rows.size()),
+            std::vector<std::optional<CheckResult>>(plan.rows.size())};
+  const bool root = ranks.root();
+  const std::string where = ranks.world ? "rank " + std::to_string(ranks.world->rank()) + ": " : "";
+
+  // Steps: the checks (one distributed + one single-rank run each), then the timed rows.
+  std::vector<double> costs;
+  for (const RowConfig& c : plan.rows)
+    if (o.check) costs.push_back(2 * row_flops(o.problem, c));
+  for (const RowConfig& c : plan.rows)
+    costs.push_back(row_flops(o.problem, c) * (o.warmup + o.iters));
+  const bool terminal = isatty(STDERR_FILENO) != 0;
+  Progress progress(root && (terminal || o.progress), terminal, costs);
+
+  std::size_t step = 0;
+  const RowConfig* current = nullptr;
+  try {
+    if (o.check) {
+      int failed = 0;
+      for (std::size_t i = 0; i < plan.rows.size(); ++i) {
+        current = &plan.rows[i];
+        progress.start(step++, "check " + current->describe());
+        d.checks[i] = check_row(ranks, o.problem, *current, plan.threads[i], m.cores);
+        if (!d.checks[i]->pass) ++failed;
+      }
+      if (failed > 0) {
+        progress.finish();
+        if (!root) return 1;
+        std::cout << check_report(d);
+        std::cout.flush();
+        std::cerr << "usp-bench: error: --check failed: " << failed << " of " << plan.rows.size()
+                  << " rows differ from the single-rank run by more than the "
+                  << usp::dtype_name(o.problem.dtype) << " tolerance ("
+                  << check_tolerance(o.problem.dtype, false) << ")\n";
+        return 1;
+      }
+    }
+    for (std::size_t i = 0; i < plan.rows.size(); ++i) {
+      current = &plan.rows[i];
+      progress.start(step++, current->describe());
+      d.results[i] = run_row(ranks, o.problem, *current, plan.threads[i], o.warmup, o.iters);
+    }
+    current = nullptr;
+    progress.finish();
+
+    if (!root) return 0;
+    std::cout << markdown_report(d);
+    std::cout.flush();
+    if (!o.csv_path.empty()) write_file("--csv", o.csv_path, csv_report(d));
+    if (!o.json_path.empty()) write_file("--json", o.json_path, json_report(d));
+    if (!o.plot_path.empty()) write_plot(d, o.plot_path);
+  } catch (const std::exception& e) {
+    progress.finish();
+    std::cerr << "usp-bench: error: " << where
+              << (current ? "while running " + current->describe() + ": " : std::string())
+              << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace usp::bench
