@@ -321,9 +321,9 @@ TEST(KernelThreads, OneAndThreeThreadsAgreeBitwise) {
 }
 
 TEST(KernelPortable, GenericPathMatchesReference) {
-  ::setenv("USP_CPU_ISA", "generic", 1);
+  ::setenv("USP_CPU_PATH", "generic", 1);
   auto kernel = make_cpu_kernel(2);
-  ::unsetenv("USP_CPU_ISA");
+  ::unsetenv("USP_CPU_PATH");
   EXPECT_NE(kernel->name().find("generic"), std::string::npos) << kernel->name();
   for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
     for (DType dt : {DType::f32, DType::f16}) {

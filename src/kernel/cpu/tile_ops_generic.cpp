@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernel/cpu/tile_ops.hpp"
+#include "usp/cpu.hpp"
 
 namespace usp::cpu {
 
@@ -76,8 +77,9 @@ const TileOps& generic_tile_ops() {
 }
 
 const TileOps& best_tile_ops() {
-  const char* env = std::getenv("USP_CPU_ISA");
-  if (env != nullptr && std::strcmp(env, "generic") == 0) return generic_tile_ops();
+  // One decision for the whole library: usp::cpu_path() (USP_CPU_PATH may force it). The AMX
+  // path has no tile ops of its own yet and runs the AVX-512 ones.
+  if (cpu_path() == CpuPath::generic) return generic_tile_ops();
   const TileOps* fast = avx512_tile_ops();
   return fast != nullptr ? *fast : generic_tile_ops();
 }
