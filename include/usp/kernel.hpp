@@ -60,7 +60,20 @@ void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, cons
 
 // CPU implementation: tiled online softmax, never an sq×sk matrix, parallel over (b, h, query
 // tiles) on `threads` threads (0 = hardware concurrency).
-std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads);
+//
+// Each forward/backward call takes its scratch (per-thread fp32 tiles and K/V — for the backward
+// also Q/dout — packed to fp32 panels) as one block from `scratch` (a host allocator; nullptr =
+// default_host_allocator()) and gives it back before returning, so a rank's allocator counts it
+// in its peak and holds none of it between calls. With T threads, dp = d rounded up to 16,
+// nkt = ceil(sk / 64), nqt = ceil(sq / 64), g = h / hkv and groups = b·hkv, the block is
+// 4·(T·tile + n·panel) bytes where
+//   forward:  tile = 129·dp + 4224,  panel = 64·nkt·(d + dp),
+//             n = min(groups, ceil(8T / (g·nqt)), max(1, floor(2^24 / panel)));
+//   backward: tile = 193·dp + 8192,
+//             panel = 64·nkt·(2d + dp) + 64·g·nqt·(2·dp + 2) rounded up to a multiple of 16,
+//             n = min(groups, ceil(8T / max(nkt, g·nqt)), max(1, floor(2^24 / panel))).
+// merge() takes T·dp floats and add() one row of floats for the duration of the call.
+std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads, Allocator* scratch = nullptr);
 
 // Float64 naive oracle (host tensors of any dtype in; outputs fp32 or f64-accurate doubles).
 namespace reference {

@@ -23,10 +23,8 @@ void check_scale(float scale) {
 
 }  // namespace
 
-CpuKernel::CpuKernel(int threads, const TileOps& ops) : pool_(threads), ops_(ops) {
-  scratch_.reserve(static_cast<std::size_t>(pool_.size()));
-  for (int i = 0; i < pool_.size(); ++i) scratch_.push_back(std::make_unique<Scratch>());
-}
+CpuKernel::CpuKernel(int threads, const TileOps& ops, Allocator& scratch)
+    : pool_(threads), ops_(ops), scratch_(scratch) {}
 
 std::string CpuKernel::name() const {
   return std::string("cpu (") + ops_.isa + ", " + std::to_string(pool_.size()) + " threads)";
@@ -52,9 +50,14 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
 
 }  // namespace cpu
 
-std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads) {
+std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads, Allocator* scratch) {
   USP_CHECK_ARG(threads >= 0, "threads must be >= 0 (0 = hardware concurrency), got ", threads);
-  return std::make_unique<cpu::CpuKernel>(threads, cpu::best_tile_ops());
+  USP_CHECK_ARG(scratch == nullptr || scratch->device() == Device::host,
+                "make_cpu_kernel: scratch allocator is on device ",
+                device_name(scratch != nullptr ? scratch->device() : Device::host),
+                ", the CPU kernel needs a host allocator");
+  return std::make_unique<cpu::CpuKernel>(threads, cpu::best_tile_ops(),
+                                          scratch != nullptr ? *scratch : default_host_allocator());
 }
 
 }  // namespace usp

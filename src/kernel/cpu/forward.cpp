@@ -1,7 +1,7 @@
 // Forward pass. For each batch of (batch, kv head) groups: pack K (transposed per tile) and V
-// into fp32 panels, then one task per (group, head of the group, query tile) streams the key
-// tiles through an online softmax (running max m and sum l per row, rescaling the accumulator
-// when m grows). No sq×sk matrix exists at any time.
+// into fp32 panels (in the call's workspace), then one task per (group, head of the group, query
+// tile) streams the key tiles through an online softmax (running max m and sum l per row, rescaling
+// the accumulator when m grows). No sq×sk matrix exists at any time.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -29,12 +29,14 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
   const auto batches = plan_batches(p.b * p.hkv, g * nqt, per_group, cx.pool.size());
   std::int64_t most = 0;
   for (const auto& bt : batches) most = std::max(most, bt.count);
-  float* panels = cx.panels.get(static_cast<std::size_t>(most) * per_group);
+  const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp,
+                     static_cast<std::size_t>(most) * per_group);
+  float* const panels = ws.panels();
 
   for (const GroupBatch& bt : batches) {
     cx.pool.parallel_for(
         static_cast<std::size_t>(bt.count * nkt), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto slot = static_cast<std::int64_t>(task) / nkt,
                      kt = static_cast<std::int64_t>(task) % nkt;
           const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
@@ -50,7 +52,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
     const std::int64_t per_tile = bt.count * g;  // tasks per query-tile index
     cx.pool.parallel_for(
         static_cast<std::size_t>(per_tile * nqt), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto t = static_cast<std::int64_t>(task);
           const std::int64_t qt = nqt - 1 - t / per_tile;  // the longest tiles (causal) first
           const std::int64_t slot = (t % per_tile) / g;

@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -8,52 +7,44 @@
 
 namespace usp::cpu {
 
-Scratch::Scratch() {
-  constexpr std::size_t kTile = static_cast<std::size_t>(kBr) * kMaxD;
-  constexpr std::size_t kKeyTile = static_cast<std::size_t>(kBc) * kMaxD;
-  constexpr std::size_t kSmall = static_cast<std::size_t>(kBr) * kBc;
-  constexpr std::size_t kTotal = 2 * kTile + 2 * kKeyTile + 2 * kSmall + 2 * kBr + kMaxD;
-  base_ = static_cast<float*>(std::aligned_alloc(64, kTotal * sizeof(float)));
-  if (base_ == nullptr) USP_FAIL(internal, "cpu kernel: out of memory for scratch tiles");
-  float* p = base_;
+std::size_t tile_floats(Pass pass, int dpad) {
+  const auto dp = static_cast<std::size_t>(dpad);
+  const std::size_t rows = kBr, keys = kBc;
+  if (pass == Pass::forward) return 2 * rows * dp + rows * keys + 2 * rows + dp;
+  return rows * dp + 2 * keys * dp + 2 * rows * keys + dp;
+}
+
+Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, std::size_t panel_floats)
+    : block_(alloc, (static_cast<std::size_t>(workers) * tile_floats(pass, dpad) + panel_floats) *
+                        sizeof(float)) {
+  // Every tile is a multiple of kVec floats (64 bytes) and the block is 64-byte aligned, so
+  // every tile and the panels start on a 64-byte boundary.
+  float* p = static_cast<float*>(block_.data());
   auto take = [&p](std::size_t n) {
     float* r = p;
     p += n;
     return r;
   };
-  q = take(kTile);
-  acc = take(kTile);
-  dk = take(kKeyTile);
-  dv = take(kKeyTile);
-  s = take(kSmall);
-  dp = take(kSmall);
-  row_m = take(kBr);
-  row_l = take(kBr);
-  line = take(kMaxD);
-  std::memset(base_, 0, kTotal * sizeof(float));
-}
-
-Scratch::~Scratch() {
-  std::free(base_);
-}
-
-FloatBuffer::~FloatBuffer() {
-  std::free(data_);
-}
-
-float* FloatBuffer::get(std::size_t n) {
-  if (n > size_) {
-    std::free(data_);
-    data_ = nullptr;
-    size_ = 0;
-    const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (data_ == nullptr) {
-      USP_FAIL(internal, "cpu kernel: out of memory for ", bytes, " bytes of packed panels");
+  const auto dp = static_cast<std::size_t>(dpad);
+  const std::size_t rows = kBr, keys = kBc;
+  tiles_.resize(static_cast<std::size_t>(workers));
+  for (Tiles& t : tiles_) {
+    if (pass == Pass::forward) {
+      t.q = take(rows * dp);
+      t.acc = take(rows * dp);
+      t.s = take(rows * keys);
+      t.row_m = take(rows);
+      t.row_l = take(rows);
+    } else {
+      t.acc = take(rows * dp);
+      t.dk = take(keys * dp);
+      t.dv = take(keys * dp);
+      t.s = take(rows * keys);
+      t.dp = take(rows * keys);
     }
-    size_ = n;
+    t.line = take(dp);
   }
-  return data_;
+  panels_ = p;
 }
 
 std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
