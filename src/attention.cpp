@@ -296,7 +296,10 @@ UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, con
     }
   }
 
-  if (u == 1) return {cast(kern, alloc, out_r, q.dtype()), std::move(lse_r)};
+  // The fp32 accumulator is cast to the input dtype once, into the ring-side tensor the reverse
+  // all-to-all sends from, and is freed before the shard-side output exists.
+  out_r = cast(kern, alloc, out_r, q.dtype());
+  if (u == 1) return {std::move(out_r), std::move(lse_r)};
   Output o{Tensor::empty(q.shape(), q.dtype(), alloc),
            Tensor::empty({p.b, p.h, p.ls}, DType::f32, alloc)};
   detail::gather_heads(
@@ -372,15 +375,14 @@ UspAttention::Grads UspAttention::backward(const Tensor& q, const Tensor& k, con
     }
   }
 
-  if (u == 1) {
-    return {cast(kern, alloc, dq_r, q.dtype()),
-            cast(kern, alloc, detail::kv_keys(dkv_r), k.dtype()),
-            cast(kern, alloc, detail::kv_values(dkv_r), v.dtype())};
-  }
   // Replicated kv heads come home in fp32 and are summed there; otherwise each gradient is cast
-  // to the input dtype once, before the exchange.
-  const bool sum = p.kvs.replicated();
+  // to the input dtype once, into the ring-side tensor the reverse all-to-all sends from, and its
+  // fp32 accumulator is freed right away.
+  const bool sum = u > 1 && p.kvs.replicated();
   const DType kv_wire = sum ? DType::f32 : k.dtype();
+  dq_r = cast(kern, alloc, dq_r, q.dtype());
+  dkv_r = cast(kern, alloc, dkv_r, kv_wire);
+  if (u == 1) return {std::move(dq_r), detail::kv_keys(dkv_r), detail::kv_values(dkv_r)};
   Grads g{Tensor::empty(q.shape(), q.dtype(), alloc), Tensor::empty(k.shape(), kv_wire, alloc),
           Tensor::empty(v.shape(), kv_wire, alloc)};
   detail::gather_heads(*st.mesh.ulysses, kern, alloc,

@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "ring/block_accumulate.hpp"
 #include "ring/plan.hpp"
 #include "timing.hpp"
 #include "usp/error.hpp"
@@ -69,7 +70,9 @@ RingForward ring_forward(const RingContext& ctx, const Tensor& q, Tensor kv) {
   RingForward res{Tensor::empty({b, len, h, d}, DType::f32, ctx.alloc),
                   Tensor::empty({b, h, len}, DType::f32, ctx.alloc)};
   bool filled = false;  // accumulators hold a valid (possibly empty) result
-  Tensor out_b, lse_b;  // fp32 scratch for partial results, allocated on first merge
+  // Later blocks are folded in a chunk of query rows at a time: the fp32 partial scratch holds one
+  // chunk, not a whole block.
+  BlockAccumulator acc(kern, ctx.alloc, accumulate_chunk_rows(kern.device(), b, h, len));
   Tensor spare = p > 1 ? Tensor::empty(kv.shape(), kv.dtype(), ctx.alloc) : Tensor();
 
   for (int step = 0; step < p; ++step) {
@@ -92,16 +95,8 @@ RingForward ring_forward(const RingContext& ctx, const Tensor& q, Tensor kv) {
         kern.fill_neg_inf(res.lse);
         filled = true;
       }
-      if (!out_b.defined()) {
-        out_b = Tensor::empty({b, len, h, d}, DType::f32, ctx.alloc);
-        lse_b = Tensor::empty({b, h, len}, DType::f32, ctx.alloc);
-      }
-      Tensor ob = out_b.slice(1, t.q_begin, t.q_len), lb = lse_b.slice(2, t.q_begin, t.q_len);
       Tensor oa = res.out.slice(1, t.q_begin, t.q_len), la = res.lse.slice(2, t.q_begin, t.q_len);
-      timed(ctx.timings.compute_s, [&] {
-        kern.forward(qb, kb, vb, t.mask, ctx.scale, ob, lb);
-        kern.merge(oa, la, ob, lb);
-      });
+      timed(ctx.timings.compute_s, [&] { acc.add(qb, kb, vb, t.mask, ctx.scale, oa, la); });
     }
 
     shift.wait();
@@ -172,6 +167,8 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
     shift.wait();
     if (step + 1 < p) std::swap(kv, spare);
   }
+  kv = Tensor();  // the K/V buffers are dead; only my block's grads are still on their way
+  spare = Tensor();
   if (p > 1) {
     dkv_recv.wait();
     dkv_send.wait();

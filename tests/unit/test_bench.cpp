@@ -443,3 +443,35 @@ TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {
 }
 
 }  // namespace
+
+namespace usp {
+namespace {
+
+TEST(BenchCli, BackwardMinimumCountsTheDkDvBuffersAndMeetsTheTarget) {
+  const std::string json = tmp_path("mem_bwd.json");
+  const Result r = run_bench(
+      "--ring-type zigzag --degrees 2x4,4x2 --seq-len 256 --fwd-only false --head-size 32 "
+      "--iters 1 --warmup 1 --json '" +
+      json + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = slurp(json);
+  std::remove(json.c_str());
+  const auto minimum = json_numbers(text, "min_memory_bytes");
+  const auto peak = json_numbers(text, "peak_memory_bytes");
+  const auto ring = json_numbers(text, "ring_degree");
+  ASSERT_EQ(minimum.size(), 2u);
+  ASSERT_EQ(ring.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    // fp16, b 2, h = hkv = 16, d 32, s 256 on 8 ranks: shards of 32 tokens.
+    const double u = 8 / ring[i], shard = 2.0 * 32 * 16 * 32 * 2, lse = 2.0 * 16 * 32 * 4;
+    const double kv_ring = 2.0 * (256 / ring[i]) * (16 / u) * 32;  // elements of k (or v)
+    const double want = 4 * shard + lse + 2 * 2 * 2 * kv_ring      // q, k, v, out, lse, K/V buffers
+                        + 4 * shard                                // dout, dq, dk, dv
+                        + 2 * 4 * 2 * kv_ring;                     // fp32 dK/dV buffers in flight
+    EXPECT_EQ(minimum[i], want) << "row " << i;
+    EXPECT_LE(peak[i], 1.2 * minimum[i]) << "row " << i;
+  }
+}
+
+}  // namespace
+}  // namespace usp

@@ -84,7 +84,8 @@ What the columns mean:
                          ranks, s = global seq_len, h = query heads)
   Under each table: the analytic minimum memory per rank — its shard of q, k, v, out (dtype) and
   lse (fp32), plus 2 K/V ring buffers in flight (k and v, [b, s/r, max(hkv/u,1), d] each), plus
-  its shard of dout, dq, dk, dv with backward — and measured/minimum (target ≤ 1.2×).
+  with backward its shard of dout, dq, dk, dv and the 2 dK/dV buffers in flight on the second
+  ring (fp32, shaped like the K/V buffers) — and measured/minimum (target ≤ 1.2×).
 
 Errors: an unknown flag, a malformed value, an impossible row (u·r ≠ --world, a length the layout
 cannot split — basic/stripe need seq_len divisible by u·r, zigzag by 2·u·r —, heads not divisible

@@ -24,7 +24,10 @@ MemoryModel memory_model(const Problem& p, const RowConfig& c) {
 
   MemoryModel m;
   m.minimum = es * (q + 2 * kv + q) + 4 * lse + 2 * es * (2 * kv_ring);
-  if (!c.fwd_only) m.minimum += es * (q + q + 2 * kv);
+  // With backward, the K/V buffers in flight also include the dK/dV partials that travel the
+  // second ring: two buffers (one computed into, one in flight), fp32 as the exactness rule
+  // requires (gradients accumulate in fp32).
+  if (!c.fwd_only) m.minimum += es * (q + q + 2 * kv) + 2 * 4 * (2 * kv_ring);
 
   u64 e = m.minimum;
   e += es * (q + 2 * kv_ring + q);     // exchanged q, k, v, out
@@ -35,7 +38,7 @@ MemoryModel memory_model(const Problem& p, const RowConfig& c) {
     e += es * (q + q + 2 * kv_ring);    // exchanged dout, dq, dk, dv
     e += 4 * (q + 2 * kv_ring);         // fp32 dq, dk, dv accumulators
     e += 4 * (q + 2 * kv_ring);         // fp32 block dq, dk, dv
-    e += 3 * 4 * (2 * kv_ring);         // fp32 dK/dV ring buffers
+    e += 4 * (2 * kv_ring);             // a third fp32 dK/dV ring buffer (two are in the minimum)
     e += 4 * (q + lse);                 // fp32 D = rowsum(dout ∘ out) and workspace
     e += 2 * 4 * std::max(q, kv_ring);  // fp32 staging
   }

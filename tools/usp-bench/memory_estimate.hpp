@@ -13,11 +13,13 @@ struct MemoryModel {
   //   its shard of q, k, v, out (dtype) and lse (fp32, [b, h, s/(u·r)]),
   //   + 2 K/V ring buffers in flight (double-buffered, ring level: k and v each
   //     [b, s/r, max(hkv/u, 1), d] in dtype),
-  //   + with backward: its shard of dout, dq, dk, dv (dtype).
+  //   + with backward: its shard of dout, dq, dk, dv (dtype), and the 2 dK/dV buffers in flight on
+  //     the second ring (the partial gradients of the K/V block in hand, ring level like the K/V
+  //     buffers, fp32 because gradients accumulate in fp32).
   std::uint64_t minimum = 0;
   // Upper estimate: the minimum plus the Ulysses-exchanged copies (q, k, v, out, and dout/dq/dk/dv
   // with backward) in dtype, fp32 accumulators and block partials (out, lse; dq, dk, dv), a third
-  // K/V buffer, three fp32 dK/dV ring buffers with backward, and all-to-all staging of twice the
+  // K/V buffer, a third fp32 dK/dV ring buffer with backward, and all-to-all staging of twice the
   // largest tensor.
   std::uint64_t estimate = 0;
 };

@@ -176,7 +176,8 @@ std::string markdown_report(const RunData& d) {
     os << "\nMemory per rank against the analytic minimum (its shard of q, k, v, out ("
        << dtype_name(p.dtype)
        << ") and lse (fp32), plus 2 K/V ring buffers in flight [b, s/r, max(hkv/u, 1), d]; plus "
-          "its shard of dout, dq, dk, dv with backward; target ≤ 1.2×):\n\n";
+          "with backward its shard of dout, dq, dk, dv and 2 fp32 dK/dV buffers in flight on the "
+          "second ring; target ≤ 1.2×):\n\n";
     os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | peak "
           "memory(MB/device) "
           "| minimum(MB/device) | measured/minimum |\n";

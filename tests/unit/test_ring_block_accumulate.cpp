@@ -1,0 +1,174 @@
+// The chunked forward-and-merge of one block (ring/block_accumulate.hpp) against the unchunked
+// forward + merge and against the float64 reference, for every mask and awkward chunk sizes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "ring/block_accumulate.hpp"
+#include "usp/error.hpp"
+#include "usp/kernel.hpp"
+#include "usp/tensor.hpp"
+
+namespace usp {
+namespace {
+
+Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& gen) {
+  Tensor x = Tensor::empty(shape, DType::f32);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = dist(gen);
+  return to_dtype(x, t);
+}
+
+// |a − b| per element; -inf must meet -inf.
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = to_doubles(a), y = to_doubles(b);
+  double m = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isinf(x[i]) || std::isinf(y[i])) {
+      if (x[i] != y[i]) return INFINITY;
+      continue;
+    }
+    m = std::max(m, std::abs(x[i] - y[i]));
+  }
+  return m;
+}
+
+struct Case {
+  MaskMode mask;
+  DType dtype;
+  std::int64_t sq, sk;
+};
+
+TEST(RingBlockAccumulate, ChunkedEqualsUnchunkedForEveryMask) {
+  auto kernel = make_cpu_kernel(2);
+  const std::int64_t b = 2, h = 4, hkv = 2, d = 24, prior_keys = 40;
+  const float scale = 0.3f;
+  const std::uint32_t seed = 20240611;
+  std::mt19937 gen(seed);
+  for (const Case& c :
+       {Case{MaskMode::none, DType::f32, 150, 97}, Case{MaskMode::none, DType::bf16, 37, 150},
+        Case{MaskMode::causal, DType::f32, 150, 150}, Case{MaskMode::causal, DType::f16, 131, 131},
+        Case{MaskMode::causal_strict, DType::f32, 150, 150},
+        Case{MaskMode::causal_strict, DType::bf16, 129, 129}}) {
+    SCOPED_TRACE(::testing::Message() << mask_name(c.mask) << " " << dtype_name(c.dtype) << " sq "
+                                      << c.sq << " sk " << c.sk << " seed " << seed);
+    const Tensor q = random_tensor({b, c.sq, h, d}, c.dtype, gen);
+    const Tensor k = random_tensor({b, c.sk, hkv, d}, c.dtype, gen);
+    const Tensor v = random_tensor({b, c.sk, hkv, d}, c.dtype, gen);
+    // The accumulator already holds another block's result: rows of a larger buffer (a view, as in
+    // the ring), so that the merge and the row offsets are exercised.
+    const Tensor k0 = random_tensor({b, prior_keys, hkv, d}, c.dtype, gen);
+    const Tensor v0 = random_tensor({b, prior_keys, hkv, d}, c.dtype, gen);
+    Tensor prior_out = Tensor::empty({b, c.sq, h, d}, DType::f32);
+    Tensor prior_lse = Tensor::empty({b, h, c.sq}, DType::f32);
+    kernel->forward(q, k0, v0, MaskMode::none, scale, prior_out, prior_lse);
+
+    // Unchunked: the whole block's partial, then one merge.
+    Tensor want_out = to_dtype(prior_out, DType::f32), want_lse = to_dtype(prior_lse, DType::f32);
+    Tensor part_out = Tensor::empty({b, c.sq, h, d}, DType::f32);
+    Tensor part_lse = Tensor::empty({b, h, c.sq}, DType::f32);
+    kernel->forward(q, k, v, c.mask, scale, part_out, part_lse);
+    kernel->merge(want_out, want_lse, part_out, part_lse);
+    ASSERT_GT(relative_error(want_out, prior_out), 1e-3) << "the block must change the result";
+
+    for (std::int64_t chunk :
+         {std::int64_t{1}, std::int64_t{7}, std::int64_t{64}, c.sq - 1, c.sq, std::int64_t{1000}}) {
+      SCOPED_TRACE(::testing::Message() << "chunk " << chunk);
+      HostAllocator alloc;
+      Tensor big_out = Tensor::zeros({b, c.sq + 9, h, d}, DType::f32);
+      Tensor big_lse = Tensor::zeros({b, h, c.sq + 9}, DType::f32);
+      Tensor out = big_out.slice(1, 5, c.sq), lse = big_lse.slice(2, 5, c.sq);
+      copy_into(prior_out, out);
+      copy_into(prior_lse, lse);
+      detail::BlockAccumulator acc(*kernel, alloc, chunk);
+      acc.add(q, k, v, c.mask, scale, out, lse);
+      EXPECT_LE(relative_error(out, want_out), 2e-6);
+      EXPECT_LE(max_abs_diff(lse, want_lse), 2e-5);
+      // The scratch holds one chunk of fp32 rows, not the block.
+      const std::int64_t rows = std::min(chunk, c.sq);
+      EXPECT_EQ(alloc.stats().peak,
+                static_cast<std::size_t>(b * rows * h * d * 4 + b * h * rows * 4));
+      // Rows outside the view are untouched.
+      EXPECT_EQ(to_doubles(big_out.slice(1, 0, 5)), std::vector<double>(b * 5 * h * d, 0.0));
+    }
+  }
+}
+
+TEST(RingBlockAccumulate, FromEmptyMatchesTheReference) {
+  auto kernel = make_cpu_kernel(2);
+  const std::int64_t b = 1, h = 2, d = 16, s = 77;
+  const std::uint32_t seed = 7;
+  std::mt19937 gen(seed);
+  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+    SCOPED_TRACE(::testing::Message() << mask_name(mask) << " seed " << seed);
+    const Tensor q = random_tensor({b, s, h, d}, DType::f32, gen);
+    const Tensor k = random_tensor({b, s, h, d}, DType::f32, gen);
+    const Tensor v = random_tensor({b, s, h, d}, DType::f32, gen);
+    Tensor out = Tensor::empty({b, s, h, d}, DType::f32),
+           lse = Tensor::empty({b, h, s}, DType::f32);
+    kernel->fill_zero(out);
+    kernel->fill_neg_inf(lse);
+    HostAllocator alloc;
+    detail::BlockAccumulator acc(*kernel, alloc, 10);
+    acc.add(q, k, v, mask, 0.25f, out, lse);
+    const reference::ForwardResult ref = reference::forward(q, k, v, mask, 0.25);
+    EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
+    const std::vector<double> got = to_doubles(lse);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (std::isinf(ref.lse[i])) {
+        EXPECT_TRUE(std::isinf(got[i]) && got[i] < 0) << "row " << i;
+      } else {
+        EXPECT_NEAR(got[i], ref.lse[i], 1e-5) << "row " << i;
+      }
+    }
+    // causal_strict: query 0 sees no key in any chunk.
+    if (mask == MaskMode::causal_strict) {
+      EXPECT_TRUE(std::isinf(got[0]));
+      EXPECT_EQ(to_doubles(out.slice(1, 0, 1)), std::vector<double>(h * d, 0.0));
+    }
+  }
+}
+
+TEST(RingBlockAccumulate, ChunkRowsKeepTheKernelBusy) {
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  for (auto [b, h, rows] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{2, 8, 512},
+                            {1, 1, 4096},
+                            {4, 32, 100},
+                            {1, 2, 0}}) {
+    const std::int64_t c = detail::accumulate_chunk_rows(Device::host, b, h, rows);
+    EXPECT_LE(c, std::max<std::int64_t>(rows, 1));
+    EXPECT_GE(c, 1);
+    if (c < rows) {
+      EXPECT_EQ(c % 64, 0) << "whole query tiles";
+      EXPECT_GE(b * h * (c / 64), 4 * static_cast<std::int64_t>(threads));
+    }
+  }
+  EXPECT_GE(detail::accumulate_chunk_rows(Device::cuda, 2, 8, 1 << 20), 8192);
+}
+
+TEST(RingBlockAccumulate, CausalNeedsASquareBlock) {
+  auto kernel = make_cpu_kernel(1);
+  std::mt19937 gen(3);
+  const Tensor q = random_tensor({1, 8, 1, 8}, DType::f32, gen);
+  const Tensor k = random_tensor({1, 9, 1, 8}, DType::f32, gen);
+  Tensor out = Tensor::zeros({1, 8, 1, 8}, DType::f32), lse = Tensor::zeros({1, 1, 8}, DType::f32);
+  detail::BlockAccumulator acc(*kernel, default_host_allocator(), 4);
+  try {
+    acc.add(q, k, k, MaskMode::causal, 1.0f, out, lse);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("causal block needs as many queries as keys"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace usp
