@@ -49,18 +49,21 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
 std::size_t documented_bytes(const Problem& p, std::int64_t threads, bool backward) {
   const std::int64_t dp = ceil_div(p.d, 16) * 16, nkt = ceil_div(p.sk, 64),
                      nqt = ceil_div(p.sq, 64), g = p.h / p.hkv, groups = p.b * p.hkv;
+  const std::int64_t R = std::min<std::int64_t>(64, ceil_div(p.sq, 16) * 16),
+                     K = std::min<std::int64_t>(64, ceil_div(p.sk, 16) * 16);
   std::int64_t tile = 0, panel = 0, tasks = 0;
   if (!backward) {
-    tile = 129 * dp + 4224;
+    tile = 2 * R * dp + 64 * R + 2 * R + dp;
     panel = 64 * nkt * (p.d + dp);
     tasks = g * nqt;
   } else {
-    tile = 193 * dp + 8192;
+    tile = std::max(R, K) * dp + K * dp + 128 * R + dp;
     panel = ceil_div(64 * nkt * (2 * p.d + dp) + 64 * g * nqt * (2 * dp + 2), 16) * 16;
     tasks = std::max(nkt, g * nqt);
   }
   const std::int64_t by_budget = std::max<std::int64_t>(1, (std::int64_t{1} << 24) / panel);
-  const std::int64_t n = std::min({groups, ceil_div(8 * threads, tasks), by_budget});
+  const std::int64_t want = threads > 1 ? 8 * threads : 1;
+  const std::int64_t n = std::min({groups, ceil_div(want, tasks), by_budget});
   return static_cast<std::size_t>(4 * (threads * tile + n * panel));
 }
 
@@ -93,6 +96,7 @@ void expect_scratch_counted(const Case& c) {
   const std::size_t fwd = documented_bytes(p, c.threads, false);
   EXPECT_GT(alloc.stats().peak, tensors) << "forward scratch is not counted";
   EXPECT_EQ(alloc.stats().peak - tensors, fwd) << "forward scratch bytes";
+  EXPECT_EQ(fwd, cpu_kernel_scratch_bytes(false, p.b, p.sq, p.sk, p.h, p.hkv, p.d, c.threads));
   EXPECT_EQ(alloc.stats().current, tensors) << "forward kept scratch after returning";
 
   alloc.reset_peak();
@@ -100,9 +104,11 @@ void expect_scratch_counted(const Case& c) {
   const std::size_t bwd = documented_bytes(p, c.threads, true);
   EXPECT_GT(alloc.stats().peak, tensors) << "backward scratch is not counted";
   EXPECT_EQ(alloc.stats().peak - tensors, bwd) << "backward scratch bytes";
+  EXPECT_EQ(bwd, cpu_kernel_scratch_bytes(true, p.b, p.sq, p.sk, p.h, p.hkv, p.d, c.threads));
   EXPECT_EQ(alloc.stats().current, tensors) << "backward kept scratch after returning";
-  // The panels hold K/V (and Q/dout) in fp32: at least the bytes of K and V themselves.
-  EXPECT_GE(fwd, static_cast<std::size_t>(2 * p.b * p.sk * p.hkv * p.d * 4));
+  // The panels hold K/V (and Q/dout) of at least one (batch, kv head) group in fp32.
+  EXPECT_GE(fwd, static_cast<std::size_t>(2 * p.sk * p.d * 4));
+  EXPECT_GE(bwd, static_cast<std::size_t>((3 * p.sk + 2 * p.sq * p.h / p.hkv) * p.d * 4));
 
   // And the results are still right.
   const auto ref = reference::forward(q, k, v, p.mask, in0.scale);
@@ -187,6 +193,17 @@ TEST(KernelScratch, MakeKernelPassesTheAllocator) {
   p.sq = p.sk = 8;
   EXPECT_EQ(alloc.stats().peak, documented_bytes(p, 1, false));
   EXPECT_EQ(alloc.stats().current, 0u);
+}
+
+TEST(KernelScratch, ScratchBytesRejectsBadShapes) {
+  try {
+    (void)cpu_kernel_scratch_bytes(true, 1, 64, 64, 6, 4, 32, 1);
+    FAIL() << "h = 6, hkv = 4 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("h 6, hkv 4"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(cpu_kernel_scratch_bytes(false, 1, 64, 64, 2, 1, 32, 0), 0u);
 }
 
 TEST(KernelScratch, RejectsAnAllocatorOnAnotherDevice) {

@@ -75,6 +75,11 @@ void store_grad_row(const float* src, float* dst, int d, float factor, bool accu
 
 }  // namespace
 
+PanelPlan backward_panels(const Problem& p) {
+  const Layout L(p);
+  return PanelPlan{L.total, std::max(L.nkt, L.g * L.nqt)};
+}
+
 void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                   const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout,
                   Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) {
@@ -83,11 +88,11 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
   const int d = static_cast<int>(p.d), dp = p.dpad;
   const Layout L(p);
   const std::int64_t nqt = L.nqt, nkt = L.nkt, g = L.g;
-  const auto batches = plan_batches(p.b * p.hkv, std::max(nkt, g * nqt), L.total, cx.pool.size());
-  std::int64_t most = 0;
-  for (const auto& bt : batches) most = std::max(most, bt.count);
-  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp,
-                     static_cast<std::size_t>(most) * L.total);
+  const PanelPlan pp = backward_panels(p);
+  const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, L.total, cx.pool.size());
+  const std::int64_t most = largest_batch(batches);
+  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp, tile_rows(p.sq, kBr),
+                     tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * L.total);
   float* const panels = ws.panels();
   auto panel = [&](std::int64_t slot) { return panels + static_cast<std::size_t>(slot) * L.total; };
   auto qrow = [&](std::int64_t hi_in, std::int64_t i) {

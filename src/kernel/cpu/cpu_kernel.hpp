@@ -17,31 +17,37 @@ namespace usp::cpu {
 // Which pass a workspace serves: the tiles each needs differ.
 enum class Pass : std::uint8_t { forward, backward };
 
-// Packed fp32 tiles of one worker, each 64-byte aligned, rows dpad floats wide. A pass sets only
-// the tiles it uses (the others are null).
+// Packed fp32 tiles of one worker, each 64-byte aligned, rows dpad floats wide (s and dp kBc
+// wide). R = min(kBr, pad_vec(sq)) query rows and K = min(kBc, pad_vec(sk)) keys at most. A pass
+// sets only the tiles it uses (the others are null).
 struct Tiles {
-  float* q = nullptr;      // [kBr][dpad]  query rows (forward)
-  float* s = nullptr;      // [kBr][kBc]   scores, then probabilities
-  float* dp = nullptr;     // [kBr][kBc]   dout·vᵀ, then score gradients (backward)
-  float* acc = nullptr;    // [kBr][dpad]  output or dq accumulator
-  float* dk = nullptr;     // [kBc][dpad]  dk accumulator (backward)
-  float* dv = nullptr;     // [kBc][dpad]  dv accumulator (backward)
-  float* row_m = nullptr;  // [kBr] (forward)
-  float* row_l = nullptr;  // [kBr] (forward)
+  float* q = nullptr;      // [R][dpad]  query rows (forward)
+  float* s = nullptr;      // [R][kBc]   scores, then probabilities
+  float* dp = nullptr;     // [R][kBc]   dout·vᵀ, then score gradients (backward)
+  float* acc = nullptr;    // [R][dpad]  output or dq accumulator (backward: the dk tile's memory,
+                           //            dq and dk/dv are computed in different passes)
+  float* dk = nullptr;     // [K][dpad]  dk accumulator (backward)
+  float* dv = nullptr;     // [K][dpad]  dv accumulator (backward)
+  float* row_m = nullptr;  // [R] (forward)
+  float* row_l = nullptr;  // [R] (forward)
   float* line = nullptr;   // [dpad]
 };
 
+// Tile rows a call needs: R (rows = sq) or K (rows = sk) above.
+int tile_rows(std::int64_t rows, int most);
+
 // Floats of one worker's tiles for the pass:
-//   forward:  2·kBr·dpad + kBr·kBc + 2·kBr + dpad = 129·dpad + 4224
-//   backward: kBr·dpad + 2·kBc·dpad + 2·kBr·kBc + dpad = 193·dpad + 8192
-std::size_t tile_floats(Pass pass, int dpad);
+//   forward:  2·R·dpad + R·kBc + 2·R + dpad
+//   backward: max(R, K)·dpad + K·dpad + 2·R·kBc + dpad
+std::size_t tile_floats(Pass pass, int dpad, int R, int K);
 
 // The scratch memory of one forward or backward call, one block from the kernel's allocator:
 // `workers` sets of tiles, then `panel_floats` of packed panels. It lives for the call only, so
 // between calls a rank holds nothing but its tensors, and during a call the allocator counts it.
 class Workspace {
  public:
-  Workspace(Allocator& alloc, Pass pass, int workers, int dpad, std::size_t panel_floats);
+  Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, int K,
+            std::size_t panel_floats);
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
   const Tiles& tiles(int worker) const { return tiles_[static_cast<std::size_t>(worker)]; }
@@ -61,6 +67,8 @@ struct GroupBatch {
 };
 std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
                                      std::size_t floats_per_group, int threads);
+// Groups in the largest batch.
+std::int64_t largest_batch(const std::vector<GroupBatch>& batches);
 
 // Element addressing of a [b, s, h, d] or [b, h, s] host tensor.
 struct View {
@@ -90,6 +98,16 @@ struct Problem {
 };
 
 Problem make_problem(const Tensor& q, const Tensor& k, MaskMode mask, float scale);
+
+// Panel floats of one group and the tasks per group the batching balances, per pass (forward.cpp,
+// backward.cpp), and the floats of a whole call's workspace on `threads` workers (pack.cpp).
+struct PanelPlan {
+  std::size_t per_group;
+  std::int64_t tasks_per_group;
+};
+PanelPlan forward_panels(const Problem& p);
+PanelPlan backward_panels(const Problem& p);
+std::size_t workspace_floats(Pass pass, const Problem& p, int threads);
 
 // What the passes run on: the inner loops, the pool and the allocator of their workspace.
 struct Context {

@@ -11,6 +11,12 @@
 
 namespace usp::cpu {
 
+PanelPlan forward_panels(const Problem& p) {
+  const auto nkt = static_cast<std::size_t>(p.k_tiles());
+  const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
+  return PanelPlan{nkt * kBc * (d + dp), p.group() * p.q_tiles()};
+}
+
 void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -24,13 +30,12 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
 
   // Panels of one group: K tiles transposed [nkt][d][kBc], then V rows [nkt·kBc][dp].
   const auto kt_floats = static_cast<std::size_t>(nkt) * static_cast<std::size_t>(d) * kBc;
-  const auto v_floats = static_cast<std::size_t>(nkt) * kBc * static_cast<std::size_t>(dp);
-  const std::size_t per_group = kt_floats + v_floats;
-  const auto batches = plan_batches(p.b * p.hkv, g * nqt, per_group, cx.pool.size());
-  std::int64_t most = 0;
-  for (const auto& bt : batches) most = std::max(most, bt.count);
-  const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp,
-                     static_cast<std::size_t>(most) * per_group);
+  const PanelPlan pp = forward_panels(p);
+  const std::size_t per_group = pp.per_group;
+  const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, per_group, cx.pool.size());
+  const std::int64_t most = largest_batch(batches);
+  const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp, tile_rows(p.sq, kBr),
+                     tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * per_group);
   float* const panels = ws.panels();
 
   for (const GroupBatch& bt : batches) {

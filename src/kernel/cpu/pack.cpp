@@ -7,16 +7,23 @@
 
 namespace usp::cpu {
 
-std::size_t tile_floats(Pass pass, int dpad) {
-  const auto dp = static_cast<std::size_t>(dpad);
-  const std::size_t rows = kBr, keys = kBc;
-  if (pass == Pass::forward) return 2 * rows * dp + rows * keys + 2 * rows + dp;
-  return rows * dp + 2 * keys * dp + 2 * rows * keys + dp;
+int tile_rows(std::int64_t rows, int most) {
+  return static_cast<int>(
+      std::min<std::int64_t>(most, pad_vec(static_cast<int>(std::min<std::int64_t>(rows, most)))));
 }
 
-Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, std::size_t panel_floats)
-    : block_(alloc, (static_cast<std::size_t>(workers) * tile_floats(pass, dpad) + panel_floats) *
-                        sizeof(float)) {
+std::size_t tile_floats(Pass pass, int dpad, int R, int K) {
+  const auto dp = static_cast<std::size_t>(dpad), r = static_cast<std::size_t>(R),
+             k = static_cast<std::size_t>(K), keys = static_cast<std::size_t>(kBc);
+  if (pass == Pass::forward) return 2 * r * dp + r * keys + 2 * r + dp;
+  return std::max(r, k) * dp + k * dp + 2 * r * keys + dp;
+}
+
+Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, int K,
+                     std::size_t panel_floats)
+    : block_(alloc,
+             (static_cast<std::size_t>(workers) * tile_floats(pass, dpad, R, K) + panel_floats) *
+                 sizeof(float)) {
   // Every tile is a multiple of kVec floats (64 bytes) and the block is 64-byte aligned, so
   // every tile and the panels start on a 64-byte boundary.
   float* p = static_cast<float*>(block_.data());
@@ -25,22 +32,22 @@ Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, std::si
     p += n;
     return r;
   };
-  const auto dp = static_cast<std::size_t>(dpad);
-  const std::size_t rows = kBr, keys = kBc;
+  const auto dp = static_cast<std::size_t>(dpad), rows = static_cast<std::size_t>(R),
+             keys = static_cast<std::size_t>(K);
   tiles_.resize(static_cast<std::size_t>(workers));
   for (Tiles& t : tiles_) {
     if (pass == Pass::forward) {
       t.q = take(rows * dp);
       t.acc = take(rows * dp);
-      t.s = take(rows * keys);
+      t.s = take(rows * kBc);
       t.row_m = take(rows);
       t.row_l = take(rows);
     } else {
-      t.acc = take(rows * dp);
-      t.dk = take(keys * dp);
+      t.dk = take(std::max(rows, keys) * dp);
+      t.acc = t.dk;
       t.dv = take(keys * dp);
-      t.s = take(rows * keys);
-      t.dp = take(rows * keys);
+      t.s = take(rows * kBc);
+      t.dp = take(rows * kBc);
     }
     t.line = take(dp);
   }
@@ -49,9 +56,10 @@ Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, std::si
 
 std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
                                      std::size_t floats_per_group, int threads) {
-  // Enough tasks to balance the pool (causal tiles differ in cost), panels within a budget.
+  // Enough tasks to balance the pool (causal tiles differ in cost), panels within a budget. One
+  // thread has nothing to balance: one group at a time keeps its panels smallest.
   constexpr std::size_t kPanelBudgetFloats = std::size_t{64} << 20 >> 2;  // 64 MiB
-  const std::int64_t want_tasks = 8 * static_cast<std::int64_t>(threads);
+  const std::int64_t want_tasks = threads > 1 ? 8 * static_cast<std::int64_t>(threads) : 1;
   std::vector<GroupBatch> out;
   std::int64_t g = 0;
   while (g < groups) {
@@ -63,6 +71,21 @@ std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per
     g += b.count;
   }
   return out;
+}
+
+std::int64_t largest_batch(const std::vector<GroupBatch>& batches) {
+  std::int64_t most = 0;
+  for (const GroupBatch& b : batches) most = std::max(most, b.count);
+  return most;
+}
+
+std::size_t workspace_floats(Pass pass, const Problem& p, int threads) {
+  const PanelPlan pp = pass == Pass::forward ? forward_panels(p) : backward_panels(p);
+  const auto most =
+      largest_batch(plan_batches(p.b * p.hkv, pp.tasks_per_group, pp.per_group, threads));
+  return static_cast<std::size_t>(threads) *
+             tile_floats(pass, p.dpad, tile_rows(p.sq, kBr), tile_rows(p.sk, kBc)) +
+         static_cast<std::size_t>(most) * pp.per_group;
 }
 
 View::View(const Tensor& t)
