@@ -44,8 +44,13 @@ std::string backend_unavailable_reason(std::string_view backend);
 Device backend_device(std::string_view backend);
 
 // The block-attention kernel of the backend. `threads` is used by the CPU kernel (0 = all cores);
-// GPU kernels ignore it. Throws Error(unsupported) when !backend_available(backend).
-std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threads = 0);
+// GPU kernels ignore it. `scratch` is the allocator the kernel takes its per-call temporaries from
+// (pass the rank's allocator so its peak counts them; nullptr: the CPU kernel uses
+// default_host_allocator(), the CUDA kernel stream-ordered cudaMallocAsync). It must be on the
+// backend's device (backend_device) and outlive the kernel. Throws Error(unsupported) when
+// !backend_available(backend), Error(invalid_argument) for a scratch allocator on another device.
+std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threads = 0,
+                                             Allocator* scratch = nullptr);
 
 // A fresh per-rank allocator on the backend's device (for "cuda-local" every rank gets its own
 // allocator on the same GPU, so each reports its own current/peak bytes).

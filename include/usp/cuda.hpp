@@ -36,7 +36,10 @@ std::unique_ptr<Allocator> make_allocator(int device = 0);
 
 // Tensor-core kernel: fp16 and bf16 q/k/v (fp32 is not supported and throws), head sizes 16, 32,
 // 64, 128, any sequence lengths, GQA, the three mask modes; strided views along dims 0..2.
-std::unique_ptr<AttentionKernel> make_kernel(int device = 0);
+// The backward's temporary (fp32 rowsum(dout∘out), 4·b·h·sq bytes) comes from `scratch` when
+// given (a device allocator that outlives the kernel; the rank's, so its peak counts it) and is
+// freed before the call returns; without one it is stream-ordered cudaMallocAsync memory.
+std::unique_ptr<AttentionKernel> make_kernel(int device = 0, Allocator* scratch = nullptr);
 
 // Host ↔ device copies (contiguous result; src may be a strided view).
 Tensor to_device(const Tensor& host, Allocator& device_alloc);

@@ -60,7 +60,27 @@ void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, cons
 
 // CPU implementation: tiled online softmax, never an sq×sk matrix, parallel over (b, h, query
 // tiles) on `threads` threads (0 = hardware concurrency).
-std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads);
+//
+// Each forward/backward call takes its scratch (per-thread fp32 tiles and K/V — for the backward
+// also Q/dout — packed to fp32 panels) as one block from `scratch` (a host allocator; nullptr =
+// default_host_allocator()) and gives it back before returning, so a rank's allocator counts it
+// in its peak and holds none of it between calls. With T threads, dp = d rounded up to 16,
+// nkt = ceil(sk / 64), nqt = ceil(sq / 64), g = h / hkv, groups = b·hkv, R = min(64, sq rounded
+// up to 16) and K = min(64, sk rounded up to 16), the block is 4·(T·tile + n·panel) bytes where
+//   forward:  tile = 2·R·dp + 64·R + 2·R + dp,  panel = 64·nkt·(d + dp),
+//             n = min(groups, ceil(W / (g·nqt)), max(1, floor(2^24 / panel)));
+//   backward: tile = max(R, K)·dp + K·dp + 128·R + dp,
+//             panel = 64·nkt·(2d + dp) + 64·g·nqt·(2·dp + 2) rounded up to a multiple of 16,
+//             n = min(groups, ceil(W / max(nkt, g·nqt)), max(1, floor(2^24 / panel))),
+// with W = 8T tasks for T > 1 and W = 1 for one thread (n = 1).
+// merge() takes T·dp floats and add() one row of floats for the duration of the call.
+std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads, Allocator* scratch = nullptr);
+
+// The bytes one forward (backward = false) or backward call of make_cpu_kernel(threads) takes from
+// its scratch allocator for q [b, sq, h, d] and k, v [b, sk, hkv, d]: the formula above, exactly.
+std::size_t cpu_kernel_scratch_bytes(bool backward, std::int64_t b, std::int64_t sq,
+                                     std::int64_t sk, std::int64_t h, std::int64_t hkv,
+                                     std::int64_t d, int threads);
 
 // Float64 naive oracle (host tensors of any dtype in; outputs fp32 or f64-accurate doubles).
 namespace reference {

@@ -81,12 +81,17 @@ void require(std::string_view backend) {
 }
 }  // namespace
 
-std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threads) {
+std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threads,
+                                             Allocator* scratch) {
   USP_CHECK_ARG(threads >= 0, "make_kernel: threads = ", threads, " must be >= 0 (0 = all cores)");
   const std::string c = canonical_backend(backend);
   require(backend);
-  if (is_gpu(c)) return cuda::make_kernel(0);
-  return make_cpu_kernel(threads);
+  const Device want = is_gpu(c) ? Device::cuda : Device::host;
+  USP_CHECK_ARG(scratch == nullptr || scratch->device() == want, "make_kernel: scratch allocator ",
+                "is on device ", device_name(scratch != nullptr ? scratch->device() : want),
+                ", backend '", backend, "' needs one on device ", device_name(want));
+  if (is_gpu(c)) return cuda::make_kernel(0, scratch);
+  return make_cpu_kernel(threads, scratch);
 }
 
 std::unique_ptr<Allocator> make_allocator(std::string_view backend) {

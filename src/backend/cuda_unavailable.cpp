@@ -35,7 +35,7 @@ std::string device_description(int) {
 std::unique_ptr<Allocator> make_allocator(int) {
   unsupported("usp::cuda::make_allocator");
 }
-std::unique_ptr<AttentionKernel> make_kernel(int) {
+std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*) {
   unsupported("usp::cuda::make_kernel");
 }
 Tensor to_device(const Tensor&, Allocator&) {

@@ -74,7 +74,7 @@ void require_same_shape(const Tensor& a, const Tensor& b, const char* an, const 
 
 class CudaKernel final : public AttentionKernel {
  public:
-  explicit CudaKernel(int device) : device_(device) {}
+  CudaKernel(int device, Allocator* scratch) : device_(device), scratch_(scratch) {}
   Device device() const override { return Device::cuda; }
   std::string name() const override { return "cuda-wmma"; }
 
@@ -125,6 +125,18 @@ class CudaKernel final : public AttentionKernel {
     cudaStream_t st = detail::compute_stream();
     const std::size_t delta_bytes =
         sizeof(float) * static_cast<std::size_t>(a.batch) * a.heads * a.sq;
+    if (scratch_ != nullptr) {
+      // From the rank's allocator, so its peak counts it; the Buffer is released after the
+      // stream has finished with it (cudaFree synchronises the device as well).
+      const Buffer delta(*scratch_, delta_bytes);
+      // The allocator zeroes fresh memory on the legacy stream, which our non-blocking stream
+      // does not wait for: finish that memset before the delta kernel writes the block.
+      USP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+      a.delta = static_cast<float*>(delta.data());
+      detail::launch_backward(a, st);
+      USP_CUDA_CHECK(cudaStreamSynchronize(st));
+      return;
+    }
     void* delta = nullptr;
     if (delta_bytes > 0) USP_CUDA_CHECK(cudaMallocAsync(&delta, delta_bytes, st));
     a.delta = static_cast<float*>(delta);
@@ -233,17 +245,22 @@ class CudaKernel final : public AttentionKernel {
   }
 
   int device_;
+  Allocator* scratch_;  // null: cudaMallocAsync
 };
 
 }  // namespace
 
-std::unique_ptr<AttentionKernel> make_kernel(int device) {
+std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch) {
   const int n = device_count();
   if (n == 0)
     throw Error(ErrorKind::unsupported, "usp::cuda::make_kernel: " + unavailable_reason());
   USP_CHECK_ARG(device >= 0 && device < n, "make_kernel: device = ", device, " must be in [0, ", n,
                 ")");
-  return std::make_unique<CudaKernel>(device);
+  USP_CHECK_ARG(scratch == nullptr || scratch->device() == Device::cuda,
+                "make_kernel: scratch allocator is on device ",
+                device_name(scratch != nullptr ? scratch->device() : Device::cuda),
+                ", the CUDA kernel needs a CUDA allocator");
+  return std::make_unique<CudaKernel>(device, scratch);
 }
 
 }  // namespace usp::cuda

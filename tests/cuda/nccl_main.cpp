@@ -273,7 +273,7 @@ void test_usp(usp::Communicator& world, int device) {
   const auto br = usp::reference::backward(q, k, v, dout, usp::MaskMode::causal, scale);
 
   auto alloc = usp::cuda::make_allocator(device);
-  auto kernel = usp::cuda::make_kernel(device);
+  auto kernel = usp::cuda::make_kernel(device, alloc.get());
   usp::UspConfig cfg;
   cfg.ring_type = usp::RingType::zigzag;
   cfg.ulysses = ulysses;

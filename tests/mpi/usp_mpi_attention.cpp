@@ -64,7 +64,7 @@ Results run_usp_mpi(usp::Communicator& c, const Problem& p, const Inputs& in) {
   const usp::Tensor q = usp::to_dtype(in.q, p.dtype), k = usp::to_dtype(in.k, p.dtype),
                     v = usp::to_dtype(in.v, p.dtype), dout = usp::to_dtype(in.dout, p.dtype);
   usp::HostAllocator alloc;
-  auto kernel = usp::make_cpu_kernel(1);
+  auto kernel = usp::make_cpu_kernel(1, &alloc);
   usp::UspAttention att(c, *kernel, alloc, usp::testing::config_of(p));
   const usp::MeshCoord co = att.mesh().coord;
   const int slot = co.ring * p.ulysses + co.ulysses;  // unshard's order
@@ -122,7 +122,7 @@ TEST(MpiUsp, MatchesReferenceForEveryRingTypeAndMesh) {
 
 TEST(MpiUsp, ConfigurationMismatchNamesTheRank) {
   usp::HostAllocator alloc;
-  auto kernel = usp::make_cpu_kernel(1);
+  auto kernel = usp::make_cpu_kernel(1, &alloc);
   usp::UspConfig cfg;
   cfg.ring = world().size();
   cfg.causal = world().rank() != world().size() - 1;  // the last rank disagrees

@@ -113,7 +113,7 @@ void usp_attention(usp::Communicator& world, const std::string& mode) {
   }
   cfg.causal = !(mode == "usp-mismatch" && world.rank() == 3);
   usp::HostAllocator alloc;
-  auto kernel = usp::make_cpu_kernel(1);
+  auto kernel = usp::make_cpu_kernel(1, &alloc);
   usp::UspAttention att(comm, *kernel, alloc, cfg);
   const std::int64_t s_local = 256, h = 4, d = 32;
   auto filled = [&](float base) {

@@ -111,7 +111,7 @@ TEST(UspAttention, RepeatedCallsAndCustomScale) {
   // The same object serves several calls and shapes; timings accumulate and reset.
   run_local(4, [](Communicator& comm) {
     HostAllocator alloc;
-    auto kernel = make_cpu_kernel(1);
+    auto kernel = make_cpu_kernel(1, &alloc);
     UspConfig cfg;
     cfg.ulysses = 2;
     cfg.ring = 2;
@@ -145,7 +145,7 @@ TEST(UspAttention, CustomScaleMatchesReference) {
   std::vector<Tensor> outs(4);
   run_local(4, [&](Communicator& comm) {
     HostAllocator alloc;
-    auto kernel = make_cpu_kernel(1);
+    auto kernel = make_cpu_kernel(1, &alloc);
     UspConfig cfg;
     cfg.ulysses = 2;
     cfg.ring = 2;
@@ -190,7 +190,7 @@ std::vector<std::string> errors_on_ranks(int n, const std::function<void(Communi
 
 void construct(Communicator& comm, const UspConfig& cfg) {
   HostAllocator alloc;
-  auto kernel = make_cpu_kernel(1);
+  auto kernel = make_cpu_kernel(1, &alloc);
   UspAttention att(comm, *kernel, alloc, cfg);
 }
 
@@ -227,7 +227,7 @@ TEST(UspAttention, MismatchedCausalFlagNamesTheRanks) {
 TEST(UspAttention, MismatchedShapesNameTheRanks) {
   const std::vector<std::string> msgs = errors_on_ranks(2, [](Communicator& comm) {
     HostAllocator alloc;
-    auto kernel = make_cpu_kernel(1);
+    auto kernel = make_cpu_kernel(1, &alloc);
     UspConfig cfg;
     cfg.ring = 2;
     UspAttention att(comm, *kernel, alloc, cfg);
@@ -246,7 +246,7 @@ std::string forward_error(int u, int r, RingType t, const Tensor::Dims& qs, cons
                           DType kdt = DType::f32) {
   const std::vector<std::string> msgs = errors_on_ranks(u * r, [&](Communicator& comm) {
     HostAllocator alloc;
-    auto kernel = make_cpu_kernel(1);
+    auto kernel = make_cpu_kernel(1, &alloc);
     UspConfig cfg;
     cfg.ring_type = t;
     cfg.ulysses = u;

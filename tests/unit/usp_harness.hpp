@@ -37,7 +37,9 @@ struct Problem {
 };
 
 // gtest prints parameters with this.
-inline void PrintTo(const Problem& p, std::ostream* os) { *os << p.name(); }
+inline void PrintTo(const Problem& p, std::ostream* os) {
+  *os << p.name();
+}
 
 // Global inputs, fp32 holding values exactly representable in the problem's dtype.
 struct Inputs {
@@ -98,7 +100,7 @@ inline Results run_usp(const Problem& p, const Inputs& in,
       [&](Communicator& comm) {
         HostAllocator alloc;
         {
-          auto kernel = make_cpu_kernel(1);
+          auto kernel = make_cpu_kernel(1, &alloc);
           UspAttention att(comm, *kernel, alloc, config_of(p));
           const MeshCoord c = att.mesh().coord;
           const std::size_t slot =

@@ -68,7 +68,7 @@ Results run(const Options& o, const Problem& p, Communicator* world) {
 
   auto rank_fn = [&](Communicator& comm) {
     auto alloc = make_allocator(o.backend);
-    auto kernel = make_kernel(o.backend, threads);
+    auto kernel = make_kernel(o.backend, threads, alloc.get());
     UspAttention attn(comm, *kernel, *alloc, cfg);
     Coord me{attn.mesh().coord.ring, attn.mesh().coord.ulysses, 0, 0};
     // This rank's tokens, in its allocator (through host memory for a GPU).

@@ -140,7 +140,7 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
     RankReport mine{};
     {
       auto alloc = make_allocator(ranks.backend);
-      auto kernel = make_kernel(ranks.backend, threads);
+      auto kernel = make_kernel(ranks.backend, threads, alloc.get());
       UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
       const Layout layout = att.layout(c.seq_len);
       const Shards in =
@@ -203,7 +203,7 @@ CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, 
   if (ranks.root()) {
     run_ranks(tools::thread_backend(ranks.backend), 1, [&](Communicator& comm) {
       auto alloc = make_allocator(ranks.backend);
-      auto kernel = make_kernel(ranks.backend, reference_threads);
+      auto kernel = make_kernel(ranks.backend, reference_threads, alloc.get());
       UspAttention att(comm, *kernel, *alloc, usp_config(p, single));
       const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, *alloc);
       UspAttention::Output o = att.forward(in.q, in.k, in.v);
@@ -242,7 +242,7 @@ CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, 
   }
   for_ranks(ranks, c.world(), [&](Communicator& comm) {
     auto alloc = make_allocator(ranks.backend);
-    auto kernel = make_kernel(ranks.backend, threads);
+    auto kernel = make_kernel(ranks.backend, threads, alloc.get());
     UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
     const Layout layout = att.layout(c.seq_len);
     const Coord me{att.mesh().coord.ring, att.mesh().coord.ulysses};

@@ -46,7 +46,7 @@ struct Layout {
 
 // Scores of `rows` query rows (q, dout: packed rows, lse2/D: their stats) against the key tile
 // (kt, vt: transposed, n valid of np columns): P lands in w.s, dS in w.dp.
-void probs_and_grads(const Problem& p, const TileOps& ops, Scratch& w, const float* q,
+void probs_and_grads(const Problem& p, const TileOps& ops, const Tiles& w, const float* q,
                      const float* dout, const float* lse2, const float* D, std::int64_t i0,
                      int rows, const float* kt, const float* vt, std::int64_t j0, int n, int np) {
   const int d = static_cast<int>(p.d), dp = p.dpad;
@@ -75,6 +75,11 @@ void store_grad_row(const float* src, float* dst, int d, float factor, bool accu
 
 }  // namespace
 
+PanelPlan backward_panels(const Problem& p) {
+  const Layout L(p);
+  return PanelPlan{L.total, std::max(L.nkt, L.g * L.nqt)};
+}
+
 void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                   const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout,
                   Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) {
@@ -83,10 +88,12 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
   const int d = static_cast<int>(p.d), dp = p.dpad;
   const Layout L(p);
   const std::int64_t nqt = L.nqt, nkt = L.nkt, g = L.g;
-  const auto batches = plan_batches(p.b * p.hkv, std::max(nkt, g * nqt), L.total, cx.pool.size());
-  std::int64_t most = 0;
-  for (const auto& bt : batches) most = std::max(most, bt.count);
-  float* panels = cx.panels.get(static_cast<std::size_t>(most) * L.total);
+  const PanelPlan pp = backward_panels(p);
+  const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, L.total, cx.pool.size());
+  const std::int64_t most = largest_batch(batches);
+  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp, tile_rows(p.sq, kBr),
+                     tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * L.total);
+  float* const panels = ws.panels();
   auto panel = [&](std::int64_t slot) { return panels + static_cast<std::size_t>(slot) * L.total; };
   auto qrow = [&](std::int64_t hi_in, std::int64_t i) {
     return static_cast<std::size_t>(hi_in * L.sq_pad + i);
@@ -97,7 +104,7 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
     const std::int64_t pack_tasks = nkt + g * nqt;
     cx.pool.parallel_for(
         static_cast<std::size_t>(bt.count * pack_tasks), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto slot = static_cast<std::int64_t>(task) / pack_tasks;
           const auto t = static_cast<std::int64_t>(task) % pack_tasks;
           const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
@@ -135,7 +142,7 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
     // queries under causal masks and go first.
     cx.pool.parallel_for(
         static_cast<std::size_t>(bt.count * nkt), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto kt = static_cast<std::int64_t>(task) / bt.count;
           const auto slot = static_cast<std::int64_t>(task) % bt.count;
           const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
@@ -173,7 +180,7 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
     const std::int64_t per_tile = bt.count * g;
     cx.pool.parallel_for(
         static_cast<std::size_t>(per_tile * nqt), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto t = static_cast<std::int64_t>(task);
           const std::int64_t qt = nqt - 1 - t / per_tile;
           const std::int64_t slot = (t % per_tile) / g, hi_in = t % g;

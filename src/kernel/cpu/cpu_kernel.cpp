@@ -1,7 +1,9 @@
 #include "kernel/cpu/cpu_kernel.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <thread>
 
 #include "usp/error.hpp"
 
@@ -23,10 +25,8 @@ void check_scale(float scale) {
 
 }  // namespace
 
-CpuKernel::CpuKernel(int threads, const TileOps& ops) : pool_(threads), ops_(ops) {
-  scratch_.reserve(static_cast<std::size_t>(pool_.size()));
-  for (int i = 0; i < pool_.size(); ++i) scratch_.push_back(std::make_unique<Scratch>());
-}
+CpuKernel::CpuKernel(int threads, const TileOps& ops, Allocator& scratch)
+    : pool_(threads), ops_(ops), scratch_(scratch) {}
 
 std::string CpuKernel::name() const {
   return std::string("cpu (") + ops_.isa + ", " + std::to_string(pool_.size()) + " threads)";
@@ -52,9 +52,38 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
 
 }  // namespace cpu
 
-std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads) {
+std::size_t cpu_kernel_scratch_bytes(bool backward, std::int64_t b, std::int64_t sq,
+                                     std::int64_t sk, std::int64_t h, std::int64_t hkv,
+                                     std::int64_t d, int threads) {
+  USP_CHECK_ARG(b >= 0 && sq >= 0 && sk >= 0 && d >= 1 && d <= cpu::kMaxD && h >= 1 && hkv >= 1 &&
+                    h % hkv == 0,
+                "cpu_kernel_scratch_bytes: need b, sq, sk >= 0, 1 <= d <= ", cpu::kMaxD,
+                " and h a positive multiple of hkv; got b ", b, ", sq ", sq, ", sk ", sk, ", h ", h,
+                ", hkv ", hkv, ", d ", d);
+  USP_CHECK_ARG(threads >= 0, "cpu_kernel_scratch_bytes: threads must be >= 0, got ", threads);
+  cpu::Problem p{};
+  p.b = b;
+  p.sq = sq;
+  p.sk = sk;
+  p.h = h;
+  p.hkv = hkv;
+  p.d = d;
+  p.dpad = cpu::pad_vec(static_cast<int>(d));
+  // The pool's size for `threads` (thread_pool.cpp).
+  const int workers =
+      threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return sizeof(float) *
+         cpu::workspace_floats(backward ? cpu::Pass::backward : cpu::Pass::forward, p, workers);
+}
+
+std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads, Allocator* scratch) {
   USP_CHECK_ARG(threads >= 0, "threads must be >= 0 (0 = hardware concurrency), got ", threads);
-  return std::make_unique<cpu::CpuKernel>(threads, cpu::best_tile_ops());
+  USP_CHECK_ARG(scratch == nullptr || scratch->device() == Device::host,
+                "make_cpu_kernel: scratch allocator is on device ",
+                device_name(scratch != nullptr ? scratch->device() : Device::host),
+                ", the CPU kernel needs a host allocator");
+  return std::make_unique<cpu::CpuKernel>(threads, cpu::best_tile_ops(),
+                                          scratch != nullptr ? *scratch : default_host_allocator());
 }
 
 }  // namespace usp

@@ -1,4 +1,5 @@
-// The CPU AttentionKernel: a thread pool, per-worker scratch tiles and the passes that use them.
+// The CPU AttentionKernel: a thread pool, per-call workspaces (per-worker tiles and packed panels
+// from the kernel's allocator) and the passes that use them.
 #pragma once
 
 #include <cstdint>
@@ -8,43 +9,54 @@
 #include "kernel/cpu/tile_ops.hpp"
 #include "kernel/cpu/tiling.hpp"
 #include "usp/kernel.hpp"
+#include "usp/memory.hpp"
 #include "util/thread_pool.hpp"
 
 namespace usp::cpu {
 
-// Packed fp32 tiles of one worker (64-byte aligned).
-struct Scratch {
-  Scratch();
-  ~Scratch();
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
+// Which pass a workspace serves: the tiles each needs differ.
+enum class Pass : std::uint8_t { forward, backward };
 
-  float* q;      // [kBr][kMaxD]  query rows (forward)
-  float* s;      // [kBr][kBc]    scores, then probabilities
-  float* dp;     // [kBr][kBc]    dout·vᵀ, then score gradients
-  float* acc;    // [kBr][kMaxD]  output or dq accumulator
-  float* dk;     // [kBc][kMaxD]  dk accumulator
-  float* dv;     // [kBc][kMaxD]  dv accumulator
-  float* row_m;  // [kBr]
-  float* row_l;  // [kBr]
-  float* line;   // [kMaxD]
-
- private:
-  float* base_;
+// Packed fp32 tiles of one worker, each 64-byte aligned, rows dpad floats wide (s and dp kBc
+// wide). R = min(kBr, pad_vec(sq)) query rows and K = min(kBc, pad_vec(sk)) keys at most. A pass
+// sets only the tiles it uses (the others are null).
+struct Tiles {
+  float* q = nullptr;      // [R][dpad]  query rows (forward)
+  float* s = nullptr;      // [R][kBc]   scores, then probabilities
+  float* dp = nullptr;     // [R][kBc]   dout·vᵀ, then score gradients (backward)
+  float* acc = nullptr;    // [R][dpad]  output or dq accumulator (backward: the dk tile's memory,
+                           //            dq and dk/dv are computed in different passes)
+  float* dk = nullptr;     // [K][dpad]  dk accumulator (backward)
+  float* dv = nullptr;     // [K][dpad]  dv accumulator (backward)
+  float* row_m = nullptr;  // [R] (forward)
+  float* row_l = nullptr;  // [R] (forward)
+  float* line = nullptr;   // [dpad]
 };
 
-// A 64-byte aligned fp32 array that keeps its capacity.
-class FloatBuffer {
+// Tile rows a call needs: R (rows = sq) or K (rows = sk) above.
+int tile_rows(std::int64_t rows, int most);
+
+// Floats of one worker's tiles for the pass:
+//   forward:  2·R·dpad + R·kBc + 2·R + dpad
+//   backward: max(R, K)·dpad + K·dpad + 2·R·kBc + dpad
+std::size_t tile_floats(Pass pass, int dpad, int R, int K);
+
+// The scratch memory of one forward or backward call, one block from the kernel's allocator:
+// `workers` sets of tiles, then `panel_floats` of packed panels. It lives for the call only, so
+// between calls a rank holds nothing but its tensors, and during a call the allocator counts it.
+class Workspace {
  public:
-  FloatBuffer() = default;
-  ~FloatBuffer();
-  FloatBuffer(const FloatBuffer&) = delete;
-  FloatBuffer& operator=(const FloatBuffer&) = delete;
-  float* get(std::size_t n);  // at least n floats; contents are not kept on growth
+  Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, int K,
+            std::size_t panel_floats);
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  const Tiles& tiles(int worker) const { return tiles_[static_cast<std::size_t>(worker)]; }
+  float* panels() const { return panels_; }
 
  private:
-  float* data_ = nullptr;
-  std::size_t size_ = 0;
+  Buffer block_;
+  std::vector<Tiles> tiles_;
+  float* panels_ = nullptr;
 };
 
 // Consecutive (batch, kv head) groups processed together: their K/V (and for the backward Q/dout)
@@ -55,6 +67,8 @@ struct GroupBatch {
 };
 std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
                                      std::size_t floats_per_group, int threads);
+// Groups in the largest batch.
+std::int64_t largest_batch(const std::vector<GroupBatch>& batches);
 
 // Element addressing of a [b, s, h, d] or [b, h, s] host tensor.
 struct View {
@@ -85,17 +99,26 @@ struct Problem {
 
 Problem make_problem(const Tensor& q, const Tensor& k, MaskMode mask, float scale);
 
-// What the passes run on: the inner loops, the pool, per-worker tiles and the panel buffer.
+// Panel floats of one group and the tasks per group the batching balances, per pass (forward.cpp,
+// backward.cpp), and the floats of a whole call's workspace on `threads` workers (pack.cpp).
+struct PanelPlan {
+  std::size_t per_group;
+  std::int64_t tasks_per_group;
+};
+PanelPlan forward_panels(const Problem& p);
+PanelPlan backward_panels(const Problem& p);
+std::size_t workspace_floats(Pass pass, const Problem& p, int threads);
+
+// What the passes run on: the inner loops, the pool and the allocator of their workspace.
 struct Context {
   const TileOps& ops;
   detail::ThreadPool& pool;
-  std::vector<std::unique_ptr<Scratch>>& scratch;
-  FloatBuffer& panels;
+  Allocator& scratch;
 };
 
 class CpuKernel final : public AttentionKernel {
  public:
-  CpuKernel(int threads, const TileOps& ops);
+  CpuKernel(int threads, const TileOps& ops, Allocator& scratch);
   Device device() const override { return Device::host; }
   std::string name() const override;
 
@@ -113,9 +136,8 @@ class CpuKernel final : public AttentionKernel {
  private:
   detail::ThreadPool pool_;
   const TileOps& ops_;
-  std::vector<std::unique_ptr<Scratch>> scratch_;  // one per worker
-  FloatBuffer panels_;  // packed K/V (and Q/dout) of the group batch being computed
-  Context context() { return Context{ops_, pool_, scratch_, panels_}; }
+  Allocator& scratch_;  // every call's workspace comes from here and returns before it ends
+  Context context() { return Context{ops_, pool_, scratch_}; }
 };
 
 // Passes (forward.cpp, backward.cpp).

@@ -71,8 +71,10 @@ void CpuKernel::merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tenso
   const std::int64_t B = out.size(0), S = out.size(1), H = out.size(2);
   const int d = static_cast<int>(out.size(3));
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const int dpad = pad_vec(d);  // one 64-byte aligned line per worker
+  const Buffer lines(scratch_, static_cast<std::size_t>(pool_.size()) * dpad * sizeof(float));
   pool_.parallel_for(static_cast<std::size_t>(B * S), [&](std::size_t task, int worker) {
-    float* line = scratch_[static_cast<std::size_t>(worker)]->line;
+    float* line = static_cast<float*>(lines.data()) + static_cast<std::ptrdiff_t>(worker) * dpad;
     const auto bi = static_cast<std::int64_t>(task) / S, si = static_cast<std::int64_t>(task) % S;
     for (std::int64_t hi = 0; hi < H; ++hi) {
       float* l = static_cast<float*>(vl.at(bi, hi, si));
@@ -132,14 +134,15 @@ void CpuKernel::add(const Tensor& src, Tensor& dst) {
   USP_CHECK_ARG(dst.dtype() == DType::f32, "add: dst must be fp32, got ", dtype_name(dst.dtype()));
   const int last = src.dim() - 1;
   const std::int64_t n = src.size(last);
-  std::vector<float> line(static_cast<std::size_t>(n));
+  const Buffer buf(scratch_, static_cast<std::size_t>(n) * sizeof(float));
+  float* line = static_cast<float*>(buf.data());
   detail::for_each_row(src.shape(), [&](const auto& idx) {
     const char* s = static_cast<const char*>(src.data()) + detail::byte_offset(src, idx);
     float* d =
         reinterpret_cast<float*>(static_cast<char*>(dst.data()) + detail::byte_offset(dst, idx));
-    detail::load_row(s, src.dtype(), src.stride(last), line.data(), n);
+    detail::load_row(s, src.dtype(), src.stride(last), line, n);
     const std::int64_t ds = dst.stride(last);
-    for (std::int64_t i = 0; i < n; ++i) d[i * ds] += line[static_cast<std::size_t>(i)];
+    for (std::int64_t i = 0; i < n; ++i) d[i * ds] += line[i];
   });
 }
 

@@ -1,7 +1,7 @@
 // Forward pass. For each batch of (batch, kv head) groups: pack K (transposed per tile) and V
-// into fp32 panels, then one task per (group, head of the group, query tile) streams the key
-// tiles through an online softmax (running max m and sum l per row, rescaling the accumulator
-// when m grows). No sq×sk matrix exists at any time.
+// into fp32 panels (in the call's workspace), then one task per (group, head of the group, query
+// tile) streams the key tiles through an online softmax (running max m and sum l per row, rescaling
+// the accumulator when m grows). No sq×sk matrix exists at any time.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,6 +10,12 @@
 #include "util/rows.hpp"
 
 namespace usp::cpu {
+
+PanelPlan forward_panels(const Problem& p) {
+  const auto nkt = static_cast<std::size_t>(p.k_tiles());
+  const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
+  return PanelPlan{nkt * kBc * (d + dp), p.group() * p.q_tiles()};
+}
 
 void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse) {
@@ -24,17 +30,18 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
 
   // Panels of one group: K tiles transposed [nkt][d][kBc], then V rows [nkt·kBc][dp].
   const auto kt_floats = static_cast<std::size_t>(nkt) * static_cast<std::size_t>(d) * kBc;
-  const auto v_floats = static_cast<std::size_t>(nkt) * kBc * static_cast<std::size_t>(dp);
-  const std::size_t per_group = kt_floats + v_floats;
-  const auto batches = plan_batches(p.b * p.hkv, g * nqt, per_group, cx.pool.size());
-  std::int64_t most = 0;
-  for (const auto& bt : batches) most = std::max(most, bt.count);
-  float* panels = cx.panels.get(static_cast<std::size_t>(most) * per_group);
+  const PanelPlan pp = forward_panels(p);
+  const std::size_t per_group = pp.per_group;
+  const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, per_group, cx.pool.size());
+  const std::int64_t most = largest_batch(batches);
+  const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp, tile_rows(p.sq, kBr),
+                     tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * per_group);
+  float* const panels = ws.panels();
 
   for (const GroupBatch& bt : batches) {
     cx.pool.parallel_for(
         static_cast<std::size_t>(bt.count * nkt), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto slot = static_cast<std::int64_t>(task) / nkt,
                      kt = static_cast<std::int64_t>(task) % nkt;
           const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
@@ -50,7 +57,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
     const std::int64_t per_tile = bt.count * g;  // tasks per query-tile index
     cx.pool.parallel_for(
         static_cast<std::size_t>(per_tile * nqt), [&](std::size_t task, int worker) {
-          Scratch& w = *cx.scratch[static_cast<std::size_t>(worker)];
+          const Tiles& w = ws.tiles(worker);
           const auto t = static_cast<std::int64_t>(task);
           const std::int64_t qt = nqt - 1 - t / per_tile;  // the longest tiles (causal) first
           const std::int64_t slot = (t % per_tile) / g;

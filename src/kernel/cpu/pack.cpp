@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -8,59 +7,59 @@
 
 namespace usp::cpu {
 
-Scratch::Scratch() {
-  constexpr std::size_t kTile = static_cast<std::size_t>(kBr) * kMaxD;
-  constexpr std::size_t kKeyTile = static_cast<std::size_t>(kBc) * kMaxD;
-  constexpr std::size_t kSmall = static_cast<std::size_t>(kBr) * kBc;
-  constexpr std::size_t kTotal = 2 * kTile + 2 * kKeyTile + 2 * kSmall + 2 * kBr + kMaxD;
-  base_ = static_cast<float*>(std::aligned_alloc(64, kTotal * sizeof(float)));
-  if (base_ == nullptr) USP_FAIL(internal, "cpu kernel: out of memory for scratch tiles");
-  float* p = base_;
+int tile_rows(std::int64_t rows, int most) {
+  return static_cast<int>(
+      std::min<std::int64_t>(most, pad_vec(static_cast<int>(std::min<std::int64_t>(rows, most)))));
+}
+
+std::size_t tile_floats(Pass pass, int dpad, int R, int K) {
+  const auto dp = static_cast<std::size_t>(dpad), r = static_cast<std::size_t>(R),
+             k = static_cast<std::size_t>(K), keys = static_cast<std::size_t>(kBc);
+  if (pass == Pass::forward) return 2 * r * dp + r * keys + 2 * r + dp;
+  return std::max(r, k) * dp + k * dp + 2 * r * keys + dp;
+}
+
+Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, int K,
+                     std::size_t panel_floats)
+    : block_(alloc,
+             (static_cast<std::size_t>(workers) * tile_floats(pass, dpad, R, K) + panel_floats) *
+                 sizeof(float)) {
+  // Every tile is a multiple of kVec floats (64 bytes) and the block is 64-byte aligned, so
+  // every tile and the panels start on a 64-byte boundary.
+  float* p = static_cast<float*>(block_.data());
   auto take = [&p](std::size_t n) {
     float* r = p;
     p += n;
     return r;
   };
-  q = take(kTile);
-  acc = take(kTile);
-  dk = take(kKeyTile);
-  dv = take(kKeyTile);
-  s = take(kSmall);
-  dp = take(kSmall);
-  row_m = take(kBr);
-  row_l = take(kBr);
-  line = take(kMaxD);
-  std::memset(base_, 0, kTotal * sizeof(float));
-}
-
-Scratch::~Scratch() {
-  std::free(base_);
-}
-
-FloatBuffer::~FloatBuffer() {
-  std::free(data_);
-}
-
-float* FloatBuffer::get(std::size_t n) {
-  if (n > size_) {
-    std::free(data_);
-    data_ = nullptr;
-    size_ = 0;
-    const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (data_ == nullptr) {
-      USP_FAIL(internal, "cpu kernel: out of memory for ", bytes, " bytes of packed panels");
+  const auto dp = static_cast<std::size_t>(dpad), rows = static_cast<std::size_t>(R),
+             keys = static_cast<std::size_t>(K);
+  tiles_.resize(static_cast<std::size_t>(workers));
+  for (Tiles& t : tiles_) {
+    if (pass == Pass::forward) {
+      t.q = take(rows * dp);
+      t.acc = take(rows * dp);
+      t.s = take(rows * kBc);
+      t.row_m = take(rows);
+      t.row_l = take(rows);
+    } else {
+      t.dk = take(std::max(rows, keys) * dp);
+      t.acc = t.dk;
+      t.dv = take(keys * dp);
+      t.s = take(rows * kBc);
+      t.dp = take(rows * kBc);
     }
-    size_ = n;
+    t.line = take(dp);
   }
-  return data_;
+  panels_ = p;
 }
 
 std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per_group,
                                      std::size_t floats_per_group, int threads) {
-  // Enough tasks to balance the pool (causal tiles differ in cost), panels within a budget.
+  // Enough tasks to balance the pool (causal tiles differ in cost), panels within a budget. One
+  // thread has nothing to balance: one group at a time keeps its panels smallest.
   constexpr std::size_t kPanelBudgetFloats = std::size_t{64} << 20 >> 2;  // 64 MiB
-  const std::int64_t want_tasks = 8 * static_cast<std::int64_t>(threads);
+  const std::int64_t want_tasks = threads > 1 ? 8 * static_cast<std::int64_t>(threads) : 1;
   std::vector<GroupBatch> out;
   std::int64_t g = 0;
   while (g < groups) {
@@ -72,6 +71,21 @@ std::vector<GroupBatch> plan_batches(std::int64_t groups, std::int64_t tasks_per
     g += b.count;
   }
   return out;
+}
+
+std::int64_t largest_batch(const std::vector<GroupBatch>& batches) {
+  std::int64_t most = 0;
+  for (const GroupBatch& b : batches) most = std::max(most, b.count);
+  return most;
+}
+
+std::size_t workspace_floats(Pass pass, const Problem& p, int threads) {
+  const PanelPlan pp = pass == Pass::forward ? forward_panels(p) : backward_panels(p);
+  const auto most =
+      largest_batch(plan_batches(p.b * p.hkv, pp.tasks_per_group, pp.per_group, threads));
+  return static_cast<std::size_t>(threads) *
+             tile_floats(pass, p.dpad, tile_rows(p.sq, kBr), tile_rows(p.sk, kBc)) +
+         static_cast<std::size_t>(most) * pp.per_group;
 }
 
 View::View(const Tensor& t)

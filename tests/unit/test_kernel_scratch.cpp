@@ -1,0 +1,230 @@
+// The CPU kernel takes its scratch (per-thread tiles, packed panels) from the allocator it is
+// given, exactly the bytes make_cpu_kernel documents, and returns all of it before each call ends.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "kernel_test_util.hpp"
+#include "usp/backend.hpp"
+#include "usp/error.hpp"
+#include "usp/kernel.hpp"
+#include "usp/memory.hpp"
+
+namespace usp {
+namespace {
+
+using test::Problem;
+
+// Host memory whose fresh bytes are quiet NaNs, so a kernel that reads scratch it never wrote
+// produces NaNs instead of passing by luck.
+class PoisonAllocator final : public Allocator {
+ public:
+  explicit PoisonAllocator(Device d = Device::host) : device_(d) {}
+  Device device() const override { return device_; }
+
+ protected:
+  void* do_allocate(std::size_t bytes) override {
+    const std::size_t rounded = (bytes + 63) / 64 * 64 + 64;
+    auto* p = static_cast<float*>(std::aligned_alloc(64, rounded));
+    if (p == nullptr) throw Error(ErrorKind::internal, "test allocator: out of memory");
+    for (std::size_t i = 0; i < rounded / sizeof(float); ++i)
+      p[i] = std::numeric_limits<float>::quiet_NaN();
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t) noexcept override { std::free(p); }
+
+ private:
+  Device device_;
+};
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// The bytes make_cpu_kernel's comment gives for one call (kernel.hpp), computed independently.
+std::size_t documented_bytes(const Problem& p, std::int64_t threads, bool backward) {
+  const std::int64_t dp = ceil_div(p.d, 16) * 16, nkt = ceil_div(p.sk, 64),
+                     nqt = ceil_div(p.sq, 64), g = p.h / p.hkv, groups = p.b * p.hkv;
+  const std::int64_t R = std::min<std::int64_t>(64, ceil_div(p.sq, 16) * 16),
+                     K = std::min<std::int64_t>(64, ceil_div(p.sk, 16) * 16);
+  std::int64_t tile = 0, panel = 0, tasks = 0;
+  if (!backward) {
+    tile = 2 * R * dp + 64 * R + 2 * R + dp;
+    panel = 64 * nkt * (p.d + dp);
+    tasks = g * nqt;
+  } else {
+    tile = std::max(R, K) * dp + K * dp + 128 * R + dp;
+    panel = ceil_div(64 * nkt * (2 * p.d + dp) + 64 * g * nqt * (2 * dp + 2), 16) * 16;
+    tasks = std::max(nkt, g * nqt);
+  }
+  const std::int64_t by_budget = std::max<std::int64_t>(1, (std::int64_t{1} << 24) / panel);
+  const std::int64_t want = threads > 1 ? 8 * threads : 1;
+  const std::int64_t n = std::min({groups, ceil_div(want, tasks), by_budget});
+  return static_cast<std::size_t>(4 * (threads * tile + n * panel));
+}
+
+struct Case {
+  Problem p;
+  int threads;
+};
+
+void expect_scratch_counted(const Case& c) {
+  const Problem& p = c.p;
+  const std::uint32_t seed = test::fresh_seed();
+  SCOPED_TRACE(p.str() + " threads=" + std::to_string(c.threads) + " seed=" + std::to_string(seed));
+  std::mt19937 rng(seed);
+  HostAllocator alloc;
+  auto kernel = make_cpu_kernel(c.threads, &alloc);
+  const test::Inputs in0 = test::make_inputs(p, rng);
+  // Inputs and outputs live in the rank's allocator too, as in a real run.
+  const Tensor q = to_dtype(in0.q, p.dtype, alloc), k = to_dtype(in0.k, p.dtype, alloc),
+               v = to_dtype(in0.v, p.dtype, alloc), dout = to_dtype(in0.dout, p.dtype, alloc);
+  Tensor out = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32, alloc);
+  Tensor lse = Tensor::empty({p.b, p.h, p.sq}, DType::f32, alloc);
+  Tensor dq = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32, alloc);
+  Tensor dk = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32, alloc);
+  Tensor dv = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32, alloc);
+  const std::size_t tensors = alloc.stats().current;
+  ASSERT_GE(tensors, q.nbytes() + k.nbytes() + v.nbytes() + dout.nbytes());
+
+  alloc.reset_peak();
+  kernel->forward(q, k, v, p.mask, in0.scale, out, lse);
+  const std::size_t fwd = documented_bytes(p, c.threads, false);
+  EXPECT_GT(alloc.stats().peak, tensors) << "forward scratch is not counted";
+  EXPECT_EQ(alloc.stats().peak - tensors, fwd) << "forward scratch bytes";
+  EXPECT_EQ(fwd, cpu_kernel_scratch_bytes(false, p.b, p.sq, p.sk, p.h, p.hkv, p.d, c.threads));
+  EXPECT_EQ(alloc.stats().current, tensors) << "forward kept scratch after returning";
+
+  alloc.reset_peak();
+  kernel->backward(q, k, v, out, lse, dout, p.mask, in0.scale, dq, dk, dv, false);
+  const std::size_t bwd = documented_bytes(p, c.threads, true);
+  EXPECT_GT(alloc.stats().peak, tensors) << "backward scratch is not counted";
+  EXPECT_EQ(alloc.stats().peak - tensors, bwd) << "backward scratch bytes";
+  EXPECT_EQ(bwd, cpu_kernel_scratch_bytes(true, p.b, p.sq, p.sk, p.h, p.hkv, p.d, c.threads));
+  EXPECT_EQ(alloc.stats().current, tensors) << "backward kept scratch after returning";
+  // The panels hold K/V (and Q/dout) of at least one (batch, kv head) group in fp32.
+  EXPECT_GE(fwd, static_cast<std::size_t>(2 * p.sk * p.d * 4));
+  EXPECT_GE(bwd, static_cast<std::size_t>((3 * p.sk + 2 * p.sq * p.h / p.hkv) * p.d * 4));
+
+  // And the results are still right.
+  const auto ref = reference::forward(q, k, v, p.mask, in0.scale);
+  const double tol = p.dtype == DType::f32 ? 1e-5 : 1e-2;
+  EXPECT_LE(relative_error(to_doubles(out), ref.out), tol);
+  const auto g = reference::backward(q, k, v, dout, p.mask, in0.scale);
+  EXPECT_LE(test::grad_error(dk, g.dk, 1e-2 * test::norm(g.dv)),
+            p.dtype == DType::f32 ? 1e-4 : 1e-2);
+}
+
+TEST(KernelScratch, ForwardAndBackwardCountTheirScratchAndReturnIt) {
+  for (DType t : {DType::f32, DType::f16}) {
+    // Several (batch, kv head) groups, d and lengths off the tile sizes, GQA.
+    Problem p;
+    p.b = 2;
+    p.sq = 100;
+    p.sk = 100;
+    p.h = 4;
+    p.hkv = 2;
+    p.d = 40;
+    p.mask = MaskMode::causal;
+    p.dtype = t;
+    for (int threads : {1, 3}) expect_scratch_counted({p, threads});
+    Problem cross = p;  // sq != sk, no mask, MHA
+    cross.sq = 70;
+    cross.sk = 130;
+    cross.h = 2;
+    cross.hkv = 2;
+    cross.d = 64;
+    cross.mask = MaskMode::none;
+    expect_scratch_counted({cross, 2});
+  }
+}
+
+TEST(KernelScratch, ResultsDoNotDependOnFreshScratchContents) {
+  // Every scratch byte a call reads it first wrote: NaN-filled fresh memory changes nothing.
+  PoisonAllocator poison;
+  auto kernel = make_cpu_kernel(2, &poison);
+  for (DType t : {DType::f32, DType::f16})
+    for (MaskMode m : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+      Problem p;
+      p.b = 1;
+      p.sq = 77;
+      p.sk = 77;
+      p.h = 3;
+      p.hkv = 1;
+      p.d = 24;
+      p.mask = m;
+      p.dtype = t;
+      test::expect_matches_reference(*kernel, p);
+    }
+  EXPECT_EQ(poison.stats().current, 0u);
+  EXPECT_GT(poison.stats().allocations, 0u);
+}
+
+TEST(KernelScratch, MergeAndAddReturnTheirLines) {
+  HostAllocator alloc;
+  auto kernel = make_cpu_kernel(2, &alloc);
+  std::mt19937 rng(7);
+  const Tensor out_b = test::random_tensor({1, 5, 2, 24}, DType::f16, rng);
+  Tensor out = test::random_tensor({1, 5, 2, 24}, DType::f32, rng);
+  Tensor lse = test::random_tensor({1, 2, 5}, DType::f32, rng);
+  const Tensor lse_b = test::random_tensor({1, 2, 5}, DType::f32, rng);
+  kernel->merge(out, lse, out_b, lse_b);
+  EXPECT_EQ(alloc.stats().peak, 2u * 32 * sizeof(float));  // one padded line per thread
+  EXPECT_EQ(alloc.stats().current, 0u);
+  alloc.reset_peak();
+  kernel->add(out_b, out);
+  EXPECT_EQ(alloc.stats().peak, 24 * sizeof(float));
+  EXPECT_EQ(alloc.stats().current, 0u);
+}
+
+TEST(KernelScratch, MakeKernelPassesTheAllocator) {
+  HostAllocator alloc;
+  auto kernel = make_kernel("local", 1, &alloc);
+  std::mt19937 rng(11);
+  const Tensor q = test::random_tensor({1, 8, 1, 16}, DType::f32, rng);
+  Tensor out = Tensor::empty({1, 8, 1, 16}, DType::f32);
+  Tensor lse = Tensor::empty({1, 1, 8}, DType::f32);
+  kernel->forward(q, q, q, MaskMode::causal, 0.25f, out, lse);
+  Problem p;
+  p.sq = p.sk = 8;
+  EXPECT_EQ(alloc.stats().peak, documented_bytes(p, 1, false));
+  EXPECT_EQ(alloc.stats().current, 0u);
+}
+
+TEST(KernelScratch, ScratchBytesRejectsBadShapes) {
+  try {
+    (void)cpu_kernel_scratch_bytes(true, 1, 64, 64, 6, 4, 32, 1);
+    FAIL() << "h = 6, hkv = 4 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("h 6, hkv 4"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(cpu_kernel_scratch_bytes(false, 1, 64, 64, 2, 1, 32, 0), 0u);
+}
+
+TEST(KernelScratch, RejectsAnAllocatorOnAnotherDevice) {
+  PoisonAllocator device_memory(Device::cuda);
+  try {
+    (void)make_cpu_kernel(1, &device_memory);
+    FAIL() << "a cuda allocator was accepted for CPU scratch";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("scratch allocator is on device cuda"), std::string::npos)
+        << e.what();
+  }
+  try {
+    (void)make_kernel("local", 1, &device_memory);
+    FAIL() << "make_kernel accepted a cuda allocator for the local backend";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("needs one on device host"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace usp
