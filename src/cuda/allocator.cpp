@@ -27,8 +27,11 @@ class CudaAllocator final : public Allocator {
                " failed: ", cudaGetErrorString(e), " (free ", free_b >> 20, " MiB of ",
                total_b >> 20, " MiB; this allocator holds ", stats().current >> 20, " MiB)");
     }
-    // Zeroed, so Tensor::zeros holds on the device too (cheap next to the kernels).
-    e = cudaMemset(p, 0, bytes);
+    // Zeroed, so Tensor::zeros holds on the device too (cheap next to the kernels). The zeroing
+    // must be finished before this returns: the ranks' compute streams are non-blocking and would
+    // not wait for a memset queued on a default stream.
+    e = cudaMemsetAsync(p, 0, bytes, cudaStreamPerThread);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(cudaStreamPerThread);
     if (e != cudaSuccess) {
       (void)cudaFree(p);
       USP_CUDA_CHECK(e);

@@ -30,8 +30,8 @@ struct TileOps {
 const TileOps& generic_tile_ops();
 // Null when the CPU lacks AVX-512 (F, BW, VL, DQ) and FMA.
 const TileOps* avx512_tile_ops();
-// By usp::cpu_path(): AVX-512 when available, unless USP_CPU_PATH=generic forces the portable ops (read on
-// every call, so a test can pick the portable path for the kernels it constructs).
+// By usp::cpu_path(): AVX-512 when available, unless USP_CPU_PATH=generic forces the portable ops
+// (read on every call, so a test can pick the portable path for the kernels it constructs).
 const TileOps& best_tile_ops();
 
 }  // namespace usp::cpu
