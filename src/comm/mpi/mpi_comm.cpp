@@ -7,9 +7,9 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
-#include <thread>
 #include <utility>
 
+#include "comm/backoff.hpp"
 #include "usp/error.hpp"
 
 namespace usp::detail {
@@ -39,24 +39,6 @@ namespace {
 constexpr std::size_t kChunk = std::size_t{1} << 30;  // p2p messages travel in <= 1 GiB pieces
 
 using Clock = std::chrono::steady_clock;
-
-// Sleeps a little more the longer a wait lasts: fast completion for short waits, little CPU
-// burnt by ranks that wait long (ranks often outnumber cores).
-class Backoff {
- public:
-  void pause() {
-    ++n_;
-    if (n_ < 64) return;
-    if (n_ < 1024) {
-      std::this_thread::yield();
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(n_ < 4096 ? 20 : 200));
-  }
-
- private:
-  unsigned n_ = 0;
-};
 
 // Polls until every request completes (true) or the deadline passes (false).
 bool poll(std::vector<MPI_Request>& reqs, std::vector<MPI_Status>& st, Clock::time_point deadline,

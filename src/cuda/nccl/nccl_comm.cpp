@@ -36,10 +36,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "comm/backoff.hpp"
 #include "comm/gpu_assignment.hpp"
 #include "comm/p2p_group.hpp"
 #include "comm/wait_info.hpp"
@@ -58,24 +58,8 @@ namespace usp::cuda {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using usp::detail::Backoff;
 using usp::detail::OpInfo;
-
-// Short waits spin, long ones sleep a little (several processes may share CPU cores).
-class Backoff {
- public:
-  void pause() {
-    ++n_;
-    if (n_ < 64) return;
-    if (n_ < 1024) {
-      std::this_thread::yield();
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(n_ < 4096 ? 20 : 200));
-  }
-
- private:
-  unsigned n_ = 0;
-};
 
 std::string nccl_text(ncclResult_t r) {
   std::string s = ncclGetErrorString(r);
