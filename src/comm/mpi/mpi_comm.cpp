@@ -155,6 +155,31 @@ class P2pImpl final : public Request::Impl {
   bool finished_ = false;
 };
 
+// Posts one message as pieces of at most kChunk bytes, each through post(offset, bytes, &req)
+// (MPI_Isend or MPI_Irecv) under the MPI lock. A failed post releases the pieces already posted
+// and throws naming `call`; otherwise returns one request covering every piece.
+template <class Post>
+Request post_chunks(OpInfo oi, bool recv, std::size_t bytes, const char* call, Post post) {
+  std::vector<MPI_Request> reqs;
+  std::vector<std::size_t> sizes;
+  std::size_t off = 0;
+  do {
+    const std::size_t n = std::min(kChunk, bytes - off);
+    MPI_Request r;
+    int rc;
+    {
+      auto lk = mpi_lock();
+      rc = post(off, static_cast<int>(n), &r);
+    }
+    if (rc != MPI_SUCCESS) abandon(reqs, recv);
+    mpi_check(rc, call, oi);
+    reqs.push_back(r);
+    sizes.push_back(n);
+    off += n;
+  } while (off < bytes);
+  return Request(std::make_unique<P2pImpl>(std::move(oi), recv, std::move(reqs), std::move(sizes)));
+}
+
 // Completes one non-blocking collective or throws the timeout naming it. MPI forbids freeing or
 // cancelling a pending collective, so a timed-out one is left to complete (or not) on its own.
 void complete(MPI_Request req, const OpInfo& info) {
@@ -224,51 +249,20 @@ void MpiCommunicator::check_p2p(const char* op, const void* buf, std::size_t byt
 
 Request MpiCommunicator::isend(const void* buf, std::size_t bytes, int peer, int tag) {
   check_p2p("isend", buf, bytes, peer, tag);
-  OpInfo oi = info("send", peer, tag);
-  std::vector<MPI_Request> reqs;
-  std::vector<std::size_t> sizes;
   const char* p = static_cast<const char*>(buf);
-  std::size_t off = 0;
-  do {
-    const std::size_t n = std::min(kChunk, bytes - off);
-    MPI_Request r;
-    int rc;
-    {
-      auto lk = mpi_lock();
-      rc = MPI_Isend(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_, &r);
-    }
-    if (rc != MPI_SUCCESS) abandon(reqs, false);
-    mpi_check(rc, "MPI_Isend", oi);
-    reqs.push_back(r);
-    sizes.push_back(n);
-    off += n;
-  } while (off < bytes);
-  return Request(
-      std::make_unique<P2pImpl>(std::move(oi), false, std::move(reqs), std::move(sizes)));
+  return post_chunks(info("send", peer, tag), false, bytes, "MPI_Isend",
+                     [&](std::size_t off, int n, MPI_Request* r) {
+                       return MPI_Isend(p + off, n, MPI_BYTE, peer, tag, comm_, r);
+                     });
 }
 
 Request MpiCommunicator::irecv(void* buf, std::size_t bytes, int peer, int tag) {
   check_p2p("irecv", buf, bytes, peer, tag);
-  OpInfo oi = info("recv", peer, tag);
-  std::vector<MPI_Request> reqs;
-  std::vector<std::size_t> sizes;
   char* p = static_cast<char*>(buf);
-  std::size_t off = 0;
-  do {
-    const std::size_t n = std::min(kChunk, bytes - off);
-    MPI_Request r;
-    int rc;
-    {
-      auto lk = mpi_lock();
-      rc = MPI_Irecv(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_, &r);
-    }
-    if (rc != MPI_SUCCESS) abandon(reqs, true);
-    mpi_check(rc, "MPI_Irecv", oi);
-    reqs.push_back(r);
-    sizes.push_back(n);
-    off += n;
-  } while (off < bytes);
-  return Request(std::make_unique<P2pImpl>(std::move(oi), true, std::move(reqs), std::move(sizes)));
+  return post_chunks(info("recv", peer, tag), true, bytes, "MPI_Irecv",
+                     [&](std::size_t off, int n, MPI_Request* r) {
+                       return MPI_Irecv(p + off, n, MPI_BYTE, peer, tag, comm_, r);
+                     });
 }
 
 void MpiCommunicator::alltoall(const void* send, void* recv, std::size_t bytes_per_rank) {
