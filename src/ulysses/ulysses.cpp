@@ -161,19 +161,18 @@ void check_sum_dtype(const HeadExchange& x) {
                 x.shard.describe());
 }
 
-}  // namespace
-
-void scatter_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc,
-                   const std::vector<HeadExchange>& items, UspTimings& timings) {
+// The frame of both directions: the direct tensors one by one through one_direct(staging, x),
+// sharing one staging buffer; the rest packed into the blocks of a single all-to-all by
+// pack(send, layout, rest) and read back from the received blocks by unpack(recv, layout, rest).
+template <class Direct, class Pack, class Unpack>
+void exchange_heads(Communicator& comm, Allocator& alloc, const std::vector<HeadExchange>& items,
+                    UspTimings& timings, Direct one_direct, Pack pack, Unpack unpack) {
   const int u = comm.size();
-  block_layout(items, u);  // validates every item
-  const Device dev = comm.device();
-
   const std::size_t direct_bytes = direct_staging_bytes(items, u);
   if (direct_bytes > 0) {
-    Buffer send(alloc, direct_bytes);
+    Buffer staging(alloc, direct_bytes);
     for (const HeadExchange& x : items)
-      if (direct(x)) scatter_direct(comm, kernel, send, x, timings);
+      if (direct(x)) one_direct(staging, x);
   }
 
   const std::vector<HeadExchange> rest = staged(items);
@@ -183,26 +182,46 @@ void scatter_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc
   Buffer recv(alloc, total);
   {
     Buffer send(alloc, total);
-    for (int j = 0; j < u; ++j) {
-      for (std::size_t n = 0; n < rest.size(); ++n) {
-        const HeadExchange& x = rest[n];
-        const Tensor part = part_view(block_ptr(send, lay.bytes, j), lay.offset[n], x, dev);
-        for (const HeadSplit::Run& run : x.split->runs(j)) {
-          Tensor dst = part.slice(x.head_dim, run.slot, run.count);
-          kernel.copy(x.shard.slice(x.head_dim, run.head, run.count), dst);
-        }
-      }
-    }
+    pack(send, lay, rest);
     exchange(comm, send.data(), recv.data(), lay.bytes, timings);
   }
-  for (int i = 0; i < u; ++i) {
-    for (std::size_t n = 0; n < rest.size(); ++n) {
-      const HeadExchange& x = rest[n];
-      const std::int64_t ls = x.shard.size(x.seq_dim);
-      Tensor dst = x.ring.slice(x.seq_dim, i * ls, ls);
-      kernel.copy(part_view(block_ptr(recv, lay.bytes, i), lay.offset[n], x, dev), dst);
-    }
-  }
+  unpack(recv, lay, rest);
+}
+
+}  // namespace
+
+void scatter_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc,
+                   const std::vector<HeadExchange>& items, UspTimings& timings) {
+  const int u = comm.size();
+  block_layout(items, u);  // validates every item
+  const Device dev = comm.device();
+  exchange_heads(
+      comm, alloc, items, timings,
+      [&](const Buffer& send, const HeadExchange& x) {
+        scatter_direct(comm, kernel, send, x, timings);
+      },
+      [&](const Buffer& send, const BlockLayout& lay, const std::vector<HeadExchange>& rest) {
+        for (int j = 0; j < u; ++j) {
+          for (std::size_t n = 0; n < rest.size(); ++n) {
+            const HeadExchange& x = rest[n];
+            const Tensor part = part_view(block_ptr(send, lay.bytes, j), lay.offset[n], x, dev);
+            for (const HeadSplit::Run& run : x.split->runs(j)) {
+              Tensor dst = part.slice(x.head_dim, run.slot, run.count);
+              kernel.copy(x.shard.slice(x.head_dim, run.head, run.count), dst);
+            }
+          }
+        }
+      },
+      [&](const Buffer& recv, const BlockLayout& lay, const std::vector<HeadExchange>& rest) {
+        for (int i = 0; i < u; ++i) {
+          for (std::size_t n = 0; n < rest.size(); ++n) {
+            const HeadExchange& x = rest[n];
+            const std::int64_t ls = x.shard.size(x.seq_dim);
+            Tensor dst = x.ring.slice(x.seq_dim, i * ls, ls);
+            kernel.copy(part_view(block_ptr(recv, lay.bytes, i), lay.offset[n], x, dev), dst);
+          }
+        }
+      });
 }
 
 void gather_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc,
@@ -211,49 +230,41 @@ void gather_heads(Communicator& comm, AttentionKernel& kernel, Allocator& alloc,
   block_layout(items, u);  // validates every item
   for (const HeadExchange& x : items) check_sum_dtype(x);
   const Device dev = comm.device();
-
-  const std::size_t direct_bytes = direct_staging_bytes(items, u);
-  if (direct_bytes > 0) {
-    Buffer recv(alloc, direct_bytes);
-    for (const HeadExchange& x : items)
-      if (direct(x)) gather_direct(comm, kernel, recv, x, timings);
-  }
-
-  const std::vector<HeadExchange> rest = staged(items);
-  if (rest.empty()) return;
-  const BlockLayout lay = block_layout(rest, u);
-  const std::size_t total = lay.bytes * static_cast<std::size_t>(u);
-  Buffer recv(alloc, total);
-  {
-    Buffer send(alloc, total);
-    for (int i = 0; i < u; ++i) {
-      for (std::size_t n = 0; n < rest.size(); ++n) {
-        const HeadExchange& x = rest[n];
-        const std::int64_t ls = x.shard.size(x.seq_dim);
-        Tensor part = part_view(block_ptr(send, lay.bytes, i), lay.offset[n], x, dev);
-        kernel.copy(x.ring.slice(x.seq_dim, i * ls, ls), part);
-      }
-    }
-    exchange(comm, send.data(), recv.data(), lay.bytes, timings);
-  }
-  for (std::size_t n = 0; n < rest.size(); ++n) {
-    const HeadExchange& x = rest[n];
-    const bool sum = x.split->replicated();
-    Tensor shard = x.shard;
-    if (sum) kernel.fill_zero(shard);
-    for (int j = 0; j < u; ++j) {
-      const Tensor part = part_view(block_ptr(recv, lay.bytes, j), lay.offset[n], x, dev);
-      for (const HeadSplit::Run& run : x.split->runs(j)) {
-        const Tensor src = part.slice(x.head_dim, run.slot, run.count);
-        Tensor dst = shard.slice(x.head_dim, run.head, run.count);
-        if (sum) {
-          kernel.add(src, dst);
-        } else {
-          kernel.copy(src, dst);
+  exchange_heads(
+      comm, alloc, items, timings,
+      [&](const Buffer& recv, const HeadExchange& x) {
+        gather_direct(comm, kernel, recv, x, timings);
+      },
+      [&](const Buffer& send, const BlockLayout& lay, const std::vector<HeadExchange>& rest) {
+        for (int i = 0; i < u; ++i) {
+          for (std::size_t n = 0; n < rest.size(); ++n) {
+            const HeadExchange& x = rest[n];
+            const std::int64_t ls = x.shard.size(x.seq_dim);
+            Tensor part = part_view(block_ptr(send, lay.bytes, i), lay.offset[n], x, dev);
+            kernel.copy(x.ring.slice(x.seq_dim, i * ls, ls), part);
+          }
         }
-      }
-    }
-  }
+      },
+      [&](const Buffer& recv, const BlockLayout& lay, const std::vector<HeadExchange>& rest) {
+        for (std::size_t n = 0; n < rest.size(); ++n) {
+          const HeadExchange& x = rest[n];
+          const bool sum = x.split->replicated();
+          Tensor shard = x.shard;
+          if (sum) kernel.fill_zero(shard);
+          for (int j = 0; j < u; ++j) {
+            const Tensor part = part_view(block_ptr(recv, lay.bytes, j), lay.offset[n], x, dev);
+            for (const HeadSplit::Run& run : x.split->runs(j)) {
+              const Tensor src = part.slice(x.head_dim, run.slot, run.count);
+              Tensor dst = shard.slice(x.head_dim, run.head, run.count);
+              if (sum) {
+                kernel.add(src, dst);
+              } else {
+                kernel.copy(src, dst);
+              }
+            }
+          }
+        }
+      });
 }
 
 }  // namespace usp::detail
