@@ -44,12 +44,62 @@ struct BwdSmem {
   static_assert(16 * Pitch<D>::kO * 4 <= kWarpBytes, "epilogue staging must fit");
 };
 
-// Writes a warp's 16 × D fp32 result rows (staged in `scr`, pitch kO) to dst, scaled, with
-// optional accumulation. Lanes 2r, 2r+1 write row r.
+// Copies rows [row0, row0 + kTileM) of two operands x and y (base pointers, row strides; rows
+// >= limit read as zeros) into the shared tiles xs and ys and keeps this warp's 16 rows of each
+// as A operands in xa and ya.
+template <class T, int D>
+__device__ __forceinline__ void stage_a_rows(FragA<T> (&xa)[D / 16], FragA<T> (&ya)[D / 16], T* xs,
+                                             T* ys, const T* x, std::int64_t x_stride, const T* y,
+                                             std::int64_t y_stride, int row0, int limit) {
+  constexpr int kT = Pitch<D>::kT;
+  load_tile<D>(xs, x, x_stride, row0, kTileM, limit);
+  load_tile<D>(ys, y, y_stride, row0, kTileM, limit);
+  __syncthreads();
+  const int warp = threadIdx.x / 32;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    wmma::load_matrix_sync(xa[kk], xs + warp * 16 * kT + kk * 16, kT);
+    wmma::load_matrix_sync(ya[kk], ys + warp * 16 * kT + kk * 16, kT);
+  }
+}
+
+// The recomputation shared by both kernels, for this warp's 16 rows and the kTileN rows of the
+// shared tiles xt and yt: S = xa · xtᵀ into Sw and dP = ya · ytᵀ into dPw (fp32, pitch kLdS).
+template <class T, int D>
+__device__ __forceinline__ void recompute_s_dp(const FragA<T> (&xa)[D / 16], const T* xt,
+                                               const FragA<T> (&ya)[D / 16], const T* yt, float* Sw,
+                                               float* dPw) {
+  constexpr int kT = Pitch<D>::kT;
+#pragma unroll
+  for (int j = 0; j < kTileN / 16; ++j) {
+    FragAcc s, dp;
+    wmma::fill_fragment(s, 0.0f);
+    wmma::fill_fragment(dp, 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      FragBCol<T> xf, yf;
+      wmma::load_matrix_sync(xf, xt + j * 16 * kT + kk * 16, kT);
+      wmma::mma_sync(s, xa[kk], xf, s);
+      wmma::load_matrix_sync(yf, yt + j * 16 * kT + kk * 16, kT);
+      wmma::mma_sync(dp, ya[kk], yf, dp);
+    }
+    wmma::store_matrix_sync(Sw + j * 16, s, kLdS, wmma::mem_row_major);
+    wmma::store_matrix_sync(dPw + j * 16, dp, kLdS, wmma::mem_row_major);
+  }
+  __syncwarp();
+}
+
+// Writes a warp's 16 × D fp32 result (fragments acc, staged in `scr` with pitch kO) to dst,
+// scaled, with optional accumulation. Lanes 2r, 2r+1 write row r.
 template <int D>
-__device__ __forceinline__ void write_rows(float* dst, const std::int64_t* str, int b, int head,
-                                           int row, int limit, const float* scr, float scale,
-                                           bool accumulate, int r, int half) {
+__device__ __forceinline__ void write_rows(const FragAcc (&acc)[D / 16], float* scr, float* dst,
+                                           const std::int64_t* str, int b, int head, int row,
+                                           int limit, float scale, bool accumulate, int r,
+                                           int half) {
+#pragma unroll
+  for (int f = 0; f < D / 16; ++f)
+    wmma::store_matrix_sync(scr + f * 16, acc[f], Pitch<D>::kO, wmma::mem_row_major);
+  __syncwarp();
   if (row >= limit) return;
   float* p = dst + b * str[0] + row * str[1] + head * str[2];
   const float* s = scr + r * Pitch<D>::kO;
@@ -62,7 +112,7 @@ __device__ __forceinline__ void write_rows(float* dst, const std::int64_t* str, 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
   using S = BwdSmem<D>;
-  constexpr int kT = Pitch<D>::kT, kO = Pitch<D>::kO, kF = D / 16;
+  constexpr int kT = Pitch<D>::kT, kF = D / 16;
   extern __shared__ __align__(128) unsigned char smem[];
   T* Qs = reinterpret_cast<T*>(smem);
   T* dOs = reinterpret_cast<T*>(smem + S::kOffB);
@@ -80,24 +130,13 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
   const int group = a.heads / a.kv_heads;
 
   // Stage K and V rows through the (not yet used) warp scratch area, keep them as A operands.
-  {
-    T* Kst = reinterpret_cast<T*>(smem + S::kOffWarp);
-    T* Vst = Kst + kTileM * kT;
-    load_tile<D>(Kst, static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2], a.k_str[1],
-                 n0, kTileM, a.sk);
-    load_tile<D>(Vst, static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2], a.v_str[1],
-                 n0, kTileM, a.sk);
-    __syncthreads();
-  }
   FragA<T> ka[kF], va[kF];
   {
-    const T* Kst = reinterpret_cast<const T*>(smem + S::kOffWarp);
-    const T* Vst = Kst + kTileM * kT;
-#pragma unroll
-    for (int kk = 0; kk < kF; ++kk) {
-      wmma::load_matrix_sync(ka[kk], Kst + warp * 16 * kT + kk * 16, kT);
-      wmma::load_matrix_sync(va[kk], Vst + warp * 16 * kT + kk * 16, kT);
-    }
+    T* Kst = reinterpret_cast<T*>(smem + S::kOffWarp);
+    stage_a_rows<T, D>(ka, va, Kst, Kst + kTileM * kT,
+                       static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2], a.k_str[1],
+                       static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2], a.v_str[1],
+                       n0, a.sk);
   }
   FragAcc dk[kF], dv[kF];
 #pragma unroll
@@ -131,23 +170,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
       __syncthreads();
 
       // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, 16 keys × 64 queries per warp.
-#pragma unroll
-      for (int j = 0; j < kTileN / 16; ++j) {
-        FragAcc s, dp;
-        wmma::fill_fragment(s, 0.0f);
-        wmma::fill_fragment(dp, 0.0f);
-#pragma unroll
-        for (int kk = 0; kk < kF; ++kk) {
-          FragBCol<T> qf, of;
-          wmma::load_matrix_sync(qf, Qs + j * 16 * kT + kk * 16, kT);
-          wmma::mma_sync(s, ka[kk], qf, s);
-          wmma::load_matrix_sync(of, dOs + j * 16 * kT + kk * 16, kT);
-          wmma::mma_sync(dp, va[kk], of, dp);
-        }
-        wmma::store_matrix_sync(Sw + j * 16, s, kLdS, wmma::mem_row_major);
-        wmma::store_matrix_sync(dPw + j * 16, dp, kLdS, wmma::mem_row_major);
-      }
-      __syncwarp();
+      recompute_s_dp<T, D>(ka, Qs, va, dOs, Sw, dPw);
 
       // Pᵀ and dSᵀ = Pᵀ ∘ (dPᵀ − delta) for row r (key kj), columns of this lane's half.
 #pragma unroll 8
@@ -182,23 +205,15 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
   }
 
   float* scr = reinterpret_cast<float*>(wbase);
-#pragma unroll
-  for (int f = 0; f < kF; ++f)
-    wmma::store_matrix_sync(scr + f * 16, dk[f], kO, wmma::mem_row_major);
+  write_rows<D>(dk, scr, a.dk, a.dk_str, b, kvh, kj, a.sk, a.scale, a.accumulate, r, half);
   __syncwarp();
-  write_rows<D>(a.dk, a.dk_str, b, kvh, kj, a.sk, scr, a.scale, a.accumulate, r, half);
-  __syncwarp();
-#pragma unroll
-  for (int f = 0; f < kF; ++f)
-    wmma::store_matrix_sync(scr + f * 16, dv[f], kO, wmma::mem_row_major);
-  __syncwarp();
-  write_rows<D>(a.dv, a.dv_str, b, kvh, kj, a.sk, scr, 1.0f, a.accumulate, r, half);
+  write_rows<D>(dv, scr, a.dv, a.dv_str, b, kvh, kj, a.sk, 1.0f, a.accumulate, r, half);
 }
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
   using S = BwdSmem<D>;
-  constexpr int kT = Pitch<D>::kT, kO = Pitch<D>::kO, kF = D / 16;
+  constexpr int kT = Pitch<D>::kT, kF = D / 16;
   extern __shared__ __align__(128) unsigned char smem[];
   T* Ks = reinterpret_cast<T*>(smem);
   T* Vs = reinterpret_cast<T*>(smem + S::kOffB);
@@ -213,17 +228,11 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
   const int kvh = h / (a.heads / a.kv_heads);
 
   // Q and dO rows staged through the K/V tiles, kept as A operands.
-  load_tile<D>(Ks, static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2], a.q_str[1], m0,
-               kTileM, a.sq);
-  load_tile<D>(Vs, static_cast<const T*>(a.dout) + b * a.dout_str[0] + h * a.dout_str[2],
-               a.dout_str[1], m0, kTileM, a.sq);
-  __syncthreads();
   FragA<T> qa[kF], doa[kF];
-#pragma unroll
-  for (int kk = 0; kk < kF; ++kk) {
-    wmma::load_matrix_sync(qa[kk], Ks + warp * 16 * kT + kk * 16, kT);
-    wmma::load_matrix_sync(doa[kk], Vs + warp * 16 * kT + kk * 16, kT);
-  }
+  stage_a_rows<T, D>(qa, doa, Ks, Vs, static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2],
+                     a.q_str[1],
+                     static_cast<const T*>(a.dout) + b * a.dout_str[0] + h * a.dout_str[2],
+                     a.dout_str[1], m0, a.sq);
   FragAcc dq[kF];
 #pragma unroll
   for (int f = 0; f < kF; ++f) wmma::fill_fragment(dq[f], 0.0f);
@@ -249,23 +258,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
     __syncthreads();
 
     // S = Q Kᵀ, dP = dO Vᵀ (16 × 64 per warp).
-#pragma unroll
-    for (int j = 0; j < kTileN / 16; ++j) {
-      FragAcc s, dp;
-      wmma::fill_fragment(s, 0.0f);
-      wmma::fill_fragment(dp, 0.0f);
-#pragma unroll
-      for (int kk = 0; kk < kF; ++kk) {
-        FragBCol<T> kf, vf;
-        wmma::load_matrix_sync(kf, Ks + j * 16 * kT + kk * 16, kT);
-        wmma::mma_sync(s, qa[kk], kf, s);
-        wmma::load_matrix_sync(vf, Vs + j * 16 * kT + kk * 16, kT);
-        wmma::mma_sync(dp, doa[kk], vf, dp);
-      }
-      wmma::store_matrix_sync(Sw + j * 16, s, kLdS, wmma::mem_row_major);
-      wmma::store_matrix_sync(dPw + j * 16, dp, kLdS, wmma::mem_row_major);
-    }
-    __syncwarp();
+    recompute_s_dp<T, D>(qa, Ks, doa, Vs, Sw, dPw);
 
 #pragma unroll 8
     for (int c = 0; c < 32; ++c) {
@@ -291,12 +284,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
     __syncwarp();
   }
 
-  float* scr = reinterpret_cast<float*>(wbase);
-#pragma unroll
-  for (int f = 0; f < kF; ++f)
-    wmma::store_matrix_sync(scr + f * 16, dq[f], kO, wmma::mem_row_major);
-  __syncwarp();
-  write_rows<D>(a.dq, a.dq_str, b, h, qi, a.sq, scr, a.scale, a.accumulate, r, half);
+  write_rows<D>(dq, reinterpret_cast<float*>(wbase), a.dq, a.dq_str, b, h, qi, a.sq, a.scale,
+                a.accumulate, r, half);
 }
 
 template <class T, int D>
