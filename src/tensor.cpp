@@ -3,22 +3,16 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <sstream>
 
 #include "usp/error.hpp"
+#include "util/dims.hpp"
 #include "util/rows.hpp"
 
 namespace usp {
 
 namespace {
 
-std::string dims_str(const Tensor::Dims& s) {
-  std::ostringstream os;
-  os << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << ']';
-  return os.str();
-}
+using usp::detail::dims_str;
 
 void check_shape(const Tensor::Dims& shape, const char* what) {
   USP_CHECK_ARG(!shape.empty() && shape.size() <= static_cast<std::size_t>(Tensor::kMaxDims), what,

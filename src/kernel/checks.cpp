@@ -1,10 +1,10 @@
 #include "kernel/checks.hpp"
 
-#include <sstream>
 #include <string>
 
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
+#include "util/dims.hpp"
 
 namespace usp {
 
@@ -24,13 +24,7 @@ namespace {
 
 constexpr std::int64_t kMaxHeadSize = 256;
 
-std::string dims_str(const Tensor::Dims& s) {
-  std::ostringstream os;
-  os << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << ']';
-  return os.str();
-}
+using usp::detail::dims_str;
 
 void check_defined(const Tensor& t, const char* name) {
   USP_CHECK_ARG(t.defined(), name, ": tensor is undefined");

@@ -3,23 +3,17 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <sstream>
 
 #include "kernel/cpu/cpu_kernel.hpp"
 #include "usp/error.hpp"
+#include "util/dims.hpp"
 #include "util/rows.hpp"
 
 namespace usp::cpu {
 
 namespace {
 
-std::string dims_str(const Tensor::Dims& s) {
-  std::ostringstream os;
-  os << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << ']';
-  return os.str();
-}
+using usp::detail::dims_str;
 
 void check_host(const Tensor& t, const char* op, const char* name) {
   USP_CHECK_ARG(t.defined(), op, ": ", name, " is undefined");
