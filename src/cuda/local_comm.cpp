@@ -10,6 +10,7 @@
 
 #include "backend/p2p_matcher.hpp"
 #include "check.hpp"
+#include "cuda/event.hpp"
 #include "usp/cuda.hpp"
 
 namespace usp::cuda {
@@ -21,13 +22,7 @@ using usp::detail::CopyEngine;
 using usp::detail::P2PMatcher;
 using usp::detail::Posting;
 
-struct Event {
-  cudaEvent_t e = nullptr;
-  Event() { USP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming)); }
-  ~Event() { (void)cudaEventDestroy(e); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-};
+using usp::cuda::detail::Event;
 
 // An event recorded on the calling thread's compute stream: the buffer is ready after it.
 std::shared_ptr<void> ready_token() {

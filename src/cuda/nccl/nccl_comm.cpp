@@ -44,6 +44,7 @@
 #include "comm/p2p_group.hpp"
 #include "comm/wait_info.hpp"
 #include "cuda/check.hpp"
+#include "cuda/event.hpp"
 #include "usp/comm_mpi.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
@@ -68,13 +69,7 @@ std::string nccl_text(ncclResult_t r) {
   return s;
 }
 
-struct Event {
-  cudaEvent_t e = nullptr;
-  Event() { USP_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming)); }
-  ~Event() { (void)cudaEventDestroy(e); }
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-};
+using usp::cuda::detail::Event;
 
 // One posted isend/irecv, shared by its request and (until launched) the pending list.
 struct Op {
