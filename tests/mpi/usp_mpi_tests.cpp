@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mpi/mpi_gtest_main.hpp"
+#include "unit/comm_payload.hpp"
 #include "usp/comm.hpp"
 #include "usp/comm_mpi.hpp"
 #include "usp/error.hpp"
@@ -30,20 +31,8 @@ using usp::Request;
 
 using usp::mpi_test::world;
 
-std::uint8_t payload(std::uint32_t seed, int a, int b, std::size_t i) {
-  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(a) << 40) ^
-                    (static_cast<std::uint64_t>(b) << 20) ^ i;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return static_cast<std::uint8_t>(x);
-}
-
-std::vector<std::uint8_t> make_payload(std::uint32_t seed, int a, int b, std::size_t n) {
-  std::vector<std::uint8_t> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = payload(seed, a, b, i);
-  return v;
-}
+using usp::test::make_payload;
+using usp::test::payload;
 
 // A seed every rank agrees on (rank 0's random one).
 std::uint32_t shared_seed() {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "comm_payload.hpp"
 #include "usp/comm.hpp"
 #include "usp/error.hpp"
 
@@ -26,22 +27,8 @@ using usp::Error;
 using usp::ErrorKind;
 using usp::Request;
 
-// Deterministic pseudo-random payload byte for (seed, a, b, i): every rank can predict any other
-// rank's data without communication.
-std::uint8_t payload(std::uint32_t seed, int a, int b, std::size_t i) {
-  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(a) << 40) ^
-                    (static_cast<std::uint64_t>(b) << 20) ^ i;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return static_cast<std::uint8_t>(x);
-}
-
-std::vector<std::uint8_t> make_payload(std::uint32_t seed, int a, int b, std::size_t n) {
-  std::vector<std::uint8_t> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = payload(seed, a, b, i);
-  return v;
-}
+using usp::test::make_payload;
+using usp::test::payload;
 
 std::uint32_t fresh_seed() {
   static std::random_device rd;
