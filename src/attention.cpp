@@ -17,6 +17,7 @@
 #include "timing.hpp"
 #include "ulysses/head_split.hpp"
 #include "ulysses/ulysses.hpp"
+#include "usp/backend.hpp"
 #include "usp/error.hpp"
 
 namespace usp {
@@ -63,12 +64,14 @@ void check_agreement(const std::string& what, const std::vector<Fields>& per_ran
   USP_FAIL(invalid_argument, msg.str());
 }
 
-// All-gathers a POD from every rank of comm.
+// All-gathers a POD from every rank of comm (through memory from `alloc` when comm is on a
+// device).
 template <class T>
-std::vector<T> allgather_pod(Communicator& comm, const T& mine, UspTimings& timings) {
+std::vector<T> allgather_pod(Communicator& comm, Allocator& alloc, const T& mine,
+                             UspTimings& timings) {
   std::vector<T> all(static_cast<std::size_t>(comm.size()));
   const auto t0 = detail::Clock::now();
-  comm.allgather(&mine, all.data(), sizeof(T));
+  allgather_host(comm, alloc, &mine, all.data(), sizeof(T));
   const double dt = detail::seconds_since(t0);
   timings.comm_wait_s += dt;
   timings.comm_total_s += dt;
@@ -188,7 +191,7 @@ UspAttention::State::Problem UspAttention::State::problem(const Tensor& q, const
   bool known = false;
   for (const ShapeDigest& s : agreed) known = known || s == mine;
   if (!known) {
-    check_agreement("input shape", fields_of(allgather_pod(*mesh.sp, mine, timings)));
+    check_agreement("input shape", fields_of(allgather_pod(*mesh.sp, alloc, mine, timings)));
     agreed.push_back(mine);
   }
 
@@ -224,7 +227,8 @@ UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocat
                            const UspConfig& config)
     : s_(new State{world, kernel, alloc, config, Mesh{}, UspTimings{}, {}}) {
   // Agree on the configuration before anything that could fail on some ranks only.
-  check_agreement("configuration", fields_of(allgather_pod(world, digest(config), s_->timings)));
+  check_agreement("configuration",
+                  fields_of(allgather_pod(world, alloc, digest(config), s_->timings)));
   USP_CHECK_ARG(std::isfinite(config.scale) && config.scale >= 0.0f, "softmax scale ", config.scale,
                 " must be finite and >= 0 (0 means 1/sqrt(head_size))");
   const MeshShape shape{config.data, config.ulysses, config.ring, config.placement};

@@ -74,4 +74,10 @@ std::unique_ptr<Communicator> make_world(std::string_view backend);
 // Host→host copies need no GPU; anything touching a device needs a build with CUDA.
 Tensor copy_to(const Tensor& src, Allocator& alloc);
 
+// recv (comm.size() blocks of `bytes`, by rank) = every rank's `send`, both in host memory. A
+// communicator on a device moves device memory only, so there the blocks travel through buffers
+// from `device_alloc`, which must be on comm.device() (for a host communicator it is unused).
+void allgather_host(Communicator& comm, Allocator& device_alloc, const void* send, void* recv,
+                    std::size_t bytes);
+
 }  // namespace usp

@@ -139,4 +139,28 @@ Tensor copy_to(const Tensor& src, Allocator& alloc) {
   return cuda::to_device(h, alloc);
 }
 
+void allgather_host(Communicator& comm, Allocator& device_alloc, const void* send, void* recv,
+                    std::size_t bytes) {
+  if (comm.device() == Device::host) {
+    comm.allgather(send, recv, bytes);
+    return;
+  }
+  USP_CHECK_ARG(device_alloc.device() == comm.device(),
+                "allgather_host: device_alloc must be on the communicator's device");
+  // As f32 elements (Tensor's smallest element type), a whole number of them per block.
+  const std::size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
+  const auto world = static_cast<std::int64_t>(comm.size());
+  Tensor host_send = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::f32);
+  std::memcpy(host_send.data(), send, bytes);
+  const Tensor dsend = copy_to(host_send, device_alloc);
+  Tensor drecv = Tensor::empty({world, static_cast<std::int64_t>(n)}, DType::f32, device_alloc);
+  comm.allgather(dsend.data(), drecv.data(), n * sizeof(float));
+  const Tensor host_recv = copy_to(drecv, default_host_allocator());
+  for (std::int64_t r = 0; r < world; ++r)
+    std::memcpy(static_cast<char*>(recv) + static_cast<std::size_t>(r) * bytes,
+                static_cast<const char*>(host_recv.data()) +
+                    static_cast<std::size_t>(r) * n * sizeof(float),
+                bytes);
+}
+
 }  // namespace usp

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "comm_payload.hpp"
+#include "usp/backend.hpp"
 #include "usp/comm.hpp"
 #include "usp/error.hpp"
 
@@ -608,3 +609,28 @@ TEST(CommLocal, DroppedRequestTimesOutQuietly) {
 }
 
 }  // namespace
+
+// usp::allgather_host on a host communicator: blocks of any byte size (not a multiple of 4, as
+// the device path would pad them) arrive in rank order on every rank.
+TEST(CommLocal, AllgatherHostOddBlockSizes) {
+  constexpr int kWorld = 5;
+  const unsigned seed = std::random_device{}();
+  for (const std::size_t bytes : {std::size_t{1}, std::size_t{7}, std::size_t{13}}) {
+    std::vector<std::vector<unsigned char>> blocks(kWorld, std::vector<unsigned char>(bytes));
+    std::mt19937 g(seed + static_cast<unsigned>(bytes));
+    for (auto& b : blocks)
+      for (auto& x : b) x = static_cast<unsigned char>(1 + g() % 255);
+    std::vector<std::vector<unsigned char>> got(kWorld);
+    usp::run_local(kWorld, [&](usp::Communicator& comm) {
+      const auto r = static_cast<std::size_t>(comm.rank());
+      got[r].assign(bytes * kWorld, 0);
+      usp::allgather_host(comm, usp::default_host_allocator(), blocks[r].data(), got[r].data(),
+                          bytes);
+    });
+    for (int r = 0; r < kWorld; ++r)
+      for (int from = 0; from < kWorld; ++from)
+        ASSERT_TRUE(std::equal(blocks[from].begin(), blocks[from].end(),
+                               got[r].begin() + static_cast<long>(from * bytes)))
+            << "rank " << r << " block from " << from << " bytes " << bytes << " seed " << seed;
+  }
+}

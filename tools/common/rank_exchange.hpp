@@ -33,28 +33,16 @@ inline std::string thread_backend(std::string_view backend) {
   return std::string(backend);
 }
 
-// recv (comm.size() blocks of `bytes`) = every rank's `send`, all in host memory.
+// recv (comm.size() blocks of `bytes`) = every rank's `send`, all in host memory, staged through
+// a fresh allocator of the backend's device when the communicator is on one.
 inline void allgather_host(Communicator& comm, std::string_view backend, const void* send,
                            void* recv, std::size_t bytes) {
   if (comm.device() == Device::host) {
     comm.allgather(send, recv, bytes);
     return;
   }
-  // Through device memory, as f32 elements (a whole number of them per block).
-  const std::size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
-  const auto world = static_cast<std::int64_t>(comm.size());
   auto dev = make_allocator(backend);
-  Tensor host_send = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::f32);
-  std::memcpy(host_send.data(), send, bytes);
-  Tensor dsend = copy_to(host_send, *dev);
-  Tensor drecv = Tensor::empty({world, static_cast<std::int64_t>(n)}, DType::f32, *dev);
-  comm.allgather(dsend.data(), drecv.data(), n * sizeof(float));
-  Tensor host_recv = copy_to(drecv, default_host_allocator());
-  for (std::int64_t r = 0; r < world; ++r)
-    std::memcpy(static_cast<char*>(recv) + static_cast<std::size_t>(r) * bytes,
-                static_cast<const char*>(host_recv.data()) +
-                    static_cast<std::size_t>(r) * n * sizeof(float),
-                bytes);
+  usp::allgather_host(comm, *dev, send, recv, bytes);
 }
 
 // Every rank's value of a trivially copyable T, indexed by rank.
