@@ -53,7 +53,8 @@ std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threa
                                              Allocator* scratch = nullptr);
 
 // A fresh per-rank allocator on the backend's device (for "cuda-local" every rank gets its own
-// allocator on the same GPU, so each reports its own current/peak bytes).
+// allocator on the same GPU, so each reports its own current/peak bytes; for "nccl" the GPU that
+// make_world chose for this process, so call make_world first). make_kernel picks its GPU alike.
 std::unique_ptr<Allocator> make_allocator(std::string_view backend);
 
 // Runs world_size ranks as threads of this process with the backend's communicator ("local":

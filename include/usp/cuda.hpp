@@ -28,6 +28,9 @@ int device_count();
 // Why no GPU can be used ("" when device_count() > 0), e.g. "cudaGetDeviceCount: no CUDA-capable
 // device is detected" or "built without CUDA (nvcc found: no)".
 std::string unavailable_reason();
+// The calling thread's current CUDA device (the GPU that usp::cuda::nccl_world() chose for this
+// process's rank, once it has run); 0 when built without CUDA or without a GPU.
+int current_device();
 // "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)".
 std::string device_description(int device = 0);
 

@@ -75,6 +75,11 @@ Device backend_device(std::string_view backend) {
 }
 
 namespace {
+// cuda-local ranks share GPU 0; an nccl rank uses the GPU its world communicator selected.
+int gpu_of_this_rank(const std::string& canonical) {
+  return canonical == "nccl" ? cuda::current_device() : 0;
+}
+
 void require(std::string_view backend) {
   std::string why = backend_unavailable_reason(backend);
   if (!why.empty()) throw Error(ErrorKind::unsupported, why);
@@ -90,14 +95,14 @@ std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threa
   USP_CHECK_ARG(scratch == nullptr || scratch->device() == want, "make_kernel: scratch allocator ",
                 "is on device ", device_name(scratch != nullptr ? scratch->device() : want),
                 ", backend '", backend, "' needs one on device ", device_name(want));
-  if (is_gpu(c)) return cuda::make_kernel(0, scratch);
+  if (is_gpu(c)) return cuda::make_kernel(gpu_of_this_rank(c), scratch);
   return make_cpu_kernel(threads, scratch);
 }
 
 std::unique_ptr<Allocator> make_allocator(std::string_view backend) {
   const std::string c = canonical_backend(backend);
   require(backend);
-  if (is_gpu(c)) return cuda::make_allocator(0);
+  if (is_gpu(c)) return cuda::make_allocator(gpu_of_this_rank(c));
   return std::make_unique<HostAllocator>();
 }
 

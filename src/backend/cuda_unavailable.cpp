@@ -29,6 +29,9 @@ std::string unavailable_reason() {
              : "needs a build with CUDA (nvcc found: no); install the CUDA toolkit and "
                "reconfigure with -DUSP_WITH_CUDA=ON";
 }
+int current_device() {
+  return 0;
+}
 std::string device_description(int) {
   unsupported("usp::cuda::device_description");
 }

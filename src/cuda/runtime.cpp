@@ -32,6 +32,19 @@ void set_device(int device) {
   if (cur != device) USP_CUDA_CHECK(cudaSetDevice(device));
 }
 
+}  // namespace detail
+
+int current_device() {
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return cur;
+}
+
+namespace detail {
+
 cudaStream_t compute_stream() {
   int cur = 0;
   USP_CUDA_CHECK(cudaGetDevice(&cur));
