@@ -80,8 +80,10 @@ __device__ __forceinline__ void store_pair(void* out, std::int64_t i, int dtype,
   store_f32(out, i + 1, dtype, y);
 }
 
+// d ≤ 32: at least 4 blocks per SM (≤ 128 registers); without it ptxas spills a few bytes at d
+// = 16.
 template <class T, int D>
-__global__ void __launch_bounds__(kMmaThreads) fwd_mma_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(AttnArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();  // never launched: the host side picks the WMMA forward below sm_80
 #else
