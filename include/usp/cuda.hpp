@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
@@ -43,6 +44,15 @@ std::unique_ptr<Allocator> make_allocator(int device = 0);
 // given (a device allocator that outlives the kernel; the rank's, so its peak counts it) and is
 // freed before the call returns; without one it is stream-ordered cudaMallocAsync memory.
 std::unique_ptr<AttentionKernel> make_kernel(int device = 0, Allocator* scratch = nullptr);
+// The kernel's forward: "wmma" (WMMA fragments, scores through shared memory) or "mma"
+// (mma.sync with scores in registers, sm_80+; on an older GPU it runs "wmma"). make_kernel above
+// and the "cuda-*" backends use default_forward(): the environment variable USP_CUDA_FWD, read
+// once per process ("wmma" when unset or empty; another value throws Error(invalid_argument)).
+// The backward is the same for both. name() of the kernel is "cuda-wmma" or "cuda-mma".
+std::string default_forward();
+// As make_kernel with an explicit forward: "wmma", "mma" or "" (default_forward()).
+std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch,
+                                             std::string_view forward);
 
 // Host ↔ device copies (contiguous result; src may be a strided view).
 Tensor to_device(const Tensor& host, Allocator& device_alloc);

@@ -41,6 +41,12 @@ std::unique_ptr<Allocator> make_allocator(int) {
 std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*) {
   unsupported("usp::cuda::make_kernel");
 }
+std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*, std::string_view) {
+  unsupported("usp::cuda::make_kernel");
+}
+std::string default_forward() {
+  return "wmma";
+}
 Tensor to_device(const Tensor&, Allocator&) {
   unsupported("usp::cuda::to_device");
 }

@@ -183,7 +183,7 @@ bool supported(int dtype, int head_dim) {
          (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128);
 }
 
-void launch_forward(const AttnArgs& a, cudaStream_t stream) {
+void launch_forward_wmma(const AttnArgs& a, cudaStream_t stream) {
   if (a.sq == 0 || a.batch == 0 || a.heads == 0) return;
   if (a.dtype == kF16) return dispatch_forward<__half>(a, stream);
   if (a.dtype == kBF16) return dispatch_forward<__nv_bfloat16>(a, stream);

@@ -74,9 +74,12 @@ void require_same_shape(const Tensor& a, const Tensor& b, const char* an, const 
 
 class CudaKernel final : public AttentionKernel {
  public:
-  CudaKernel(int device, Allocator* scratch) : device_(device), scratch_(scratch) {}
+  CudaKernel(int device, Allocator* scratch, int forward)
+      : device_(device), scratch_(scratch), forward_(forward) {}
   Device device() const override { return Device::cuda; }
-  std::string name() const override { return "cuda-wmma"; }
+  std::string name() const override {
+    return std::string("cuda-") + detail::forward_name(forward_);
+  }
 
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
                Tensor& out, Tensor& lse) override {
@@ -89,6 +92,7 @@ class CudaKernel final : public AttentionKernel {
     copy3(a.out_str, out);
     a.lse = lse.data_as<float>();
     copy3(a.lse_str, lse);
+    a.forward = forward_;
     cudaStream_t st = detail::compute_stream();
     detail::launch_forward(a, st);
     USP_CUDA_CHECK(cudaStreamSynchronize(st));
@@ -246,11 +250,29 @@ class CudaKernel final : public AttentionKernel {
 
   int device_;
   Allocator* scratch_;  // null: cudaMallocAsync
+  int forward_;         // detail::kFwdWmma or kFwdMma
 };
 
 }  // namespace
 
 std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch) {
+  return make_kernel(device, scratch, "");
+}
+
+std::string default_forward() {
+  return detail::forward_name(detail::default_forward());
+}
+
+std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch,
+                                             std::string_view forward) {
+  int fwd = detail::kFwdWmma;
+  if (forward.empty())
+    fwd = detail::default_forward();
+  else if (forward == "mma")
+    fwd = detail::kFwdMma;
+  else
+    USP_CHECK_ARG(forward == "wmma", "make_kernel: forward = '", forward,
+                  "' must be 'wmma', 'mma' or empty (USP_CUDA_FWD)");
   const int n = device_count();
   if (n == 0)
     throw Error(ErrorKind::unsupported, "usp::cuda::make_kernel: " + unavailable_reason());
@@ -260,7 +282,7 @@ std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch) {
                 "make_kernel: scratch allocator is on device ",
                 device_name(scratch != nullptr ? scratch->device() : Device::cuda),
                 ", the CUDA kernel needs a CUDA allocator");
-  return std::make_unique<CudaKernel>(device, scratch);
+  return std::make_unique<CudaKernel>(device, scratch, fwd);
 }
 
 }  // namespace usp::cuda

@@ -20,6 +20,11 @@ struct View4 {
   int dtype = kF32;
 };
 
+// Forward implementations: kFwdWmma (attention_fwd.cu: WMMA fragments, scores through shared
+// memory, any sm_70+) and kFwdMma (attention_fwd_mma.cu: mma.sync with scores in registers,
+// sm_80+). kFwdDefault picks default_forward().
+enum : int { kFwdDefault = -1, kFwdWmma = 0, kFwdMma = 1 };
+
 // Attention operands: [b, s, h, d] with d contiguous; lse [b, h, s] fp32.
 struct AttnArgs {
   int batch = 0, heads = 0, kv_heads = 0, sq = 0, sk = 0, head_dim = 0;
@@ -44,12 +49,21 @@ struct AttnArgs {
   float* dv = nullptr;
   std::int64_t dq_str[3] = {}, dk_str[3] = {}, dv_str[3] = {};
   bool accumulate = false;
-  float* delta = nullptr;  // scratch [b, h, sq] fp32, contiguous: rowsum(dout ∘ out)
+  int forward = kFwdDefault;  // forward only: which implementation (kFwd*)
+  float* delta = nullptr;     // scratch [b, h, sq] fp32, contiguous: rowsum(dout ∘ out)
 };
 
 // Returns false when (dtype, head_dim) has no compiled kernel.
 bool supported(int dtype, int head_dim);
+// The forward named by USP_CUDA_FWD ("wmma" or "mma"; unset or empty: "wmma"), read once per
+// process; any other value throws usp::Error(invalid_argument) naming it.
+int default_forward();
+const char* forward_name(int forward);  // "wmma" / "mma"
+// Runs a.forward (kFwdDefault: default_forward()); kFwdMma falls back to kFwdWmma on a device
+// below sm_80.
 void launch_forward(const AttnArgs& a, cudaStream_t stream);
+void launch_forward_wmma(const AttnArgs& a, cudaStream_t stream);
+void launch_forward_mma(const AttnArgs& a, cudaStream_t stream);
 void launch_backward(const AttnArgs& a, cudaStream_t stream);  // needs a.delta allocated
 
 // Element-wise helpers over views of the same shape.

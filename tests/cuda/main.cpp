@@ -1,13 +1,16 @@
 // GPU correctness of the CUDA backend against the float64 oracle (usp::reference):
 //   usp_cuda_tests           every mask mode × dtype (fp16, bf16) × head size (16, 32, 64, 128),
-//                            forward (out, lse) and backward (dq, dk, dv), GQA, ragged lengths,
-//                            strided views, accumulate, merge/fill/copy/add;
+//                            forward (out, lse) of BOTH forwards (wmma and mma; FAIL lines name
+//                            which) and backward (dq, dk, dv) from each forward's out/lse, GQA,
+//                            ragged lengths, strided views, fp32 out, accumulate,
+//                            merge/fill/copy/add;
 //   usp_cuda_tests --comm    the cuda-local communicator (ring, alltoall, allgather, split).
 // Without a GPU it prints "skipped: no GPU" and exits 77 (CTest: skipped). Exit 1 on any failure.
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -60,10 +63,52 @@ struct Case {
   int d;
   usp::MaskMode mask;
   int b, h, hkv, sq, sk;
-  bool strided;  // q/k/v/out/dq as slices along the sequence of bigger tensors
+  bool strided;  // q/k/v/dout/out as slices along the sequence of bigger tensors; out fp32
 };
 
-void run_case(usp::AttentionKernel& kern, usp::Allocator& dev, const Case& c, unsigned seed) {
+// One forward implementation under test (usp::cuda::make_kernel(0, nullptr, name)).
+struct Forward {
+  std::string name;
+  std::unique_ptr<usp::AttentionKernel> kernel;
+};
+
+// Backward from a forward's out/lse with accumulate on odd seeds: dq/dk/dv start at 1, must end
+// at 1 + grad.
+void run_backward(usp::AttentionKernel& kern, usp::Allocator& dev, const Case& c,
+                  const std::string& name, const usp::Tensor& q, const usp::Tensor& k,
+                  const usp::Tensor& v, const usp::Tensor& out, const usp::Tensor& lse,
+                  const usp::Tensor& dout, double scale, const usp::reference::BackwardResult& rb,
+                  unsigned seed) {
+  auto dq = usp::Tensor::empty({c.b, c.sq, c.h, c.d}, usp::DType::f32, dev);
+  auto dk = usp::Tensor::empty({c.b, c.sk, c.hkv, c.d}, usp::DType::f32, dev);
+  auto dv = usp::Tensor::empty({c.b, c.sk, c.hkv, c.d}, usp::DType::f32, dev);
+  const bool acc = (seed % 2) == 1;
+  for (auto* t : {&dq, &dk, &dv}) {
+    kern.fill_zero(*t);
+    if (acc) {
+      auto one = usp::Tensor::empty(t->shape(), usp::DType::f32);
+      float* p = one.data_as<float>();
+      for (std::int64_t i = 0; i < one.numel(); ++i) p[i] = 1.0f;
+      auto oned = usp::cuda::to_device(one, dev);
+      kern.add(oned, *t);
+    }
+  }
+  kern.backward(q, k, v, out, lse, dout, c.mask, static_cast<float>(scale), dq, dk, dv, acc);
+  const char* names[] = {"dq", "dk", "dv"};
+  const std::vector<double>* refs[] = {&rb.dq, &rb.dk, &rb.dv};
+  usp::Tensor* got[] = {&dq, &dk, &dv};
+  for (int i = 0; i < 3; ++i) {
+    auto gd = usp::to_doubles(usp::cuda::to_host(*got[i]));
+    if (acc)
+      for (auto& x : gd) x -= 1.0;
+    const double e = usp::relative_error(gd, *refs[i]);
+    check(e <= kTol, name + ": backward " + names[i] + " rel. error " + std::to_string(e) +
+                         (acc ? " (accumulate)" : ""));
+  }
+}
+
+void run_case(usp::AttentionKernel& kern, const std::vector<Forward>& fwds, usp::Allocator& dev,
+              const Case& c, unsigned seed) {
   std::mt19937 g(seed);
   const std::string name = std::string(usp::dtype_name(c.dtype)) + " d" + std::to_string(c.d) +
                            " " + usp::mask_name(c.mask) + " b" + std::to_string(c.b) + " h" +
@@ -89,45 +134,37 @@ void run_case(usp::AttentionKernel& kern, usp::Allocator& dev, const Case& c, un
   };
   auto q = place(q_h, c.sq), k = place(k_h, c.sk), v = place(v_h, c.sk);
   auto dout = place(do_h, c.sq);
-  usp::Tensor out = usp::Tensor::empty({c.b, c.sq, c.h, c.d}, c.dtype, dev);
-  usp::Tensor lse = usp::Tensor::empty({c.b, c.h, c.sq}, usp::DType::f32, dev);
-  kern.forward(q, k, v, c.mask, static_cast<float>(scale), out, lse);
-
   auto ref = usp::reference::forward(q_h, k_h, v_h, c.mask, scale);
-  const double e_out = usp::relative_error(usp::to_doubles(usp::cuda::to_host(out)), ref.out);
-  bool inf_ok = true;
-  const double e_lse = lse_error(usp::to_doubles(usp::cuda::to_host(lse)), ref.lse, &inf_ok);
-  check(e_out <= kTol, name + ": forward out rel. error " + std::to_string(e_out));
-  check(e_lse <= kTol && inf_ok, name + ": forward lse rel. error " + std::to_string(e_lse) +
-                                     (inf_ok ? "" : " (a -inf row differs)"));
-
-  // Backward with accumulate: dq/dk/dv start at 1, must end at 1 + grad.
-  auto dq = usp::Tensor::empty({c.b, c.sq, c.h, c.d}, usp::DType::f32, dev);
-  auto dk = usp::Tensor::empty({c.b, c.sk, c.hkv, c.d}, usp::DType::f32, dev);
-  auto dv = usp::Tensor::empty({c.b, c.sk, c.hkv, c.d}, usp::DType::f32, dev);
-  const bool acc = (seed % 2) == 1;
-  for (auto* t : {&dq, &dk, &dv}) {
-    kern.fill_zero(*t);
-    if (acc) {
-      auto one = usp::Tensor::empty(t->shape(), usp::DType::f32);
-      float* p = one.data_as<float>();
-      for (std::int64_t i = 0; i < one.numel(); ++i) p[i] = 1.0f;
-      auto oned = usp::cuda::to_device(one, dev);
-      kern.add(oned, *t);
-    }
-  }
-  kern.backward(q, k, v, out, lse, dout, c.mask, static_cast<float>(scale), dq, dk, dv, acc);
   auto rb = usp::reference::backward(q_h, k_h, v_h, do_h, c.mask, scale);
-  const char* names[] = {"dq", "dk", "dv"};
-  const std::vector<double>* refs[] = {&rb.dq, &rb.dk, &rb.dv};
-  usp::Tensor* got[] = {&dq, &dk, &dv};
-  for (int i = 0; i < 3; ++i) {
-    auto gd = usp::to_doubles(usp::cuda::to_host(*got[i]));
-    if (acc)
-      for (auto& x : gd) x -= 1.0;
-    const double e = usp::relative_error(gd, *refs[i]);
-    check(e <= kTol, name + ": backward " + names[i] + " rel. error " + std::to_string(e) +
-                         (acc ? " (accumulate)" : ""));
+  for (const Forward& fw : fwds) {
+    // Strided cases write an fp32 out into a view of a larger buffer (rows [pad, pad + sq)).
+    usp::Tensor out_buf = usp::Tensor::empty({c.b, c.sq + 2 * pad, c.h, c.d},
+                                             c.strided ? usp::DType::f32 : c.dtype, dev);
+    usp::Tensor out = out_buf.slice(1, pad, c.sq);
+    usp::Tensor lse = usp::Tensor::empty({c.b, c.h, c.sq}, usp::DType::f32, dev);
+    if (c.strided) kern.fill_neg_inf(out_buf);  // the rows around the view must stay -inf
+    fw.kernel->forward(q, k, v, c.mask, static_cast<float>(scale), out, lse);
+    const std::string fname = "[" + fw.name + " forward] " + name;
+    if (c.strided) {
+      auto all = usp::to_doubles(usp::cuda::to_host(out_buf));
+      const std::size_t row = static_cast<std::size_t>(c.h) * c.d;
+      const std::size_t rows_per_b = static_cast<std::size_t>(c.sq) + 2 * pad;
+      std::int64_t touched = 0;
+      for (std::size_t i = 0; i < all.size(); ++i) {
+        const std::size_t r = (i / row) % rows_per_b;
+        const bool outside = r < static_cast<std::size_t>(pad) || r >= rows_per_b - pad;
+        if (outside && !(std::isinf(all[i]) && all[i] < 0)) ++touched;
+      }
+      check(touched == 0, fname + ": forward wrote " + std::to_string(touched) +
+                              " elements outside its out view");
+    }
+    const double e_out = usp::relative_error(usp::to_doubles(usp::cuda::to_host(out)), ref.out);
+    bool inf_ok = true;
+    const double e_lse = lse_error(usp::to_doubles(usp::cuda::to_host(lse)), ref.lse, &inf_ok);
+    check(e_out <= kTol, fname + ": forward out rel. error " + std::to_string(e_out));
+    check(e_lse <= kTol && inf_ok, fname + ": forward lse rel. error " + std::to_string(e_lse) +
+                                       (inf_ok ? "" : " (a -inf row differs)"));
+    run_backward(kern, dev, c, fname, q, k, v, out, lse, dout, scale, rb, seed);
   }
 }
 
@@ -182,19 +219,33 @@ void test_elementwise(usp::AttentionKernel& kern, usp::Allocator& dev) {
 int test_kernels() {
   auto kern = usp::make_kernel("cuda-local");
   auto dev = usp::make_allocator("cuda-local");
+  std::vector<Forward> fwds;
+  for (const char* f : {"wmma", "mma"}) fwds.push_back({f, usp::cuda::make_kernel(0, nullptr, f)});
+  std::printf("forwards under test: wmma, mma (default from USP_CUDA_FWD: %s; kernel %s)\n",
+              usp::cuda::default_forward().c_str(), kern->name().c_str());
   unsigned seed = 1000;
   for (usp::DType t : {usp::DType::f16, usp::DType::bf16})
     for (int d : {16, 32, 64, 128})
       for (usp::MaskMode m :
            {usp::MaskMode::none, usp::MaskMode::causal, usp::MaskMode::causal_strict}) {
         const bool causal = m != usp::MaskMode::none;
-        run_case(*kern, *dev, {t, d, m, 2, 4, 2, 100, causal ? 100 : 150, false}, ++seed);
-        run_case(*kern, *dev, {t, d, m, 1, 2, 1, 64, 64, true}, ++seed);
+        run_case(*kern, fwds, *dev, {t, d, m, 2, 4, 2, 100, causal ? 100 : 150, false}, ++seed);
+        run_case(*kern, fwds, *dev, {t, d, m, 1, 2, 1, 64, 64, true}, ++seed);
       }
   // Longer: several tiles in both directions, MHA.
-  run_case(*kern, *dev, {usp::DType::f16, 128, usp::MaskMode::causal, 1, 2, 2, 333, 333, false},
-           77);
-  run_case(*kern, *dev, {usp::DType::bf16, 64, usp::MaskMode::none, 1, 8, 1, 17, 300, true}, 78);
+  const auto f16 = usp::DType::f16, bf16 = usp::DType::bf16;
+  const auto none = usp::MaskMode::none, causal = usp::MaskMode::causal,
+             strict = usp::MaskMode::causal_strict;
+  run_case(*kern, fwds, *dev, {f16, 128, causal, 1, 2, 2, 333, 333, false}, 77);
+  run_case(*kern, fwds, *dev, {bf16, 64, none, 1, 8, 1, 17, 300, true}, 78);
+  // Edges: one query and one key that it may not see (out 0, lse -inf everywhere); more queries
+  // than keys under a causal mask; tails of both tiles; a long key stream (16 tiles) for few
+  // queries; a strided causal_strict run over several query blocks.
+  run_case(*kern, fwds, *dev, {f16, 64, strict, 1, 2, 2, 1, 1, false}, 79);
+  run_case(*kern, fwds, *dev, {bf16, 128, causal, 1, 3, 1, 130, 70, false}, 80);
+  run_case(*kern, fwds, *dev, {f16, 32, none, 2, 2, 2, 65, 129, true}, 81);
+  run_case(*kern, fwds, *dev, {f16, 128, none, 1, 1, 1, 3, 1000, false}, 82);
+  run_case(*kern, fwds, *dev, {bf16, 16, strict, 1, 2, 1, 200, 200, true}, 83);
   test_elementwise(*kern, *dev);
   // Rejections are readable errors.
   try {
