@@ -125,6 +125,21 @@ TEST(KernelAmx, LongRowsStayWithinTheBf16Tolerance) {
     EXPECT_LE(rel_out, 1e-2);
     EXPECT_LE(rel_lse, 1e-2);
     EXPECT_LE(max_lse, 1e-4);  // scores and sums stay fp32
+
+    Tensor dq = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
+    Tensor dk = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32);
+    Tensor dv = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32);
+    shared_kernel().backward(in.q, in.k, in.v, out, lse, in.dout, mask, in.scale, dq, dk, dv,
+                             false);
+    const auto g = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
+    const double floor = 1e-2 * test::norm(g.dv);
+    const double e_dq = test::grad_error(dq, g.dq, floor), e_dk = test::grad_error(dk, g.dk, floor),
+                 e_dv = test::grad_error(dv, g.dv, floor);
+    std::cout << "[ amx bwd " << mask_name(mask) << " ] rel dq " << e_dq << ", dk " << e_dk
+              << ", dv " << e_dv << "\n";
+    EXPECT_LE(e_dq, 1e-2);
+    EXPECT_LE(e_dk, 1e-2);
+    EXPECT_LE(e_dv, 1e-2);
   }
 }
 
@@ -162,15 +177,23 @@ TEST(KernelAmx, SameBitsForAnyThreadCount) {
   p.mask = MaskMode::causal;
   p.dtype = DType::bf16;
   const auto in = test::make_inputs(p, rng);
-  Tensor out[2], lse[2];
+  Tensor out[2], lse[2], dq[2], dk[2], dv[2];
   for (int i = 0; i < 2; ++i) {
     auto kernel = make_cpu_kernel(i == 0 ? 1 : 3);
     out[i] = Tensor::empty({2, 150, 4, 64}, DType::f32);
     lse[i] = Tensor::empty({2, 4, 150}, DType::f32);
     kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out[i], lse[i]);
+    dq[i] = Tensor::empty({2, 150, 4, 64}, DType::f32);
+    dk[i] = Tensor::empty({2, 150, 2, 64}, DType::f32);
+    dv[i] = Tensor::empty({2, 150, 2, 64}, DType::f32);
+    kernel->backward(in.q, in.k, in.v, out[0], lse[0], in.dout, p.mask, in.scale, dq[i], dk[i],
+                     dv[i], false);
   }
   EXPECT_TRUE(test::bitwise_equal(out[0], out[1]));
   EXPECT_TRUE(test::bitwise_equal(lse[0], lse[1]));
+  EXPECT_TRUE(test::bitwise_equal(dq[0], dq[1]));
+  EXPECT_TRUE(test::bitwise_equal(dk[0], dk[1]));
+  EXPECT_TRUE(test::bitwise_equal(dv[0], dv[1]));
 }
 
 // The path takes exactly the scratch make_cpu_kernel documents, writes every byte before reading
@@ -201,6 +224,22 @@ TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
       const auto ref = reference::forward(in.q, in.k, in.v, mask, in.scale);
       EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-2);
       EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-2);
+
+      // Backward, accumulating onto gradients that already hold values.
+      Tensor dq = test::filled({2, 100, 4, 40}, 0.5f), dk = test::filled({2, 100, 2, 40}, 0.5f),
+             dv = test::filled({2, 100, 2, 40}, 0.5f);
+      alloc.reset_peak();
+      kernel->backward(in.q, in.k, in.v, out, lse, in.dout, mask, in.scale, dq, dk, dv, true);
+      EXPECT_EQ(alloc.stats().peak, cpu_kernel_scratch_bytes(true, 2, 100, 100, 4, 2, 40, threads));
+      EXPECT_EQ(alloc.stats().current, 0u);
+      const auto g = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
+      auto shifted = [](std::vector<double> x) {
+        for (double& e : x) e += 0.5;
+        return x;
+      };
+      EXPECT_LE(relative_error(to_doubles(dq), shifted(g.dq)), 1e-2);
+      EXPECT_LE(relative_error(to_doubles(dk), shifted(g.dk)), 1e-2);
+      EXPECT_LE(relative_error(to_doubles(dv), shifted(g.dv)), 1e-2);
     }
   }
 }

@@ -62,8 +62,11 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
   check_host(q, "q");
   check_scale(scale);
-  run_backward(make_problem(q, k, mask, scale), context(), q, k, v, out, lse, dout, dq, dk, dv,
-               accumulate);
+  const Problem p = make_problem(q, k, mask, scale);
+  if (use_amx(ops_, q) &&
+      amx::backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate))
+    return;
+  run_backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate);
 }
 
 }  // namespace cpu
