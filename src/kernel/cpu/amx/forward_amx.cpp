@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernel/cpu/amx/amx_attention.hpp"
 #include "kernel/cpu/amx/amx_pack.hpp"
