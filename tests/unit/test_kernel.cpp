@@ -266,7 +266,9 @@ TEST(KernelStrided, SlicedInputsAndOutputs) {
   Tensor lse = lseb.slice(2, 7, s);
   kernel->forward(q, k, v, MaskMode::causal, 0.2f, out, lse);
   const auto ref = reference::forward(q, k, v, MaskMode::causal, 0.2f);
-  EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
+  // The fp32 loops compute bf16 inputs exactly; the AMX tiles round P to bf16 (bf16 tolerance).
+  const bool amx = kernel->name().find("amx") != std::string::npos;
+  EXPECT_LE(relative_error(to_doubles(out), ref.out), amx ? 1e-2 : 1e-5);
   EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
   // Untouched surroundings stay zero.
   EXPECT_EQ(*static_cast<float*>(outb.ptr({0, 0, 0, 0})), 0.0f);
@@ -280,9 +282,9 @@ TEST(KernelStrided, SlicedInputsAndOutputs) {
   Tensor dv = gv.slice(2, 1, hkv);
   kernel->backward(q, k, v, out, lse, dout, MaskMode::causal, 0.2f, dq, dk, dv, false);
   const auto g = reference::backward(q, k, v, dout, MaskMode::causal, 0.2f);
-  EXPECT_LE(relative_error(to_doubles(dq), g.dq), 1e-4);
-  EXPECT_LE(relative_error(to_doubles(dk), g.dk), 1e-4);
-  EXPECT_LE(relative_error(to_doubles(dv), g.dv), 1e-4);
+  EXPECT_LE(relative_error(to_doubles(dq), g.dq), amx ? 1e-2 : 1e-4);
+  EXPECT_LE(relative_error(to_doubles(dk), g.dk), amx ? 1e-2 : 1e-4);
+  EXPECT_LE(relative_error(to_doubles(dv), g.dv), amx ? 1e-2 : 1e-4);
   EXPECT_EQ(*static_cast<float*>(gq.ptr({0, 0, 0, 0})), 0.0f);
   EXPECT_EQ(*static_cast<float*>(gk.ptr({1, 1, 1, 5})), 0.0f);
 }

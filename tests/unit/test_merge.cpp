@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "kernel_test_util.hpp"
 #include "usp/error.hpp"
@@ -48,7 +49,9 @@ TEST(MergeHalves, Fp32PartialsEqualTheWhole) {
   merge_halves(DType::f32, DType::f32, 1e-5);
 }
 TEST(MergeHalves, Bf16InputsFp32Partials) {
-  merge_halves(DType::bf16, DType::f32, 1e-5);
+  // Exact with the fp32 loops; the AMX tiles round P to bf16 (the bf16 tolerance).
+  const bool amx = make_cpu_kernel(1)->name().find("amx") != std::string::npos;
+  merge_halves(DType::bf16, DType::f32, amx ? 1e-2 : 1e-5);
 }
 TEST(MergeHalves, Fp16Partials) {
   merge_halves(DType::f16, DType::f16, 1e-2);

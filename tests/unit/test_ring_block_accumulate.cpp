@@ -89,7 +89,10 @@ TEST(RingBlockAccumulate, ChunkedEqualsUnchunkedForEveryMask) {
       copy_into(prior_lse, lse);
       detail::BlockAccumulator acc(*kernel, alloc, chunk);
       acc.add(q, k, v, c.mask, scale, out, lse);
-      EXPECT_LE(relative_error(out, want_out), 2e-6);
+      // Exact up to fp32 rounding, but the AMX tiles round P to bf16 relative to a running max
+      // that depends on the key range of each call: bf16 inputs there get the bf16 tolerance.
+      const bool amx = c.dtype == DType::bf16 && kernel->name().find("amx") != std::string::npos;
+      EXPECT_LE(relative_error(out, want_out), amx ? 1e-2 : 2e-6);
       EXPECT_LE(max_abs_diff(lse, want_lse), 2e-5);
       // The scratch holds one chunk of fp32 rows, not the block.
       const std::int64_t rows = std::min(chunk, c.sq);

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <string_view>
 #include <thread>
 
+#include "kernel/cpu/amx/amx_attention.hpp"
+#include "usp/cpu.hpp"
 #include "usp/error.hpp"
 
 namespace usp {
@@ -23,13 +26,24 @@ void check_scale(float scale) {
                 "scale must be a positive finite number, got ", scale);
 }
 
+// The AMX tiles serve bf16 inputs when the dispatch says amx (USP_CPU_PATH is read per call, as
+// everywhere) and the kernel was not built on the portable ops.
+bool amx_active(const TileOps& ops) {
+  return amx::compiled() && std::string_view(ops.isa) != "generic" && cpu_path() == CpuPath::amx;
+}
+
+bool use_amx(const TileOps& ops, const Tensor& q) {
+  return q.dtype() == DType::bf16 && amx_active(ops);
+}
+
 }  // namespace
 
 CpuKernel::CpuKernel(int threads, const TileOps& ops, Allocator& scratch)
     : pool_(threads), ops_(ops), scratch_(scratch) {}
 
 std::string CpuKernel::name() const {
-  return std::string("cpu (") + ops_.isa + ", " + std::to_string(pool_.size()) + " threads)";
+  return std::string("cpu (") + (amx_active(ops_) ? "amx bf16, " : "") + ops_.isa + ", " +
+         std::to_string(pool_.size()) + " threads)";
 }
 
 void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
@@ -37,7 +51,9 @@ void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskM
   check_forward_args(q, k, v, mask, out, lse);
   check_host(q, "q");
   check_scale(scale);
-  run_forward(make_problem(q, k, mask, scale), context(), q, k, v, out, lse);
+  const Problem p = make_problem(q, k, mask, scale);
+  if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return;
+  run_forward(p, context(), q, k, v, out, lse);
 }
 
 void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
@@ -46,8 +62,11 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
   check_host(q, "q");
   check_scale(scale);
-  run_backward(make_problem(q, k, mask, scale), context(), q, k, v, out, lse, dout, dq, dk, dv,
-               accumulate);
+  const Problem p = make_problem(q, k, mask, scale);
+  if (use_amx(ops_, q) &&
+      amx::backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate))
+    return;
+  run_backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate);
 }
 
 }  // namespace cpu

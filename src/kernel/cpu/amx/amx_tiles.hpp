@@ -1,0 +1,186 @@
+// Building blocks of the AMX (bf16) attention path: the tile configuration every AMX task loads,
+// 2×2 blocks of tile matrix products, the packed operand layouts, and the AVX-512 pieces of the
+// softmax. Included only by the files under src/kernel/cpu/amx/; every function carries its own
+// target attribute, so the library is still built for the generic x86-64 target and enters this
+// code only when usp::cpu_path() is amx (the CPU has AMX and Linux granted the tile state).
+#pragma once
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define USP_HAVE_AMX_PATH 1
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#else
+#define USP_HAVE_AMX_PATH 0
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if USP_HAVE_AMX_PATH
+
+#define USP_AMX \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+namespace usp::cpu::amx {
+
+using bf16 = std::uint16_t;
+
+// Tile registers: C (fp32 accumulators) 0-3, A 4-5, B 6-7; every tile is 16 rows × 64 bytes
+// (A: 16 rows × 32 bf16, B: 16 bf16 pairs × 16 columns, C: 16 × 16 fp32).
+inline constexpr int kTileRows = 16;
+inline constexpr int kTileK = 32;  // bf16 elements of the reduction per tile product
+
+// The 64-byte LDTILECFG operand: palette 1, tiles 0-7 all 16 rows × 64 bytes.
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1;
+  std::uint8_t start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+  TileConfig() {
+    for (int t = 0; t < 8; ++t) {
+      colsb[t] = 64;
+      rows[t] = kTileRows;
+    }
+  }
+};
+
+// Loads the configuration on entry and releases the tile state on exit: one per task, on the
+// thread that runs the task (LDTILECFG is per thread; the permission is per process).
+class TileScope {
+ public:
+  USP_AMX TileScope() {
+    static const TileConfig cfg;
+    _tile_loadconfig(&cfg);
+  }
+  USP_AMX ~TileScope() { _tile_release(); }
+  TileScope(const TileScope&) = delete;
+  TileScope& operator=(const TileScope&) = delete;
+};
+
+// The tile instructions are opaque to the compiler's view of memory with some compilers (GCC's are
+// asm statements without a memory clobber): a fence between tile stores and vector reads of the
+// same buffer (and the other way round) keeps their order.
+inline void memory_fence() {
+  __asm__ __volatile__("" ::: "memory");
+}
+
+// C[MR·16][NR·16] (+)= A[MR·16][K]·B[K][NR·16] with K = 32·kchunks. A rows at a_stride bytes,
+// A chunk k at a + 64·k bytes of each row; B tile (k, n) at b + k·b_kstep + n·b_nstep bytes (each
+// 16 rows × 64 bytes, stride 64); C at c_stride bytes per row.
+template <int MR, int NR>
+USP_AMX inline void tile_block(int kchunks, const char* a, long a_stride, const char* b,
+                               long b_kstep, long b_nstep, char* c, long c_stride, bool load_c) {
+  static_assert(MR >= 1 && MR <= 2 && NR >= 1 && NR <= 2);
+  if (load_c) {
+    _tile_loadd(0, c, c_stride);
+    if constexpr (NR == 2) _tile_loadd(1, c + 64, c_stride);
+    if constexpr (MR == 2) _tile_loadd(2, c + 16 * c_stride, c_stride);
+    if constexpr (MR == 2 && NR == 2) _tile_loadd(3, c + 16 * c_stride + 64, c_stride);
+  } else {
+    _tile_zero(0);
+    if constexpr (NR == 2) _tile_zero(1);
+    if constexpr (MR == 2) _tile_zero(2);
+    if constexpr (MR == 2 && NR == 2) _tile_zero(3);
+  }
+  for (int k = 0; k < kchunks; ++k) {
+    const char* bk = b + k * b_kstep;
+    _tile_loadd(6, bk, 64);
+    if constexpr (NR == 2) _tile_loadd(7, bk + b_nstep, 64);
+    _tile_loadd(4, a + 64 * k, a_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NR == 2) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (MR == 2) {
+      _tile_loadd(5, a + 16 * a_stride + 64 * k, a_stride);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (NR == 2) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, c_stride);
+  if constexpr (NR == 2) _tile_stored(1, c + 64, c_stride);
+  if constexpr (MR == 2) _tile_stored(2, c + 16 * c_stride, c_stride);
+  if constexpr (MR == 2 && NR == 2) _tile_stored(3, c + 16 * c_stride + 64, c_stride);
+}
+
+// C[m_tiles·16][n_tiles·16] (+)= A·B over kchunks, by 2×2 blocks (1-wide at odd edges).
+USP_AMX inline void tile_gemm(int m_tiles, int n_tiles, int kchunks, const char* a, long a_stride,
+                              const char* b, long b_kstep, long b_nstep, char* c, long c_stride,
+                              bool load_c) {
+  for (int mt = 0; mt < m_tiles; mt += 2) {
+    const char* am = a + mt * 16 * a_stride;
+    char* cm = c + mt * 16 * c_stride;
+    const bool two_m = mt + 1 < m_tiles;
+    for (int nt = 0; nt < n_tiles; nt += 2) {
+      const bool two_n = nt + 1 < n_tiles;
+      const char* bn = b + nt * b_nstep;
+      char* cn = cm + nt * 64;
+      if (two_m && two_n)
+        tile_block<2, 2>(kchunks, am, a_stride, bn, b_kstep, b_nstep, cn, c_stride, load_c);
+      else if (two_m)
+        tile_block<2, 1>(kchunks, am, a_stride, bn, b_kstep, b_nstep, cn, c_stride, load_c);
+      else if (two_n)
+        tile_block<1, 2>(kchunks, am, a_stride, bn, b_kstep, b_nstep, cn, c_stride, load_c);
+      else
+        tile_block<1, 1>(kchunks, am, a_stride, bn, b_kstep, b_nstep, cn, c_stride, load_c);
+    }
+  }
+}
+
+// 2^x in fp32 (the softmax calls it with x <= 0; -inf gives 0): x = n + f with n = floor(x)
+// and f in [0, 1) in one instruction (vreduceps), 2^f by a degree-5 polynomial interpolating it at
+// the Chebyshev nodes (relative error 1.0e-7, 1.8e-7 with fp32 rounding), 2^n by scalef (which
+// takes floor(x) itself). Inputs below -150 give 0.
+USP_AMX inline __m512 exp2_ps(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x);
+  const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF);
+  __m512 p = _mm512_set1_ps(1.8937540581920975e-03f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.94959042337237e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.586033707720827e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4014181820146044e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931544896632286e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.999998983500245e-01f));
+  return _mm512_scalef_ps(p, x);
+}
+
+// Two fp32 vectors rounded to nearest-even bf16, lo in the low 16 elements.
+USP_AMX inline __m512i to_bf16(__m512 lo, __m512 hi) {
+  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+// The 16 bf16 in the low or high half of v, widened exactly to fp32.
+USP_AMX inline __m512 bf16_lo_ps(__m512i v) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)), 16));
+}
+USP_AMX inline __m512 bf16_hi_ps(__m512i v) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)), 16));
+}
+
+}  // namespace usp::cpu::amx
+
+#endif  // USP_HAVE_AMX_PATH
+
+namespace usp::cpu::amx {
+
+// Hands out 64-byte aligned pieces of one scratch block, in order.
+class Carve {
+ public:
+  explicit Carve(void* base) : p_(static_cast<char*>(base)) {}
+  template <class T>
+  T* take(std::size_t count) {
+    T* r = reinterpret_cast<T*>(p_);
+    p_ += round(count * sizeof(T));
+    return r;
+  }
+  static std::size_t round(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+ private:
+  char* p_;
+};
+
+}  // namespace usp::cpu::amx

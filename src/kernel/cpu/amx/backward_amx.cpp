@@ -1,0 +1,372 @@
+// AMX backward, the structure of the fp32 one (backward.cpp) on bf16 tiles. P = exp(scale·QKᵀ −
+// lse) is recomputed per tile, dS = P∘(dP − D) with D = rowsum(dout∘out). For each batch of
+// (batch, kv head) groups:
+//   pack:   K and V with pairs of d (B operands of Q·Kᵀ and dout·Vᵀ), K with pairs of keys (B of
+//           dS·K); Q and dout of the group's heads with pairs of d and with pairs of rows (B of
+//           K·Qᵀ, V·doutᵀ, Pᵀ·dout, dSᵀ·Q); lse in base 2 and D per row;
+//   pass 1: one task per (group, key tile) owns dk/dv of the tile and loops over the query tiles
+//           of every head sharing the kv head, computing the transposed tiles Sᵀ = K·Qᵀ and
+//           dPᵀ = V·doutᵀ (keys are the tile rows, so dv += Pᵀ·dout and dk += dSᵀ·Q take them as
+//           A operands directly);
+//   pass 2: one task per (group, head, query tile) owns dq of the tile: S = Q·Kᵀ, dP = dout·Vᵀ,
+//           dq += dS·K.
+// P and dS are rounded to bf16 for the tile products; everything else is fp32. Every output
+// element is written by one task in a fixed order: the same bits for any thread count.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernel/cpu/amx/amx_attention.hpp"
+#include "kernel/cpu/amx/amx_pack.hpp"
+#include "kernel/cpu/amx/amx_tiles.hpp"
+#include "usp/memory.hpp"
+#include "util/rows.hpp"
+
+namespace usp::cpu::amx {
+
+#if USP_HAVE_AMX_PATH
+
+namespace {
+
+constexpr int kT = 64;  // query rows and keys per tile
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kLog2e = 1.4426950408889634f;
+
+struct Shape {
+  int d, dk, dp;
+  std::int64_t g, nqt, nkt, sq_pad, sk_pad;
+  // Offsets in bytes of one group's panels.
+  std::size_t kpd, vpd, kpr, qpd, opd, qpr, opr, lse2, D, panel;
+  std::size_t worker;
+  explicit Shape(const Problem& p) {
+    d = static_cast<int>(p.d);
+    dk = round_up(d, 32);
+    dp = round_up(d, 16);
+    g = p.group();
+    nqt = (p.sq + kT - 1) / kT;
+    nkt = (p.sk + kT - 1) / kT;
+    sq_pad = nqt * kT;
+    sk_pad = nkt * kT;
+    const auto sk = static_cast<std::size_t>(sk_pad), rows = static_cast<std::size_t>(g * sq_pad);
+    const auto udk = static_cast<std::size_t>(dk), udp = static_cast<std::size_t>(dp);
+    std::size_t at = 0;
+    auto take = [&at](std::size_t bytes) {
+      const std::size_t r = at;
+      at += Carve::round(bytes);
+      return r;
+    };
+    kpd = take(2 * sk * udk);
+    vpd = take(2 * sk * udk);
+    kpr = take(2 * sk * udp);
+    qpd = take(2 * rows * udk);
+    opd = take(2 * rows * udk);
+    qpr = take(2 * rows * udp);
+    opr = take(2 * rows * udp);
+    lse2 = take(4 * rows);
+    D = take(4 * rows);
+    panel = at;
+    worker = 2 * Carve::round(2 * kT * udk) + 2 * Carve::round(4 * kT * kT) +
+             2 * Carve::round(2 * kT * kT) + 2 * Carve::round(4 * kT * udp);
+  }
+};
+
+struct Worker {
+  bf16* a1;     // [kT][dk] A operand rows (K of the key tile, or Q of the query tile)
+  bf16* a2;     // [kT][dk] (V of the key tile, or dout of the query tile)
+  float* s;     // [kT][kT] scores, then P
+  float* dp;    // [kT][kT] dP
+  bf16* pb;     // [kT][kT] P in bf16
+  bf16* dsb;    // [kT][kT] dS in bf16
+  float* acc1;  // [kT][dp] dk or dq
+  float* acc2;  // [kT][dp] dv
+};
+
+template <class T>
+const T* at(const char* base, std::size_t offset) {
+  return reinterpret_cast<const T*>(base + offset);
+}
+
+// One row of probabilities and score gradients over `n` columns (a multiple of 16): P =
+// 2^(c·s − lse2) (lse2 = +inf gives 0), masked columns (s = -inf) give 0, dS = P·(dP − D). The
+// statistics are per column (transposed tiles) when lse2/D point to `n` values, per row when
+// scalar.
+USP_AMX inline void probs_row_t(const float* s, const float* dp, const float* lse2, const float* D,
+                                int n, float c, bf16* pb, bf16* dsb) {
+  const __m512 vc = _mm512_set1_ps(c);
+  for (int j = 0; j < n; j += 32) {
+    const __m512 p0 =
+        exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), _mm512_loadu_ps(lse2 + j)));
+    const __m512 p1 =
+        exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), _mm512_loadu_ps(lse2 + j + 16)));
+    const __m512 d0 =
+        _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), _mm512_loadu_ps(D + j)));
+    const __m512 d1 =
+        _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_load_ps(dp + j + 16), _mm512_loadu_ps(D + j + 16)));
+    _mm512_store_si512(pb + j, to_bf16(p0, p1));
+    _mm512_store_si512(dsb + j, to_bf16(d0, d1));
+  }
+}
+
+USP_AMX inline void probs_row(const float* s, const float* dp, float lse2, float D, int n, float c,
+                              bf16* dsb) {
+  const __m512 vc = _mm512_set1_ps(c), vl = _mm512_set1_ps(lse2), vd = _mm512_set1_ps(D);
+  for (int j = 0; j < n; j += 32) {
+    const __m512 p0 = exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), vl));
+    const __m512 p1 = exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), vl));
+    const __m512 d0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), vd));
+    const __m512 d1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_load_ps(dp + j + 16), vd));
+    _mm512_store_si512(dsb + j, to_bf16(d0, d1));
+  }
+}
+
+// Last visible key of query i (may be < 0).
+std::int64_t last_key(const Problem& p, std::int64_t i) {
+  if (p.mask == MaskMode::causal) return std::min(p.sk - 1, i);
+  if (p.mask == MaskMode::causal_strict) return std::min(p.sk - 1, i - 1);
+  return p.sk - 1;
+}
+
+void store_grad_row(const float* src, float* dst, int d, float factor, bool accumulate) {
+  if (accumulate) {
+    for (int c = 0; c < d; ++c) dst[c] += factor * src[c];
+  } else {
+    for (int c = 0; c < d; ++c) dst[c] = factor * src[c];
+  }
+}
+
+struct Views {
+  View q, k, v, o, l, dout, dq, dk, dv;
+};
+
+// Pass 1: dk, dv of keys [j0, j0 + n) of group (bi, hk).
+USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
+                      const char* base, std::int64_t bi, std::int64_t hk, std::int64_t j0,
+                      bool accumulate) {
+  const int n = static_cast<int>(std::min<std::int64_t>(kT, p.sk - j0));
+  const int m_tiles = (n + 15) / 16;
+  const int dk = sh.dk, dp = sh.dp, d = sh.d;
+  const float c = p.scale * kLog2e;
+  pack_rows(vw.k, bi, j0, n, hk, d, w.a1, dk, m_tiles * 16);
+  pack_rows(vw.v, bi, j0, n, hk, d, w.a2, dk, m_tiles * 16);
+  std::fill(w.acc1, w.acc1 + static_cast<long>(kT) * dp, 0.0f);
+  std::fill(w.acc2, w.acc2 + static_cast<long>(kT) * dp, 0.0f);
+  std::fill(w.pb, w.pb + kT * kT, bf16{0});
+  std::fill(w.dsb, w.dsb + kT * kT, bf16{0});
+  const std::int64_t qt0 = std::min(p.sq - 1, p.first_query(j0)) / kT;
+  const bool causal = p.mask != MaskMode::none;
+  TileScope tiles;
+  for (std::int64_t hi_in = 0; hi_in < sh.g; ++hi_in) {
+    for (std::int64_t qt = qt0; qt < sh.nqt; ++qt) {
+      const std::int64_t i0 = qt * kT;
+      const std::size_t r0 = static_cast<std::size_t>(hi_in * sh.sq_pad + i0);
+      const int q_tiles = static_cast<int>(std::min<std::int64_t>(kT, sh.sq_pad - i0)) / 16;
+      // Sᵀ = K·Qᵀ and dPᵀ = V·doutᵀ, [keys][queries].
+      memory_fence();
+      tile_gemm(m_tiles, q_tiles, dk / 32, reinterpret_cast<const char*>(w.a1), 2L * dk,
+                base + sh.qpd + 2 * r0 * dk, 2L * 512, 2L * 16 * dk, reinterpret_cast<char*>(w.s),
+                4L * kT, false);
+      tile_gemm(m_tiles, q_tiles, dk / 32, reinterpret_cast<const char*>(w.a2), 2L * dk,
+                base + sh.opd + 2 * r0 * dk, 2L * 512, 2L * 16 * dk, reinterpret_cast<char*>(w.dp),
+                4L * kT, false);
+      memory_fence();
+      const float* lse2 = at<float>(base, sh.lse2) + r0;
+      const float* D = at<float>(base, sh.D) + r0;
+      for (int j = 0; j < n; ++j) {
+        float* srow = w.s + j * kT;
+        if (causal) {  // queries before the first that sees key j0 + j
+          const std::int64_t first = p.first_query(j0 + j) - i0;
+          if (first > 0) std::fill(srow, srow + std::min<std::int64_t>(first, kT), -kInf);
+        }
+        probs_row_t(srow, w.dp + j * kT, lse2, D, kT, c, w.pb + j * kT, w.dsb + j * kT);
+      }
+      memory_fence();
+      // dv += Pᵀ·dout, dk += dSᵀ·q: B tiles (query chunk k, column block nb) at
+      // panel + (r0/32 + k)·32·dp + nb·512.
+      tile_gemm(m_tiles, dp / 16, kT / 32, reinterpret_cast<const char*>(w.pb), 2L * kT,
+                base + sh.opr + 2 * r0 * dp, 2L * 32 * dp, 2L * 512,
+                reinterpret_cast<char*>(w.acc2), 4L * dp, true);
+      tile_gemm(m_tiles, dp / 16, kT / 32, reinterpret_cast<const char*>(w.dsb), 2L * kT,
+                base + sh.qpr + 2 * r0 * dp, 2L * 32 * dp, 2L * 512,
+                reinterpret_cast<char*>(w.acc1), 4L * dp, true);
+    }
+  }
+  memory_fence();
+  for (int j = 0; j < n; ++j) {
+    store_grad_row(w.acc1 + static_cast<long>(j) * dp,
+                   static_cast<float*>(vw.dk.at(bi, j0 + j, hk)), d, p.scale, accumulate);
+    store_grad_row(w.acc2 + static_cast<long>(j) * dp,
+                   static_cast<float*>(vw.dv.at(bi, j0 + j, hk)), d, 1.0f, accumulate);
+  }
+}
+
+// Pass 2: dq of query rows [i0, i0 + rows) of head hi (hi_in within group (bi, hk)).
+USP_AMX void query_tile(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
+                        const char* base, std::int64_t bi, std::int64_t hi, std::int64_t hi_in,
+                        std::int64_t i0, bool accumulate) {
+  const int rows = static_cast<int>(std::min<std::int64_t>(kT, p.sq - i0));
+  const int m_tiles = (rows + 15) / 16;
+  const int dk = sh.dk, dp = sh.dp, d = sh.d;
+  const float c = p.scale * kLog2e;
+  const std::size_t r0 = static_cast<std::size_t>(hi_in * sh.sq_pad + i0);
+  const float* lse2 = at<float>(base, sh.lse2) + r0;
+  const float* D = at<float>(base, sh.D) + r0;
+  pack_rows(vw.q, bi, i0, rows, hi, d, w.a1, dk, m_tiles * 16);
+  pack_rows(vw.dout, bi, i0, rows, hi, d, w.a2, dk, m_tiles * 16);
+  std::fill(w.acc1, w.acc1 + static_cast<long>(kT) * dp, 0.0f);
+  std::fill(w.dsb, w.dsb + kT * kT, bf16{0});
+  const std::int64_t kend = p.key_end(i0 + rows);
+  TileScope tiles;
+  for (std::int64_t j0 = 0; j0 < kend; j0 += kT) {
+    memory_fence();
+    tile_gemm(m_tiles, kT / 16, dk / 32, reinterpret_cast<const char*>(w.a1), 2L * dk,
+              base + sh.kpd + 2 * static_cast<std::size_t>(j0) * dk, 2L * 512, 2L * 16 * dk,
+              reinterpret_cast<char*>(w.s), 4L * kT, false);
+    tile_gemm(m_tiles, kT / 16, dk / 32, reinterpret_cast<const char*>(w.a2), 2L * dk,
+              base + sh.vpd + 2 * static_cast<std::size_t>(j0) * dk, 2L * 512, 2L * 16 * dk,
+              reinterpret_cast<char*>(w.dp), 4L * kT, false);
+    memory_fence();
+    const bool masked = j0 + kT > p.sk || p.tile_needs_mask(i0, j0 + kT);
+    for (int r = 0; r < rows; ++r) {
+      float* srow = w.s + r * kT;
+      if (masked) {
+        const int end =
+            static_cast<int>(std::clamp<std::int64_t>(last_key(p, i0 + r) - j0 + 1, 0, kT));
+        std::fill(srow + end, srow + kT, -kInf);
+      }
+      probs_row(srow, w.dp + r * kT, lse2[r], D[r], kT, c, w.dsb + r * kT);
+    }
+    memory_fence();
+    tile_gemm(m_tiles, dp / 16, kT / 32, reinterpret_cast<const char*>(w.dsb), 2L * kT,
+              base + sh.kpr + 2 * static_cast<std::size_t>(j0) * dp, 2L * 32 * dp, 2L * 512,
+              reinterpret_cast<char*>(w.acc1), 4L * dp, true);
+  }
+  memory_fence();
+  for (int r = 0; r < rows; ++r)
+    store_grad_row(w.acc1 + static_cast<long>(r) * dp,
+                   static_cast<float*>(vw.dq.at(bi, i0 + r, hi)), d, p.scale, accumulate);
+}
+
+}  // namespace
+
+bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
+              const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout, Tensor& dq,
+              Tensor& dk, Tensor& dv, bool accumulate) {
+  if (p.b == 0 || p.sq == 0 || p.sk == 0 || p.h == 0) return false;
+  if (dout.dtype() != DType::bf16) return false;
+  const Shape sh(p);
+  const int threads = cx.pool.size();
+  const std::size_t bytes = sizeof(float) * workspace_floats(Pass::backward, p, threads);
+  const std::size_t workers = static_cast<std::size_t>(threads) * sh.worker;
+  if (bytes < workers + sh.panel) return false;
+  const std::int64_t groups = p.b * p.hkv, g = sh.g, nqt = sh.nqt, nkt = sh.nkt;
+  const std::int64_t want = threads > 1 ? 8 * threads : 1;
+  const std::int64_t tasks = std::max(nkt, g * nqt);
+  const std::int64_t per_batch =
+      std::min({groups, (want + tasks - 1) / tasks,
+                static_cast<std::int64_t>((bytes - workers) / sh.panel)});
+
+  Buffer block(cx.scratch, bytes);
+  Carve carve(block.data());
+  std::vector<Worker> ws(static_cast<std::size_t>(threads));
+  const auto udk = static_cast<std::size_t>(sh.dk), udp = static_cast<std::size_t>(sh.dp);
+  for (Worker& w : ws) {
+    w.a1 = carve.take<bf16>(kT * udk);
+    w.a2 = carve.take<bf16>(kT * udk);
+    w.s = carve.take<float>(kT * kT);
+    w.dp = carve.take<float>(kT * kT);
+    w.pb = carve.take<bf16>(kT * kT);
+    w.dsb = carve.take<bf16>(kT * kT);
+    w.acc1 = carve.take<float>(kT * udp);
+    w.acc2 = carve.take<float>(kT * udp);
+  }
+  char* const panels = carve.take<char>(0);
+  auto panel = [&](std::int64_t slot) {
+    return panels + static_cast<std::size_t>(slot) * sh.panel;
+  };
+  const Views vw{View(q),    View(k),  View(v),  View(out), View(lse),
+                 View(dout), View(dq), View(dk), View(dv)};
+
+  for (std::int64_t first = 0; first < groups; first += per_batch) {
+    const std::int64_t count = std::min(per_batch, groups - first);
+    // Pack: tasks [0, nkt) per group are key tiles, [nkt, nkt + g·nqt) are query tiles.
+    const std::int64_t pack_tasks = nkt + g * nqt;
+    cx.pool.parallel_for(static_cast<std::size_t>(count * pack_tasks), [&](std::size_t task, int) {
+      const auto slot = static_cast<std::int64_t>(task) / pack_tasks;
+      const auto t = static_cast<std::int64_t>(task) % pack_tasks;
+      const std::int64_t grp = first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
+      char* base = panel(slot);
+      auto bf = [&](std::size_t off, std::size_t elems) {
+        return reinterpret_cast<bf16*>(base + off) + elems;
+      };
+      if (t < nkt) {
+        const std::int64_t j0 = t * kT;
+        const int n = static_cast<int>(std::min<std::int64_t>(kT, p.sk - j0));
+        const auto uj = static_cast<std::size_t>(j0);
+        pack_pairs_d(vw.k, bi, j0, n, hk, sh.d, bf(sh.kpd, uj * udk), sh.dk, kT);
+        pack_pairs_d(vw.v, bi, j0, n, hk, sh.d, bf(sh.vpd, uj * udk), sh.dk, kT);
+        pack_pairs_row(vw.k, bi, j0, n, hk, sh.d, bf(sh.kpr, uj * udp), sh.dp, kT);
+        return;
+      }
+      const std::int64_t hi_in = (t - nkt) / nqt, qt = (t - nkt) % nqt;
+      const std::int64_t hi = hk * g + hi_in, i0 = qt * kT;
+      const int rows = static_cast<int>(std::min<std::int64_t>(kT, p.sq - i0));
+      const auto r0 = static_cast<std::size_t>(hi_in * sh.sq_pad + i0);
+      pack_pairs_d(vw.q, bi, i0, rows, hi, sh.d, bf(sh.qpd, r0 * udk), sh.dk, kT);
+      pack_pairs_d(vw.dout, bi, i0, rows, hi, sh.d, bf(sh.opd, r0 * udk), sh.dk, kT);
+      pack_pairs_row(vw.q, bi, i0, rows, hi, sh.d, bf(sh.qpr, r0 * udp), sh.dp, kT);
+      pack_pairs_row(vw.dout, bi, i0, rows, hi, sh.d, bf(sh.opr, r0 * udp), sh.dp, kT);
+      float* lse2 = reinterpret_cast<float*>(base + sh.lse2) + r0;
+      float* D = reinterpret_cast<float*>(base + sh.D) + r0;
+      // Rows past sq and rows that see no key get lse2 = +inf: P = 0 there.
+      const auto osize = static_cast<std::int64_t>(dtype_size(vw.o.dtype));
+      for (int r = 0; r < kT; ++r) {
+        if (r >= rows) {
+          lse2[r] = kInf;
+          D[r] = 0.0f;
+          continue;
+        }
+        const float l = *static_cast<const float*>(vw.l.at(bi, hi, i0 + r));
+        lse2[r] = l == -kInf ? kInf : l * kLog2e;
+        const auto* dor = static_cast<const std::uint16_t*>(vw.dout.at(bi, i0 + r, hi));
+        const auto* orow = static_cast<const char*>(vw.o.at(bi, i0 + r, hi));
+        double s = 0;
+        for (int cc = 0; cc < sh.d; ++cc)
+          s += static_cast<double>(detail::load_as_f32(orow + cc * osize, vw.o.dtype)) *
+               bf16_to_f32(dor[cc]);
+        D[r] = static_cast<float>(s);
+      }
+    });
+
+    cx.pool.parallel_for(static_cast<std::size_t>(count * nkt), [&](std::size_t task, int worker) {
+      const auto kt = static_cast<std::int64_t>(task) / count;
+      const auto slot = static_cast<std::int64_t>(task) % count;
+      const std::int64_t grp = first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
+      key_tile(p, sh, ws[static_cast<std::size_t>(worker)], vw, panel(slot), bi, hk, kt * kT,
+               accumulate);
+    });
+
+    const std::int64_t per_tile = count * g;
+    cx.pool.parallel_for(
+        static_cast<std::size_t>(per_tile * nqt), [&](std::size_t task, int worker) {
+          const auto t = static_cast<std::int64_t>(task);
+          const std::int64_t qt = nqt - 1 - t / per_tile;
+          const std::int64_t slot = (t % per_tile) / g, hi_in = t % g;
+          const std::int64_t grp = first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
+          query_tile(p, sh, ws[static_cast<std::size_t>(worker)], vw, panel(slot), bi,
+                     hk * g + hi_in, hi_in, qt * kT, accumulate);
+        });
+  }
+  return true;
+}
+
+#else
+
+bool backward(const Problem&, const Context&, const Tensor&, const Tensor&, const Tensor&,
+              const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&, bool) {
+  return false;
+}
+
+#endif
+
+}  // namespace usp::cpu::amx

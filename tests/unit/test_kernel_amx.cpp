@@ -1,0 +1,274 @@
+// The AMX (bf16 tile) path of the CPU kernel: bf16 inputs on a CPU whose dispatch is amx. Every
+// case compares with the float64 reference at the bf16 tolerances of the other kernel tests; the
+// suite skips where the CPU (or the OS) gives no AMX, and where USP_CPU_PATH forces another path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <string>
+#include <tuple>
+
+#include "kernel_test_util.hpp"
+#include "usp/cpu.hpp"
+#include "usp/error.hpp"
+#include "usp/kernel.hpp"
+#include "usp/memory.hpp"
+
+namespace usp {
+namespace {
+
+using test::Problem;
+
+bool amx_dispatched() {
+  return cpu_path() == CpuPath::amx;
+}
+
+#define USP_SKIP_WITHOUT_AMX()                                          \
+  if (!amx_dispatched())                                                \
+  GTEST_SKIP() << "dispatch is " << cpu_path_name(cpu_path())           \
+               << " (features: " << cpu_features_string(cpu_features()) \
+               << "), the AMX path is not taken"
+
+AttentionKernel& shared_kernel() {
+  static auto k = make_cpu_kernel(2);
+  return *k;
+}
+
+// Host memory whose fresh bytes are quiet NaNs: scratch read before it is written shows up.
+class PoisonAllocator final : public Allocator {
+ public:
+  Device device() const override { return Device::host; }
+
+ protected:
+  void* do_allocate(std::size_t bytes) override {
+    const std::size_t rounded = (bytes + 63) / 64 * 64 + 64;
+    auto* p = static_cast<float*>(std::aligned_alloc(64, rounded));
+    if (p == nullptr) throw Error(ErrorKind::internal, "test allocator: out of memory");
+    for (std::size_t i = 0; i < rounded / sizeof(float); ++i)
+      p[i] = std::numeric_limits<float>::quiet_NaN();
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t) noexcept override { std::free(p); }
+};
+
+using Param = std::tuple<MaskMode, bool, int>;
+
+class KernelAmxVsReference : public ::testing::TestWithParam<Param> {};
+
+TEST_P(KernelAmxVsReference, RaggedSizes) {
+  USP_SKIP_WITHOUT_AMX();
+  const auto [mask, gqa, d] = GetParam();
+  EXPECT_NE(shared_kernel().name().find("amx"), std::string::npos) << shared_kernel().name();
+  std::vector<std::pair<int, int>> sizes;
+  if (mask == MaskMode::none)
+    sizes = {{1, 1}, {7, 129}, {129, 7}, {65, 200}, {200, 65}};
+  else
+    sizes = {{1, 1}, {7, 7}, {65, 65}, {129, 129}, {200, 200}};
+  for (const auto& [sq, sk] : sizes) {
+    Problem p;
+    p.b = 2;
+    p.sq = sq;
+    p.sk = sk;
+    p.h = 4;
+    p.hkv = gqa ? 2 : 4;
+    p.d = d;
+    p.mask = mask;
+    p.dtype = DType::bf16;
+    test::expect_matches_reference(shared_kernel(), p);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernel, KernelAmxVsReference,
+                         ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
+                                                              MaskMode::causal_strict),
+                                            ::testing::Bool(), ::testing::Values(16, 40, 64, 128)),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return std::string(mask_name(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) ? "_gqa" : "_mha") + "_d" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+// Many key tiles per row (the online rescaling) and the largest errors: reported, and bounded
+// by the bf16 tolerance of the kernel tests.
+TEST(KernelAmx, LongRowsStayWithinTheBf16Tolerance) {
+  USP_SKIP_WITHOUT_AMX();
+  for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
+    const std::uint32_t seed = test::fresh_seed();
+    Problem p;
+    p.b = 1;
+    p.sq = p.sk = 1000;
+    p.h = 2;
+    p.hkv = 1;
+    p.d = 128;
+    p.mask = mask;
+    p.dtype = DType::bf16;
+    SCOPED_TRACE(p.str() + " seed=" + std::to_string(seed));
+    std::mt19937 rng(seed);
+    const test::Inputs in = test::make_inputs(p, rng);
+    Tensor out = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
+    Tensor lse = Tensor::empty({p.b, p.h, p.sq}, DType::f32);
+    shared_kernel().forward(in.q, in.k, in.v, mask, in.scale, out, lse);
+    const auto ref = reference::forward(in.q, in.k, in.v, mask, in.scale);
+    const auto o = to_doubles(out), l = to_doubles(lse);
+    double max_out = 0, max_lse = 0;
+    for (std::size_t i = 0; i < o.size(); ++i)
+      max_out = std::max(max_out, std::abs(o[i] - ref.out[i]));
+    for (std::size_t i = 0; i < l.size(); ++i)
+      max_lse = std::max(max_lse, std::abs(l[i] - ref.lse[i]));
+    const double rel_out = relative_error(o, ref.out), rel_lse = relative_error(l, ref.lse);
+    std::cout << "[ amx fwd " << mask_name(mask) << " ] out: rel " << rel_out << ", max abs "
+              << max_out << "; lse: rel " << rel_lse << ", max abs " << max_lse << "\n";
+    EXPECT_LE(rel_out, 1e-2);
+    EXPECT_LE(rel_lse, 1e-2);
+    EXPECT_LE(max_lse, 1e-4);  // scores and sums stay fp32
+
+    Tensor dq = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
+    Tensor dk = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32);
+    Tensor dv = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32);
+    shared_kernel().backward(in.q, in.k, in.v, out, lse, in.dout, mask, in.scale, dq, dk, dv,
+                             false);
+    const auto g = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
+    const double floor = 1e-2 * test::norm(g.dv);
+    const double e_dq = test::grad_error(dq, g.dq, floor), e_dk = test::grad_error(dk, g.dk, floor),
+                 e_dv = test::grad_error(dv, g.dv, floor);
+    std::cout << "[ amx bwd " << mask_name(mask) << " ] rel dq " << e_dq << ", dk " << e_dk
+              << ", dv " << e_dv << "\n";
+    EXPECT_LE(e_dq, 1e-2);
+    EXPECT_LE(e_dk, 1e-2);
+    EXPECT_LE(e_dv, 1e-2);
+  }
+}
+
+TEST(KernelAmx, RowsWithoutKeysAreZeroWithNegInfLse) {
+  USP_SKIP_WITHOUT_AMX();
+  std::mt19937 rng(test::fresh_seed());
+  Problem p;
+  p.b = 1;
+  p.sq = p.sk = 70;
+  p.h = 2;
+  p.hkv = 1;
+  p.d = 64;
+  p.mask = MaskMode::causal_strict;
+  p.dtype = DType::bf16;
+  const auto in = test::make_inputs(p, rng);
+  Tensor out = test::filled({1, 70, 2, 64}, 7.0f), lse = test::filled({1, 2, 70}, 7.0f);
+  shared_kernel().forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
+  for (std::int64_t h = 0; h < 2; ++h) {
+    EXPECT_EQ(*static_cast<float*>(lse.ptr({0, h, 0})), -std::numeric_limits<float>::infinity());
+    EXPECT_TRUE(std::isfinite(*static_cast<float*>(lse.ptr({0, h, 1}))));
+    for (std::int64_t c = 0; c < 64; ++c)
+      EXPECT_EQ(*static_cast<float*>(out.ptr({0, 0, h, c})), 0.0f);
+  }
+}
+
+TEST(KernelAmx, SameBitsForAnyThreadCount) {
+  USP_SKIP_WITHOUT_AMX();
+  std::mt19937 rng(test::fresh_seed());
+  Problem p;
+  p.b = 2;
+  p.sq = p.sk = 150;
+  p.h = 4;
+  p.hkv = 2;
+  p.d = 64;
+  p.mask = MaskMode::causal;
+  p.dtype = DType::bf16;
+  const auto in = test::make_inputs(p, rng);
+  Tensor out[2], lse[2], dq[2], dk[2], dv[2];
+  for (int i = 0; i < 2; ++i) {
+    auto kernel = make_cpu_kernel(i == 0 ? 1 : 3);
+    out[i] = Tensor::empty({2, 150, 4, 64}, DType::f32);
+    lse[i] = Tensor::empty({2, 4, 150}, DType::f32);
+    kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out[i], lse[i]);
+    dq[i] = Tensor::empty({2, 150, 4, 64}, DType::f32);
+    dk[i] = Tensor::empty({2, 150, 2, 64}, DType::f32);
+    dv[i] = Tensor::empty({2, 150, 2, 64}, DType::f32);
+    kernel->backward(in.q, in.k, in.v, out[0], lse[0], in.dout, p.mask, in.scale, dq[i], dk[i],
+                     dv[i], false);
+  }
+  EXPECT_TRUE(test::bitwise_equal(out[0], out[1]));
+  EXPECT_TRUE(test::bitwise_equal(lse[0], lse[1]));
+  EXPECT_TRUE(test::bitwise_equal(dq[0], dq[1]));
+  EXPECT_TRUE(test::bitwise_equal(dk[0], dk[1]));
+  EXPECT_TRUE(test::bitwise_equal(dv[0], dv[1]));
+}
+
+// The path takes exactly the scratch make_cpu_kernel documents, writes every byte before reading
+// it, and returns it all.
+TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
+  USP_SKIP_WITHOUT_AMX();
+  PoisonAllocator alloc;
+  for (int threads : {1, 2}) {
+    auto kernel = make_cpu_kernel(threads, &alloc);
+    for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
+      std::mt19937 rng(test::fresh_seed());
+      Problem p;
+      p.b = 2;
+      p.sq = p.sk = 100;
+      p.h = 4;
+      p.hkv = 2;
+      p.d = 40;
+      p.mask = mask;
+      p.dtype = DType::bf16;
+      const auto in = test::make_inputs(p, rng);
+      Tensor out = Tensor::empty({2, 100, 4, 40}, DType::bf16);
+      Tensor lse = Tensor::empty({2, 4, 100}, DType::f32);
+      alloc.reset_peak();
+      kernel->forward(in.q, in.k, in.v, mask, in.scale, out, lse);
+      EXPECT_EQ(alloc.stats().peak,
+                cpu_kernel_scratch_bytes(false, 2, 100, 100, 4, 2, 40, threads));
+      EXPECT_EQ(alloc.stats().current, 0u);
+      const auto ref = reference::forward(in.q, in.k, in.v, mask, in.scale);
+      EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-2);
+      EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-2);
+
+      // Backward, accumulating onto gradients that already hold values.
+      Tensor dq = test::filled({2, 100, 4, 40}, 0.5f), dk = test::filled({2, 100, 2, 40}, 0.5f),
+             dv = test::filled({2, 100, 2, 40}, 0.5f);
+      alloc.reset_peak();
+      kernel->backward(in.q, in.k, in.v, out, lse, in.dout, mask, in.scale, dq, dk, dv, true);
+      EXPECT_EQ(alloc.stats().peak, cpu_kernel_scratch_bytes(true, 2, 100, 100, 4, 2, 40, threads));
+      EXPECT_EQ(alloc.stats().current, 0u);
+      const auto g = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
+      auto shifted = [](std::vector<double> x) {
+        for (double& e : x) e += 0.5;
+        return x;
+      };
+      EXPECT_LE(relative_error(to_doubles(dq), shifted(g.dq)), 1e-2);
+      EXPECT_LE(relative_error(to_doubles(dk), shifted(g.dk)), 1e-2);
+      EXPECT_LE(relative_error(to_doubles(dv), shifted(g.dv)), 1e-2);
+    }
+  }
+}
+
+// USP_CPU_PATH=avx512 keeps bf16 on the AVX-512 (fp32) loops, with the same results up to bf16
+// rounding of the probabilities.
+TEST(KernelAmx, ForcedAvx512PathDoesNotUseTiles) {
+  USP_SKIP_WITHOUT_AMX();
+  const char* before = std::getenv("USP_CPU_PATH");
+  const std::string saved = before != nullptr ? before : "";
+  ::setenv("USP_CPU_PATH", "avx512", 1);
+  auto kernel = make_cpu_kernel(2);
+  const std::string name = kernel->name();
+  Problem p;
+  p.b = 1;
+  p.sq = p.sk = 90;
+  p.h = 2;
+  p.hkv = 1;
+  p.d = 64;
+  p.mask = MaskMode::causal;
+  p.dtype = DType::bf16;
+  test::expect_matches_reference(*kernel, p, false);
+  if (before != nullptr)
+    ::setenv("USP_CPU_PATH", saved.c_str(), 1);
+  else
+    ::unsetenv("USP_CPU_PATH");
+  EXPECT_EQ(name.find("amx"), std::string::npos) << name;
+  EXPECT_NE(kernel->name().find("amx"), std::string::npos) << kernel->name();
+}
+
+}  // namespace
+}  // namespace usp
