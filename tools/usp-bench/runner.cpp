@@ -188,6 +188,20 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
   return res;
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+RowConfig single_rank_row(const RowConfig& c) {
+  RowConfig single = c;
+  single.ulysses = 1;
+  single.ring = 1;
+  return single;
+}
+
 double check_tolerance(DType t, bool gradient) {
   if (t == DType::f32) return gradient ? 1e-4 : 1e-5;
   return 2e-2;
@@ -197,9 +211,7 @@ CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, 
                       int reference_threads) {
   // The single-rank run, where rank 0 lives (this process), before the distributed one.
   Reference ref;
-  RowConfig single = c;
-  single.ulysses = 1;
-  single.ring = 1;
+  const RowConfig single = single_rank_row(c);
   if (ranks.root()) {
     run_ranks(tools::thread_backend(ranks.backend), 1, [&](Communicator& comm) {
       auto alloc = make_allocator(ranks.backend);

@@ -48,6 +48,24 @@ struct RowResult {
 RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
                   int iters);
 
+// --vs-single-rank: the row's global problem on a single rank (u = r = 1, same data, kernel and
+// memory) with the row's total kernel threads (ranks × threads per rank), timed alternately with
+// the row: row, single, row, single, ...
+struct SingleRankComparison {
+  int threads = 0;                // kernel threads of the single rank
+  std::vector<double> row_ms;     // the row's latency(ms/iter), one per repeat, in run order
+  std::vector<double> single_ms;  // the single rank's, likewise
+  double row_median_ms = 0;       // median of row_ms
+  double single_median_ms = 0;    // median of single_ms
+  double ratio = 0;               // row_median_ms / single_median_ms
+};
+
+// The median (the mean of the two middle values for an even count); 0 for none.
+double median(std::vector<double> v);
+
+// The single-rank row of the same global problem.
+RowConfig single_rank_row(const RowConfig& c);
+
 struct CheckResult {
   double max_rel_err = 0;  // max over out, lse (and dq, dk, dv) of ‖ours − single‖ / ‖single‖
   std::string worst;       // which tensor had it
