@@ -379,7 +379,7 @@ TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
   EXPECT_NE(r.out.find("## Against a single rank"), std::string::npos) << r.out;
   // 4 ranks × 1 thread against one rank with 4 threads; the 1x1 row has no comparison.
   const auto cells = table_line(r.out, "| zigzag | 64 | 2 | 2 | False | 4 × 1 | 4 |");
-  ASSERT_EQ(cells.size(), 11u) << r.out;
+  ASSERT_EQ(cells.size(), 12u) << r.out;
   EXPECT_EQ(table_line(r.out, "| zigzag | 64 | 1 | 1 | False | 1 × 1 |").size(), 0u) << r.out;
   const std::string runs = cells[10];
   EXPECT_EQ(std::count(runs.begin(), runs.end(), ','), 4) << runs;  // 3 + 3 runs
@@ -396,6 +396,10 @@ TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
   EXPECT_GT(single[0], 0.0);
   EXPECT_NEAR(ratio[0], row[0] / single[0], 1e-6 * ratio[0]);
   EXPECT_NEAR(std::stod(cells[9]), ratio[0], 0.0005 + 1e-9);
+  const auto cpu_ratio = json_numbers(j, "cpu_ratio");
+  ASSERT_EQ(cpu_ratio.size(), 1u);
+  EXPECT_GT(cpu_ratio[0], 0.0);
+  EXPECT_NEAR(std::stod(cells[11]), cpu_ratio[0], 0.0005 + 1e-9);
   // The configuration's, one per row and the comparison's.
   EXPECT_EQ(json_numbers(j, "threads").size(), 1u + 2u + 1u);
   EXPECT_NE(j.find("\"single_latency_ms\": ["), std::string::npos);
@@ -407,7 +411,7 @@ TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
       "--vs-single-rank --repeats 2");
   ASSERT_EQ(two.code, 0) << two.err;
   const auto c2 = table_line(two.out, "| zigzag | 32 | 2 | 1 | True | 2 × 1 | 2 |");
-  ASSERT_EQ(c2.size(), 11u) << two.out;
+  ASSERT_EQ(c2.size(), 12u) << two.out;
   EXPECT_EQ(std::count(c2[10].begin(), c2[10].end(), ','), 2) << c2[10];  // 2 + 2 runs
 }
 

@@ -134,12 +134,14 @@ std::string single_rank_section(const RunData& d) {
         "one rank (ulysses_degree = ring_degree = 1) with the row's total kernel threads (ranks × "
         "threads per rank), timed in this process alternately with the row (row, single rank, "
         "row, …). Running threads are capped at the cores in both (USP_CPU_SLOTS). ratio = "
-        "median row latency / median single-rank latency.\n\n";
+        "median row latency / median single-rank latency. cpu ratio = the same for the CPU time "
+        "the process used per iteration (every thread; less sensitive to other load on the "
+        "machine than wall time).\n\n";
   os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | ranks × threads | "
         "single-rank threads | latency(ms/iter) | single-rank latency(ms/iter) | ratio | runs "
-        "row / single (ms/iter) |\n";
+        "row / single (ms/iter) | cpu ratio |\n";
   os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | "
-        ":----: | :----: |\n";
+        ":----: | :----: | :----: |\n";
   for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
     const RowConfig& c = d.plan.rows[i];
     const auto& s = d.singles[i];
@@ -147,7 +149,8 @@ std::string single_rank_section(const RunData& d) {
     os << row_key(c)
        << fmt(" %d × %d | %d | %.1f | %.1f | %.3f |", c.world(), d.plan.threads[i], s->threads,
               s->row_median_ms, s->single_median_ms, s->ratio)
-       << " " << ms_list(s->row_ms) << " / " << ms_list(s->single_ms) << " |\n";
+       << " " << ms_list(s->row_ms) << " / " << ms_list(s->single_ms) << " |"
+       << fmt(" %.3f |", s->cpu_ratio) << "\n";
   }
   return os.str();
 }
@@ -348,7 +351,9 @@ std::string json_report(const RunData& d) {
            << ", \"single_latency_ms\": " << json_list(sr->single_ms)
            << ", \"row_median_ms\": " << num(sr->row_median_ms)
            << ", \"single_median_ms\": " << num(sr->single_median_ms)
-           << ", \"ratio\": " << num(sr->ratio) << "}";
+           << ", \"ratio\": " << num(sr->ratio) << ", \"row_cpu_ms\": " << json_list(sr->row_cpu_ms)
+           << ", \"single_cpu_ms\": " << json_list(sr->single_cpu_ms)
+           << ", \"cpu_ratio\": " << num(sr->cpu_ratio) << "}";
       } else {
         os << ", \"vs_single_rank\": null";
       }

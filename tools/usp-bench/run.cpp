@@ -42,10 +42,12 @@ void timed_row(const Options& o, const Ranks& ranks, const RowConfig& c, int thr
   for (int k = 0; k < o.repeats; ++k) {
     runs.push_back(run_row(ranks, o.problem, c, threads, o.warmup, o.iters));
     if (!single) continue;
+    const RowResult one =
+        run_row(ranks, o.problem, single_rank_row(c), single->threads, o.warmup, o.iters);
     single->row_ms.push_back(runs.back().latency_ms);
-    single->single_ms.push_back(
-        run_row(ranks, o.problem, single_rank_row(c), single->threads, o.warmup, o.iters)
-            .latency_ms);
+    single->single_ms.push_back(one.latency_ms);
+    single->row_cpu_ms.push_back(1000.0 * runs.back().cpu_s / o.iters);
+    single->single_cpu_ms.push_back(1000.0 * one.cpu_s / o.iters);
   }
   std::sort(runs.begin(), runs.end(),
             [](const RowResult& a, const RowResult& b) { return a.latency_ms < b.latency_ms; });
@@ -55,6 +57,8 @@ void timed_row(const Options& o, const Ranks& ranks, const RowConfig& c, int thr
   single->single_median_ms = median(single->single_ms);
   single->ratio =
       single->single_median_ms > 0 ? single->row_median_ms / single->single_median_ms : 0.0;
+  const double cpu_single = median(single->single_cpu_ms);
+  single->cpu_ratio = cpu_single > 0 ? median(single->row_cpu_ms) / cpu_single : 0.0;
 }
 
 }  // namespace
