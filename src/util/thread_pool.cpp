@@ -74,7 +74,7 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
   // Slots are taken before the pool, so a caller never holds the pool while it waits for the
   // gate. A call from inside another pool's task takes none: its thread already runs on slots.
   const int want = static_cast<int>(std::min<std::size_t>(n, static_cast<std::size_t>(size_)));
-  const GateSlots slots(t_pool == nullptr ? gate_ : nullptr, want);
+  const GateSlots slots(t_pool == nullptr ? gate_ : nullptr, want, &account_);
   std::lock_guard<std::mutex> run_lock(run_mutex_);
   const int active = std::min(slots.taken(), want);
   if (active == 1) {

@@ -6,7 +6,7 @@
 // Every pool shares a gate (thread_pool_gate.hpp) that bounds the threads running tasks at once
 // across the process: a parallel_for issued outside any task first takes up to size() running
 // slots and uses only as many workers as it got, so many pools (one per rank thread) on few cores
-// take turns instead of time-slicing each other.
+// take turns instead of time-slicing each other, the pool that has used the gate least first.
 #pragma once
 
 #include <atomic>
@@ -44,6 +44,7 @@ class ThreadPool {
 
   int size_;
   ThreadPoolGate* gate_;
+  GateAccount account_;  // this pool's use of the gate (the gate guards it)
   std::vector<std::thread> threads_;
   std::mutex run_mutex_;  // serializes parallel_for calls
 

@@ -11,32 +11,43 @@ namespace usp::detail {
 
 ThreadPoolGate::ThreadPoolGate(int slots) : slots_(std::max(0, slots)), free_(std::max(0, slots)) {}
 
-int ThreadPoolGate::acquire(int want) {
+bool ThreadPoolGate::first(const Waiter& w) const {
+  for (const Waiter& o : waiters_)
+    if (o.key < w.key || (o.key == w.key && o.ticket < w.ticket)) return false;
+  return true;
+}
+
+int ThreadPoolGate::acquire(int want, GateAccount* account) {
   want = std::max(1, want);
   if (slots_ == 0) return want;
   const int take = std::min(want, slots_);
   std::unique_lock lk(m_);
-  const std::uint64_t ticket = next_ticket_++;
-  cv_.wait(lk, [&] { return ticket == serving_ && free_ >= take; });
+  const Waiter me{std::max(account != nullptr ? account->used : 0.0, floor_), next_ticket_++};
+  waiters_.push_back(me);
+  cv_.wait(lk, [&] { return free_ >= take && first(me); });
+  waiters_.erase(std::find_if(waiters_.begin(), waiters_.end(),
+                              [&](const Waiter& w) { return w.ticket == me.ticket; }));
   free_ -= take;
-  ++serving_;
+  floor_ = std::max(floor_, me.key);
+  if (account != nullptr) account->used = me.key;
   lk.unlock();
-  cv_.notify_all();  // the next ticket may fit in what is left
+  cv_.notify_all();  // the next in line may fit in what is left
   return take;
 }
 
-void ThreadPoolGate::release(int taken) {
+void ThreadPoolGate::release(int taken, GateAccount* account, double seconds) {
   if (slots_ == 0) return;
   {
     std::lock_guard g(m_);
     free_ += taken;
+    if (account != nullptr) account->used += seconds * taken;
   }
   cv_.notify_all();
 }
 
 int ThreadPoolGate::waiting() {
   std::lock_guard g(m_);
-  return static_cast<int>(next_ticket_ - serving_);
+  return static_cast<int>(waiters_.size());
 }
 
 int parse_cpu_slots(const char* value) {

@@ -81,6 +81,50 @@ TEST(UspThreadPoolGate, CallersAreServedInArrivalOrder) {
   EXPECT_EQ(gate.waiting(), 0);
 }
 
+TEST(UspThreadPoolGate, TheLeastUsedAccountGoesFirst) {
+  ThreadPoolGate gate(1);
+  usp::detail::GateAccount busy, idle;
+  // busy has held a slot for 5 s; idle never has.
+  ASSERT_EQ(gate.acquire(1, &busy), 1);
+  gate.release(1, &busy, 5.0);
+  EXPECT_DOUBLE_EQ(busy.used, 5.0);
+  ASSERT_EQ(gate.acquire(1), 1);  // hold the only slot while both queue
+  std::mutex m;
+  std::vector<char> order;
+  auto caller = [&](char name, usp::detail::GateAccount* account) {
+    const GateSlots s(&gate, 1, account);
+    std::lock_guard g(m);
+    order.push_back(name);
+  };
+  std::thread b(caller, 'b', &busy);  // queues first
+  wait_for_waiters(gate, 1);
+  std::thread i(caller, 'i', &idle);
+  wait_for_waiters(gate, 2);
+  gate.release(1);
+  b.join();
+  i.join();
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_EQ(order[0], 'i');
+  EXPECT_EQ(order[1], 'b');
+  // Served after busy (key 5), idle's account was raised to that floor: no credit for idling.
+  EXPECT_GE(busy.used, 5.0);
+  EXPECT_GE(idle.used, 0.0);
+  EXPECT_EQ(gate.waiting(), 0);
+}
+
+TEST(UspThreadPoolGate, ACallerBackFromAPauseQueuesNoFurtherAheadThanTheLastServed) {
+  ThreadPoolGate gate(1);
+  usp::detail::GateAccount a, late;
+  ASSERT_EQ(gate.acquire(1, &a), 1);
+  gate.release(1, &a, 3.0);
+  ASSERT_EQ(gate.acquire(1, &a), 1);  // served at key 3: the floor is now 3
+  gate.release(1, &a, 1.0);
+  ASSERT_EQ(gate.acquire(1, &late), 1);  // late has used nothing: raised to the floor
+  EXPECT_DOUBLE_EQ(late.used, 3.0);
+  gate.release(1, &late, 0.5);
+  EXPECT_DOUBLE_EQ(late.used, 3.5);
+}
+
 TEST(UspThreadPoolGate, PoolsSharingOneSlotNeverRunTwoTasksAtOnce) {
   for (int slots : {1, 2}) {
     ThreadPoolGate gate(slots);
