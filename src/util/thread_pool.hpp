@@ -32,10 +32,9 @@ class ThreadPool {
 
   int size() const { return size_; }
 
-  // Runs fn(task, worker) for every task in [0, n); worker is in [0, size()) (in [0, slots taken)
-  // when the gate limits it). Blocks until all
-  // tasks are done. The first exception a task throws is rethrown here (remaining tasks are
-  // skipped).
+  // Runs fn(task, worker) for every task in [0, n); worker is in [0, size()) (in [0, slots
+  // taken) when the gate limits it). Blocks until all tasks are done. The first exception a task
+  // throws is rethrown here (remaining tasks are skipped).
   void parallel_for(std::size_t n, const std::function<void(std::size_t, int)>& fn);
 
  private:
