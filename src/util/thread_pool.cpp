@@ -1,5 +1,7 @@
 #include "util/thread_pool.hpp"
 
+#include <algorithm>
+
 namespace usp::detail {
 
 namespace {
@@ -8,7 +10,7 @@ thread_local const ThreadPool* t_pool = nullptr;
 thread_local int t_worker = -1;
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads, ThreadPoolGate* gate) : gate_(gate) {
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
   size_ = threads < 1 ? 1 : threads;
   threads_.reserve(static_cast<std::size_t>(size_ - 1));
@@ -52,6 +54,7 @@ void ThreadPool::worker_loop(int worker) {
       wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
+      if (worker >= active_) continue;  // not needed this time: fewer slots than workers
     }
     run_tasks(worker);
     {
@@ -68,8 +71,13 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
     for (std::size_t i = 0; i < n; ++i) fn(i, t_worker);
     return;
   }
+  // Slots are taken before the pool, so a caller never holds the pool while it waits for the
+  // gate. A call from inside another pool's task takes none: its thread already runs on slots.
+  const int want = static_cast<int>(std::min<std::size_t>(n, static_cast<std::size_t>(size_)));
+  const GateSlots slots(t_pool == nullptr ? gate_ : nullptr, want, &account_);
   std::lock_guard<std::mutex> run_lock(run_mutex_);
-  if (size_ == 1 || n == 1) {
+  const int active = std::min(slots.taken(), want);
+  if (active == 1) {
     const ThreadPool* outer_pool = t_pool;
     const int outer = t_worker;
     t_pool = this;
@@ -92,7 +100,8 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
     next_.store(0, std::memory_order_relaxed);
     failed_.store(false, std::memory_order_relaxed);
     error_ = nullptr;
-    busy_ = size_ - 1;
+    active_ = active;
+    busy_ = active - 1;
     ++generation_;
   }
   wake_.notify_all();

@@ -353,6 +353,68 @@ TEST(BenchCli, CheckAgreesWithTheSingleRankRun) {
   }
 }
 
+// The cells of the first markdown table line that starts with `prefix`.
+std::vector<std::string> table_line(const std::string& out, const std::string& prefix) {
+  for (const std::string& line : lines_of(out)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::stringstream ss(line.substr(1));
+    for (std::string cell; std::getline(ss, cell, '|');) {
+      const auto a = cell.find_first_not_of(' '), b = cell.find_last_not_of(' ');
+      cells.push_back(a == std::string::npos ? "" : cell.substr(a, b - a + 1));
+    }
+    return cells;
+  }
+  return {};
+}
+
+TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
+  const std::string json = tmp_path("vs.json");
+  const Result r = run_bench(
+      "--degrees 2x2,1x1 --threads 1 --seq-len 64 --head-size 16 --nheads 4 --fwd-only false "
+      "--iters 1 --warmup 0 --vs-single-rank --json '" +
+      json + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("- every row timed 3 times"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("## Against a single rank"), std::string::npos) << r.out;
+  // 4 ranks × 1 thread against one rank with 4 threads; the 1x1 row has no comparison.
+  const auto cells = table_line(r.out, "| zigzag | 64 | 2 | 2 | False | 4 × 1 | 4 |");
+  ASSERT_EQ(cells.size(), 12u) << r.out;
+  EXPECT_EQ(table_line(r.out, "| zigzag | 64 | 1 | 1 | False | 1 × 1 |").size(), 0u) << r.out;
+  const std::string runs = cells[10];
+  EXPECT_EQ(std::count(runs.begin(), runs.end(), ','), 4) << runs;  // 3 + 3 runs
+  EXPECT_NE(runs.find(" / "), std::string::npos) << runs;
+
+  const std::string j = slurp(json);
+  JsonChecker check{j};
+  EXPECT_TRUE(check.document()) << "invalid JSON near offset " << check.i;
+  const auto ratio = json_numbers(j, "ratio");
+  const auto row = json_numbers(j, "row_median_ms"), single = json_numbers(j, "single_median_ms");
+  ASSERT_EQ(ratio.size(), 1u) << j;
+  ASSERT_EQ(row.size(), 1u);
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_GT(single[0], 0.0);
+  EXPECT_NEAR(ratio[0], row[0] / single[0], 1e-6 * ratio[0]);
+  EXPECT_NEAR(std::stod(cells[9]), ratio[0], 0.0005 + 1e-9);
+  const auto cpu_ratio = json_numbers(j, "cpu_ratio");
+  ASSERT_EQ(cpu_ratio.size(), 1u);
+  EXPECT_GT(cpu_ratio[0], 0.0);
+  EXPECT_NEAR(std::stod(cells[11]), cpu_ratio[0], 0.0005 + 1e-9);
+  // The configuration's, one per row and the comparison's.
+  EXPECT_EQ(json_numbers(j, "threads").size(), 1u + 2u + 1u);
+  EXPECT_NE(j.find("\"single_latency_ms\": ["), std::string::npos);
+  EXPECT_NE(j.find("\"vs_single_rank\": null"), std::string::npos);  // the 1x1 row
+  std::remove(json.c_str());
+
+  const Result two = run_bench(
+      "--degrees 2x1 --threads 1 --seq-len 32 --head-size 8 --nheads 2 --iters 1 --warmup 0 "
+      "--vs-single-rank --repeats 2");
+  ASSERT_EQ(two.code, 0) << two.err;
+  const auto c2 = table_line(two.out, "| zigzag | 32 | 2 | 1 | True | 2 × 1 | 2 |");
+  ASSERT_EQ(c2.size(), 12u) << two.out;
+  EXPECT_EQ(std::count(c2[10].begin(), c2[10].end(), ','), 2) << c2[10];  // 2 + 2 runs
+}
+
 TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--bogus", "unknown option '--bogus'"},
@@ -372,6 +434,7 @@ TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
       {"--seq-len 8388608", "not enough memory for zigzag s=8388608 2x4 fwd"},
       {"--plot out.pdf", "--plot: 'out.pdf' must end in .svg or .png"},
       {"--csv /nonexistent/dir/x.csv", "--csv: cannot write"},
+      {"--repeats 0", "--repeats: 0 is out of range"},
   };
   for (const auto& [args, message] : cases) {
     const Result r = run_bench(args);
@@ -425,6 +488,8 @@ TEST(BenchCli, HelpDocumentsTheFormula) {
   EXPECT_NE(r.out.find("×3.5 for fwd + bwd"), std::string::npos);
   EXPECT_NE(r.out.find("ranks × threads ≤ cores"), std::string::npos);
   EXPECT_NE(r.out.find("--compare-seed"), std::string::npos);
+  EXPECT_NE(r.out.find("--vs-single-rank"), std::string::npos);
+  EXPECT_NE(r.out.find("USP_CPU_SLOTS"), std::string::npos);
 }
 
 TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {

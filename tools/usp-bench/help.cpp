@@ -50,12 +50,24 @@ Measurement:
                        16, 32, 64, 128.
   --threads N          kernel threads per rank. Default max(1, cores / ranks on this host), so
                        that ranks × threads ≤ cores; with --threads the product may exceed the
-                       cores.
+                       cores. When it does (or when there are more ranks than cores, e.g. 8
+                       ranks on 2 cores: 1 thread each), the threads that compute at once are
+                       still capped at the cores: each kernel call takes running slots from a
+                       process-wide pool (USP_CPU_SLOTS, default the cores; 0 = no cap) and
+                       ranks that find none queue, least slot-time used first.
   --check              before timing, run every row once and compare each rank's shard with a
                        single-rank run (u = r = 1, same kernel and memory, in rank 0's process)
                        of the same data; print the max relative error
                        ‖ours − single‖/‖single‖ over out, lse (and dq, dk, dv); exit 1 if above
                        the tolerance (fp32: 1e-5 out/lse, 1e-4 gradients; fp16/bf16: 2e-2)
+  --vs-single-rank     also time each row's global problem on a single rank (u = r = 1, same
+                       data, kernel and memory) with the same total thread count — ranks ×
+                       threads per rank, e.g. 8 × 1 = 8 for 2x4 on 2 cores; the running-slot
+                       cap applies to both, so both compute on at most the cores — alternately
+                       with the row in this process (row, single, row, ...), and print both
+                       medians and ratio = row / single (local and cuda-local backends)
+  --repeats N          timed runs per row (default 1; 3 with --vs-single-rank); the tables
+                       show the run of median latency
   --breakdown          per rank: compute time, communication wait, total communication time and
                        the fraction of communication hidden behind compute (1 − wait/total)
 Output (stdout: a markdown report; the table has exactly the seed's columns):

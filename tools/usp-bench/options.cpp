@@ -105,10 +105,10 @@ const std::set<std::string> kValueFlags = {"--preset",    "--ring-type",  "--seq
                                            "--fwd-only",  "--batch-size", "--nheads",  "--kv-heads",
                                            "--head-size", "--dtype",      "--warmup",  "--iters",
                                            "--backend",   "--threads",    "--seed",    "--world",
-                                           "--csv",       "--json",       "--plot"};
-const std::set<std::string> kSwitches = {"--causal",    "--no-causal",    "--check",
-                                         "--breakdown", "--compare-seed", "--gflops",
-                                         "--progress",  "--help",         "-h"};
+                                           "--csv",       "--json",       "--plot",    "--repeats"};
+const std::set<std::string> kSwitches = {
+    "--causal", "--no-causal", "--check", "--breakdown", "--compare-seed",
+    "--gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};
 
 }  // namespace
 
@@ -156,6 +156,7 @@ Options parse_options(const std::vector<std::string>& args) {
       if (flag == "--no-causal") causal = false;
       if (flag == "--check") o.check = true;
       if (flag == "--breakdown") o.breakdown = true;
+      if (flag == "--vs-single-rank") o.vs_single_rank = true;
       if (flag == "--compare-seed") o.compare_seed = true;
       if (flag == "--gflops") o.gflops = true;
       if (flag == "--progress") o.progress = true;
@@ -263,6 +264,14 @@ Options parse_options(const std::vector<std::string>& args) {
   }
   if (has("--threads"))
     o.threads = static_cast<int>(parse_int("--threads", values["--threads"], 1, 1024));
+  o.repeats = has("--repeats")
+                  ? static_cast<int>(parse_int("--repeats", values["--repeats"], 1, 1000))
+                  : (o.vs_single_rank ? 3 : 1);
+  if (o.vs_single_rank && (o.backend == "mpi" || o.backend == "nccl"))
+    throw UsageError(
+        "--vs-single-rank: the single-rank run is timed in this process, between "
+        "the row's runs; use --backend local or cuda-local (--backend " +
+        o.backend + " runs one process per rank)");
   if (has("--world")) o.world = static_cast<int>(parse_int("--world", values["--world"], 1, 4096));
   if (has("--csv")) o.csv_path = values["--csv"];
   if (has("--json")) o.json_path = values["--json"];

@@ -43,6 +43,8 @@ struct Options {
   int world = 0;    // 0 = each row's u·r
   bool check = false;
   bool breakdown = false;
+  bool vs_single_rank = false;  // also time each row's global problem on one rank
+  int repeats = 1;              // timed runs per row (3 with --vs-single-rank); median reported
   bool compare_seed = false;
   bool gflops = false;
   bool progress = false;

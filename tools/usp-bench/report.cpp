@@ -116,6 +116,45 @@ double hidden_fraction(const RankStats& s) {
   return s.comm_total_s > 0 ? 1.0 - s.comm_wait_s / s.comm_total_s : NAN;
 }
 
+std::string ms_list(const std::vector<double>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + fmt("%.1f", v[i]);
+  return s;
+}
+
+std::string json_list(const std::vector<double>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + num(v[i]);
+  return s + "]";
+}
+
+std::string single_rank_section(const RunData& d) {
+  std::ostringstream os;
+  os << "\n## Against a single rank\n\nThe same global problem (same data, kernel and memory) on "
+        "one rank (ulysses_degree = ring_degree = 1) with the row's total kernel threads (ranks × "
+        "threads per rank), timed in this process alternately with the row (row, single rank, "
+        "row, …). Running threads are capped at the cores in both (USP_CPU_SLOTS). ratio = "
+        "median row latency / median single-rank latency. cpu ratio = the same for the CPU time "
+        "the process used per iteration (every thread; less sensitive to other load on the "
+        "machine than wall time).\n\n";
+  os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | ranks × threads | "
+        "single-rank threads | latency(ms/iter) | single-rank latency(ms/iter) | ratio | runs "
+        "row / single (ms/iter) | cpu ratio |\n";
+  os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | "
+        ":----: | :----: | :----: |\n";
+  for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
+    const RowConfig& c = d.plan.rows[i];
+    const auto& s = d.singles[i];
+    if (!s) continue;
+    os << row_key(c)
+       << fmt(" %d × %d | %d | %.1f | %.1f | %.3f |", c.world(), d.plan.threads[i], s->threads,
+              s->row_median_ms, s->single_median_ms, s->ratio)
+       << " " << ms_list(s->row_ms) << " / " << ms_list(s->single_ms) << " |"
+       << fmt(" %.3f |", s->cpu_ratio) << "\n";
+  }
+  return os.str();
+}
+
 }  // namespace
 
 std::string markdown_report(const RunData& d) {
@@ -130,6 +169,9 @@ std::string markdown_report(const RunData& d) {
      << " · causal: " << py_bool(p.causal) << "\n";
   os << "- warm-up iterations: " << o.warmup << " · timed iterations: " << o.iters
      << " · data seed: " << p.seed << "\n";
+  if (o.repeats > 1)
+    os << "- every row timed " << o.repeats
+       << " times (warm-up included each time); the tables show the run of median latency\n";
   if (o.scaled_lengths)
     os << "- lengths scaled to this machine: " << join_lengths(lengths_used(o))
        << " (the seed: " << join_lengths(seed_lengths()) << " on 8 × RTX 4090D)\n";
@@ -190,6 +232,7 @@ std::string markdown_report(const RunData& d) {
          << "\n";
     }
   }
+  if (o.vs_single_rank) os << single_rank_section(d);
   if (o.breakdown) {
     os << "\n## Breakdown per rank\n\nTimed iterations only. compute: inside kernel calls; comm "
           "wait: blocked on communication; comm total: from posting each transfer to its "
@@ -236,7 +279,8 @@ std::string csv_report(const RunData& d) {
   os << "table,ring_type,seq_len,ulysses_degree,ring_degree,fwd_only,world,batch_size,nheads,"
         "kv_heads,head_size,dtype,causal,warmup,iters,threads,backend,throughput_iters_per_s,"
         "latency_ms,peak_memory_mb,speed_tflops,speed_gflops,flops,min_memory_mb,memory_ratio,"
-        "check_max_rel_err,seed_latency_ms\n";
+        "check_max_rel_err,seed_latency_ms,single_rank_threads,single_rank_latency_ms,"
+        "vs_single_rank\n";
   for (std::size_t si = 0; si < o.sections.size(); ++si) {
     for (std::size_t i : d.plan.sections[si]) {
       const RowConfig& c = d.plan.rows[i];
@@ -251,7 +295,10 @@ std::string csv_report(const RunData& d) {
          << ',' << num(r.latency_ms) << ',' << num(r.peak_mb) << ',' << num(r.tflops) << ','
          << num(r.tflops * 1000) << ',' << num(r.flops) << ',' << num(min_mb) << ','
          << num(r.peak_mb / min_mb) << ',' << (d.checks[i] ? num(d.checks[i]->max_rel_err) : "")
-         << ',' << (seed ? num(seed->latency_ms) : "") << '\n';
+         << ',' << (seed ? num(seed->latency_ms) : "") << ','
+         << (d.singles[i] ? std::to_string(d.singles[i]->threads) : "") << ','
+         << (d.singles[i] ? num(d.singles[i]->single_median_ms) : "") << ','
+         << (d.singles[i] ? num(d.singles[i]->ratio) : "") << '\n';
     }
   }
   return os.str();
@@ -269,7 +316,9 @@ std::string json_report(const RunData& d) {
      << ", \"nheads\": " << p.nheads << ", \"kv_heads\": " << p.kv_heads
      << ", \"head_size\": " << p.head_size << ", \"causal\": " << (p.causal ? "true" : "false")
      << ", \"warmup\": " << o.warmup << ", \"iters\": " << o.iters << ", \"threads\": " << o.threads
-     << ", \"world\": " << o.world << ", \"seed\": " << p.seed
+     << ", \"world\": " << o.world << ", \"repeats\": " << o.repeats
+     << ", \"vs_single_rank\": " << (o.vs_single_rank ? "true" : "false")
+     << ", \"seed\": " << p.seed
      << ", \"scaled_lengths\": " << (o.scaled_lengths ? "true" : "false") << "},\n";
   os << "  \"formula\": \"speed_tflops = 4*b*s^2*h*d (/2 if causal, *3.5 with backward) / "
         "latency_s / 1e12, aggregated over all ranks\",\n";
@@ -295,8 +344,20 @@ std::string json_report(const RunData& d) {
          << ", \"estimate_memory_bytes\": " << mm.estimate << ", \"memory_ratio\": "
          << num(static_cast<double>(r.peak_bytes) / static_cast<double>(mm.minimum))
          << ", \"check_max_rel_err\": " << (d.checks[i] ? num(d.checks[i]->max_rel_err) : "null")
-         << ", \"seed_latency_ms\": " << (seed ? num(seed->latency_ms) : "null")
-         << ", \"ranks\": [";
+         << ", \"seed_latency_ms\": " << (seed ? num(seed->latency_ms) : "null");
+      if (const auto& sr = d.singles[i]) {
+        os << ", \"vs_single_rank\": {\"threads\": " << sr->threads
+           << ", \"row_latency_ms\": " << json_list(sr->row_ms)
+           << ", \"single_latency_ms\": " << json_list(sr->single_ms)
+           << ", \"row_median_ms\": " << num(sr->row_median_ms)
+           << ", \"single_median_ms\": " << num(sr->single_median_ms)
+           << ", \"ratio\": " << num(sr->ratio) << ", \"row_cpu_ms\": " << json_list(sr->row_cpu_ms)
+           << ", \"single_cpu_ms\": " << json_list(sr->single_cpu_ms)
+           << ", \"cpu_ratio\": " << num(sr->cpu_ratio) << "}";
+      } else {
+        os << ", \"vs_single_rank\": null";
+      }
+      os << ", \"ranks\": [";
       for (std::size_t k = 0; k < r.ranks.size(); ++k) {
         const RankStats& s = r.ranks[k];
         os << (k ? ", " : "") << "{\"rank\": " << k << ", \"compute_s\": " << num(s.compute_s)

@@ -18,6 +18,8 @@ struct RunData {
   const Plan& plan;
   std::vector<RowResult> results;                  // per plan row
   std::vector<std::optional<CheckResult>> checks;  // per plan row, with --check
+  // per plan row, with --vs-single-rank (rows of more than one rank)
+  std::vector<std::optional<SingleRankComparison>> singles;
 };
 
 // The seed's header and alignment row.

@@ -1,5 +1,7 @@
 #include "runner.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +20,16 @@ namespace usp::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CPU time of this process so far (every thread), in seconds.
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+  };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
 
 UspConfig usp_config(const Problem& p, const RowConfig& c) {
   UspConfig cfg;
@@ -68,7 +80,7 @@ void for_ranks(const Ranks& ranks, int size, const std::function<void(Communicat
 
 // What each rank reports of a timed row (all-gathered; trivially copyable).
 struct RankReport {
-  double compute_s, comm_wait_s, comm_total_s, wall_s;
+  double compute_s, comm_wait_s, comm_total_s, wall_s, cpu_s;
   std::int64_t bytes_sent;
   std::uint64_t peak_bytes;
 };
@@ -155,15 +167,24 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
       comm.barrier();
       alloc->reset_peak();
       att.reset_timings();
+      // One rank per process reads the process's CPU time (every thread of it): thread ranks
+      // share one process, so their sum over ranks is the whole run's CPU time either way.
+      const bool counts_cpu = ranks.world != nullptr || comm.rank() == 0;
       comm.barrier();
+      const double cpu0 = counts_cpu ? process_cpu_s() : 0.0;
       const auto t0 = Clock::now();
       for (int i = 0; i < iters; ++i) iteration();
       comm.barrier();
       const auto t1 = Clock::now();
+      const double cpu = counts_cpu ? process_cpu_s() - cpu0 : 0.0;
       const UspTimings t = att.timings();
-      mine = RankReport{t.compute_s,    t.comm_wait_s,
-                        t.comm_total_s, std::chrono::duration<double>(t1 - t0).count(),
-                        t.bytes_sent,   alloc->stats().peak};
+      mine = RankReport{t.compute_s,
+                        t.comm_wait_s,
+                        t.comm_total_s,
+                        std::chrono::duration<double>(t1 - t0).count(),
+                        cpu,
+                        t.bytes_sent,
+                        alloc->stats().peak};
     }
     const std::vector<RankReport> all = tools::allgather_value(comm, ranks.backend, mine);
     if (comm.rank() != 0 && ranks.world == nullptr) return;  // thread ranks: rank 0 records
@@ -175,6 +196,7 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
       st.bytes_sent = all[r].bytes_sent;
       st.peak_bytes = all[r].peak_bytes;
       wall[r] = all[r].wall_s;
+      res.cpu_s += all[r].cpu_s;
     }
   });
 
@@ -188,6 +210,20 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
   return res;
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+RowConfig single_rank_row(const RowConfig& c) {
+  RowConfig single = c;
+  single.ulysses = 1;
+  single.ring = 1;
+  return single;
+}
+
 double check_tolerance(DType t, bool gradient) {
   if (t == DType::f32) return gradient ? 1e-4 : 1e-5;
   return 2e-2;
@@ -197,9 +233,7 @@ CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, 
                       int reference_threads) {
   // The single-rank run, where rank 0 lives (this process), before the distributed one.
   Reference ref;
-  RowConfig single = c;
-  single.ulysses = 1;
-  single.ring = 1;
+  const RowConfig single = single_rank_row(c);
   if (ranks.root()) {
     run_ranks(tools::thread_backend(ranks.backend), 1, [&](Communicator& comm) {
       auto alloc = make_allocator(ranks.backend);

@@ -32,11 +32,12 @@ struct RankStats {
 struct RowResult {
   int threads = 1;  // kernel threads per rank
   int iters = 0;
-  double wall_s = 0;             // timed loop, between barriers (slowest rank)
-  double throughput = 0;         // iters / wall_s
-  double latency_ms = 0;         // 1000 / throughput
-  double flops = 0;              // row_flops()
-  double tflops = 0;             // flops / latency, aggregated over ranks
+  double wall_s = 0;      // timed loop, between barriers (slowest rank)
+  double cpu_s = 0;       // CPU time the ranks' processes used during the timed loop, all threads
+  double throughput = 0;  // iters / wall_s
+  double latency_ms = 0;  // 1000 / throughput
+  double flops = 0;       // row_flops()
+  double tflops = 0;      // flops / latency, aggregated over ranks
   std::uint64_t peak_bytes = 0;  // max over ranks
   double peak_mb = 0;            // peak_bytes / 2^20
   std::vector<RankStats> ranks;
@@ -47,6 +48,27 @@ struct RowResult {
 // all-gathered, so with process-per-rank backends every process returns the whole result.
 RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
                   int iters);
+
+// --vs-single-rank: the row's global problem on a single rank (u = r = 1, same data, kernel and
+// memory) with the row's total kernel threads (ranks × threads per rank), timed alternately with
+// the row: row, single, row, single, ...
+struct SingleRankComparison {
+  int threads = 0;                 // kernel threads of the single rank
+  std::vector<double> row_ms;      // the row's latency(ms/iter), one per repeat, in run order
+  std::vector<double> single_ms;   // the single rank's, likewise
+  double row_median_ms = 0;        // median of row_ms
+  double single_median_ms = 0;     // median of single_ms
+  double ratio = 0;                // row_median_ms / single_median_ms
+  std::vector<double> row_cpu_ms;  // CPU time per iteration (every thread), per repeat
+  std::vector<double> single_cpu_ms;
+  double cpu_ratio = 0;  // median(row_cpu_ms) / median(single_cpu_ms)
+};
+
+// The median (the mean of the two middle values for an even count); 0 for none.
+double median(std::vector<double> v);
+
+// The single-rank row of the same global problem.
+RowConfig single_rank_row(const RowConfig& c);
 
 struct CheckResult {
   double max_rel_err = 0;  // max over out, lse (and dq, dk, dv) of ‖ours − single‖ / ‖single‖
