@@ -20,7 +20,7 @@ std::size_t tile_floats(Pass pass, int dpad, int R, int K) {
   const auto dp = static_cast<std::size_t>(dpad), r = static_cast<std::size_t>(R),
              k = static_cast<std::size_t>(K), keys = static_cast<std::size_t>(kBc);
   if (pass == Pass::forward) return 2 * r * dp + std::min(r, keys) * keys + 2 * r + dp;
-  return std::max(r, k) * dp + k * dp + 2 * r * keys + dp;
+  return 2 * k * dp + 2 * r * keys + dp;
 }
 
 Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, int K,
@@ -47,8 +47,7 @@ Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, 
       t.row_m = take(rows);
       t.row_l = take(rows);
     } else {
-      t.dk = take(std::max(rows, keys) * dp);
-      t.acc = t.dk;
+      t.dk = take(keys * dp);
       t.dv = take(keys * dp);
       t.s = take(rows * kBc);
       t.dp = take(rows * kBc);
@@ -88,7 +87,8 @@ std::size_t workspace_floats(Pass pass, const Problem& p, int threads) {
   const auto most =
       largest_batch(plan_batches(p.b * p.hkv, pp.tasks_per_group, pp.per_group, threads));
   return static_cast<std::size_t>(threads) *
-             tile_floats(pass, p.dpad, task_rows(pass, p.sq), tile_rows(p.sk, kBc)) +
+             tile_floats(pass, p.dpad, task_rows(pass, p.sq),
+                         tile_rows(p.sk, pass == Pass::forward ? kBc : kBwdTiles * kBc)) +
          static_cast<std::size_t>(most) * pp.per_group;
 }
 
