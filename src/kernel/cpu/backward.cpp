@@ -87,6 +87,10 @@ void probs_and_grads(const Problem& p, const TileOps& ops, const Tiles& w, const
   ops.gemm(rows, np, d, q, dp, kt, kBc, w.s, kBc, false);
   if (n < np || p.tile_needs_mask(i0, j0 + n)) apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
   ops.gemm(rows, np, d, dout, dp, vt, kBc, w.dp, kBc, false);
+  if (ops.probs_grads != nullptr) {
+    ops.probs_grads(w.s, w.dp, rows, np, kBc, c, lse2, D);
+    return;
+  }
   for (int r = 0; r < rows; ++r) {
     float* srow = w.s + static_cast<long>(r) * kBc;
     if (lse2[r] == kNegInf) {  // the row sees no key at all: no gradient

@@ -12,6 +12,29 @@
 
 namespace usp::cpu {
 
+namespace {
+
+// TileOps::softmax_step by rows, for tile ops without the fused version.
+void softmax_step_rows(const TileOps& ops, float* s, int rows, int n, int lds, float c, float* m,
+                       float* l, float* acc, int nacc, int ldacc) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < rows; ++r) {
+    float* srow = s + static_cast<long>(r) * lds;
+    const float mx = ops.row_max(srow, n);
+    if (mx == kNegInf) {  // nothing visible to this row in this tile
+      std::fill(srow, srow + n, 0.0f);
+      continue;
+    }
+    const float m_new = std::max(m[r], c * mx);
+    const float alpha = std::exp2(m[r] - m_new);  // 0 on the first visible tile
+    l[r] = l[r] * alpha + ops.exp2_row(srow, n, c, m_new);
+    if (alpha != 1.0f) ops.scale_row(acc + static_cast<long>(r) * ldacc, nacc, alpha);
+    m[r] = m_new;
+  }
+}
+
+}  // namespace
+
 PanelPlan forward_panels(const Problem& p) {
   const auto nkt = static_cast<std::size_t>(p.k_tiles());
   const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
@@ -96,19 +119,10 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
               ops.gemm(tr, np, d, w.q + r0 * dp, dp, ktile, kBc, w.s, kBc, false);
               if (n < np || p.tile_needs_mask(i0, j0 + n))
                 apply_mask(p, i0, tr, j0, n, np, w.s, kBc);
-              for (int r = 0; r < tr; ++r) {
-                float* srow = w.s + static_cast<long>(r) * kBc;
-                const float mx = ops.row_max(srow, np);
-                if (mx == kNegInf) {  // nothing visible to this row in this tile
-                  std::fill(srow, srow + np, 0.0f);
-                  continue;
-                }
-                const float m_new = std::max(row_m[r], c * mx);
-                const float alpha = std::exp2(row_m[r] - m_new);  // 0 on the first visible tile
-                row_l[r] = row_l[r] * alpha + ops.exp2_row(srow, np, c, m_new);
-                if (alpha != 1.0f) ops.scale_row(acc + static_cast<long>(r) * dp, dp, alpha);
-                row_m[r] = m_new;
-              }
+              if (ops.softmax_step != nullptr)
+                ops.softmax_step(w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
+              else
+                softmax_step_rows(ops, w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
               ops.gemm(tr, dp, np, w.s, kBc, vtile, dp, acc, dp, true);
             }
           }

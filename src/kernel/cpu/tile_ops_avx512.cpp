@@ -169,6 +169,67 @@ USP_AVX512 void ds_row(const float* p, float* dp, int n, float D) {
   }
 }
 
+USP_AVX512 void softmax_step(float* s, int rows, int n, int lds, float c, float* m, float* l,
+                             float* acc, int nacc, int ldacc) {
+  constexpr float kNegInf = -__builtin_inff();
+  const __m512 vc = _mm512_set1_ps(c);
+  for (int r = 0; r < rows; ++r) {
+    float* x = s + static_cast<long>(r) * lds;
+    __m512 vmax = _mm512_set1_ps(kNegInf);
+    for (int j = 0; j < n; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + j));
+    const float tile_max = _mm512_reduce_max_ps(vmax);
+    if (tile_max == kNegInf) {  // nothing visible to this row in this tile
+      for (int j = 0; j < n; j += 16) _mm512_storeu_ps(x + j, _mm512_setzero_ps());
+      continue;
+    }
+    const float m_old = m[r];
+    const float m_new = m_old > c * tile_max ? m_old : c * tile_max;
+    const __m512 vs = _mm512_set1_ps(-m_new);
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+      const __m512 e = exp2_ps(_mm512_fmadd_ps(vc, _mm512_loadu_ps(x + j), vs));
+      _mm512_storeu_ps(x + j, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    const float row_sum = _mm512_reduce_add_ps(sum);
+    if (m_new == m_old) {
+      l[r] += row_sum;
+      continue;
+    }
+    // 0 on the row's first visible tile (acc and l are still 0 then).
+    const __m512 alpha = m_old == kNegInf ? _mm512_setzero_ps()
+                                          : exp2_ps(_mm512_set1_ps(m_old - m_new));
+    l[r] = l[r] * _mm512_cvtss_f32(alpha) + row_sum;
+    float* a = acc + static_cast<long>(r) * ldacc;
+    for (int j = 0; j < nacc; j += 16)
+      _mm512_storeu_ps(a + j, _mm512_mul_ps(alpha, _mm512_loadu_ps(a + j)));
+    m[r] = m_new;
+  }
+}
+
+USP_AVX512 void probs_grads(float* s, float* dp, int rows, int n, int ld, float c,
+                            const float* lse2, const float* D) {
+  const __m512 vc = _mm512_set1_ps(c);
+  for (int r = 0; r < rows; ++r) {
+    float* x = s + static_cast<long>(r) * ld;
+    float* g = dp + static_cast<long>(r) * ld;
+    if (lse2[r] == -__builtin_inff()) {  // the row sees no key at all: no gradient
+      for (int j = 0; j < n; j += 16) {
+        _mm512_storeu_ps(x + j, _mm512_setzero_ps());
+        _mm512_storeu_ps(g + j, _mm512_setzero_ps());
+      }
+      continue;
+    }
+    const __m512 vs = _mm512_set1_ps(-lse2[r]);
+    const __m512 vd = _mm512_set1_ps(D[r]);
+    for (int j = 0; j < n; j += 16) {
+      const __m512 p = exp2_ps(_mm512_fmadd_ps(vc, _mm512_loadu_ps(x + j), vs));
+      _mm512_storeu_ps(x + j, p);
+      _mm512_storeu_ps(g + j, _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(g + j), vd)));
+    }
+  }
+}
+
 USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
   int j = 0;
   switch (t) {
@@ -203,7 +264,8 @@ USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
 }  // namespace
 
 const TileOps* avx512_tile_ops() {
-  static const TileOps ops{"avx512", gemm, gemm_tn, row_max, exp2_row, scale_row, ds_row, load_row};
+  static const TileOps ops{"avx512",  gemm,   gemm_tn,  row_max,      exp2_row,   scale_row,
+                           ds_row,    load_row, softmax_step, probs_grads};
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("fma");
