@@ -38,13 +38,13 @@ struct Layout {
     const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
     const auto key_tiles = static_cast<std::size_t>(nkt);
     const auto rows = static_cast<std::size_t>(g * sq_pad);
-    kt = 0;                         // [nkt][d][kBc]
-    vt = kt + key_tiles * d * kBc;  // [nkt][d][kBc]
-    k = vt + key_tiles * d * kBc;   // [nkt·kBc][dp]
-    q = k + key_tiles * kBc * dp;   // [g][sq_pad][dp]
-    dout = q + rows * dp;           // [g][sq_pad][dp]
-    lse2 = dout + rows * dp;        // [g][sq_pad]
-    D = lse2 + rows;                // [g][sq_pad]
+    kt = 0;                          // [nkt][d][kBc]
+    vt = kt + key_tiles * d * kBc;   // [nkt][d][kBc]
+    k = vt + key_tiles * d * kBc;    // [nkt·kBc][dp]
+    q = k + key_tiles * kBc * dp;    // [g][sq_pad][dp]
+    dout = q + rows * dp;            // [g][sq_pad][dp]
+    lse2 = dout + rows * dp;         // [g][sq_pad]
+    D = lse2 + rows;                 // [g][sq_pad]
     dq = (D + rows + 15) / 16 * 16;  // [chunks][g][sq_pad][dp]
     dq_chunk = rows * dp;
     total = dq + static_cast<std::size_t>(chunks) * dq_chunk;
@@ -129,8 +129,9 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
   const PanelPlan pp = backward_panels(p);
   const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, L.total, cx.pool.size());
   const std::int64_t most = largest_batch(batches);
-  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp, task_rows(Pass::backward, p.sq),
-                     tile_rows(p.sk, kBwdTiles * kBc), static_cast<std::size_t>(most) * L.total);
+  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp,
+                     task_rows(Pass::backward, p.sq), tile_rows(p.sk, kBwdTiles * kBc),
+                     static_cast<std::size_t>(most) * L.total);
   float* const panels = ws.panels();
   auto panel = [&](std::int64_t slot) { return panels + static_cast<std::size_t>(slot) * L.total; };
   auto qrow = [&](std::int64_t hi_in, std::int64_t i) {
@@ -216,8 +217,8 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
                   const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
                   const int np = pad_vec(n);
                   const std::size_t tile = static_cast<std::size_t>(kt) * d * kBc;
-                  probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0,
-                                  rows, base + L.kt + tile, base + L.vt + tile, j0, n, np);
+                  probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0, rows,
+                                  base + L.kt + tile, base + L.vt + tile, j0, n, np);
                   float* dvt = w.dv + static_cast<long>(jt) * kBc * dp;
                   float* dkt = w.dk + static_cast<long>(jt) * kBc * dp;
                   ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, dvt, dp, true);  // dv += Pᵀ·dout
@@ -238,30 +239,29 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
 
     // Reduce: dq of each (group, head, query tile) is the sum of the chunks that reach it.
     const std::int64_t per_group = g * nqt;
-    cx.pool.parallel_for(
-        static_cast<std::size_t>(bt.count * per_group), [&](std::size_t task, int worker) {
-          const Tiles& w = ws.tiles(worker);
-          const auto slot = static_cast<std::int64_t>(task) / per_group;
-          const auto t = static_cast<std::int64_t>(task) % per_group;
-          const std::int64_t hi_in = t / nqt, qt = t % nqt;
-          const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
-          const std::int64_t hi = hk * g + hi_in, i0 = qt * kBr;
-          const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
-          const float* dq_parts = panel(slot) + L.dq + qrow(hi_in, i0) * dp;
-          for (int r = 0; r < rows; ++r) {
-            std::fill(w.line, w.line + dp, 0.0f);
-            for (std::int64_t c = 0; c < chunks; ++c) {
-              const std::int64_t kt_a = start[static_cast<std::size_t>(c)];
-              if (kt_a >= start[static_cast<std::size_t>(c) + 1] || first_qtile(p, kt_a) > qt)
-                continue;  // the chunk adds nothing to these rows
-              const float* src = dq_parts + static_cast<std::size_t>(c) * L.dq_chunk +
-                                 static_cast<std::size_t>(r) * dp;
-              for (int x = 0; x < d; ++x) w.line[x] += src[x];
-            }
-            store_grad_row(w.line, static_cast<float*>(vdq.at(bi, i0 + r, hi)), d, p.scale,
-                           accumulate);
-          }
-        });
+    cx.pool.parallel_for(static_cast<std::size_t>(bt.count * per_group), [&](std::size_t task,
+                                                                             int worker) {
+      const Tiles& w = ws.tiles(worker);
+      const auto slot = static_cast<std::int64_t>(task) / per_group;
+      const auto t = static_cast<std::int64_t>(task) % per_group;
+      const std::int64_t hi_in = t / nqt, qt = t % nqt;
+      const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
+      const std::int64_t hi = hk * g + hi_in, i0 = qt * kBr;
+      const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
+      const float* dq_parts = panel(slot) + L.dq + qrow(hi_in, i0) * dp;
+      for (int r = 0; r < rows; ++r) {
+        std::fill(w.line, w.line + dp, 0.0f);
+        for (std::int64_t c = 0; c < chunks; ++c) {
+          const std::int64_t kt_a = start[static_cast<std::size_t>(c)];
+          if (kt_a >= start[static_cast<std::size_t>(c) + 1] || first_qtile(p, kt_a) > qt)
+            continue;  // the chunk adds nothing to these rows
+          const float* src = dq_parts + static_cast<std::size_t>(c) * L.dq_chunk +
+                             static_cast<std::size_t>(r) * dp;
+          for (int x = 0; x < d; ++x) w.line[x] += src[x];
+        }
+        store_grad_row(w.line, static_cast<float*>(vdq.at(bi, i0 + r, hi)), d, p.scale, accumulate);
+      }
+    });
   }
 }
 

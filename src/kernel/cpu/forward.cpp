@@ -51,7 +51,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
   const View vq(q), vk(k), vv(v), vo(out), vl(lse);
   const std::int64_t nkt = p.k_tiles(), g = p.group();
   const std::int64_t nqb = (p.q_tiles() + kFwdTiles - 1) / kFwdTiles;  // query blocks
-  const float c = p.scale * kLog2e;  // scores in base-2 units
+  const float c = p.scale * kLog2e;                                    // scores in base-2 units
   const int d = static_cast<int>(p.d), dp = p.dpad;
 
   // Panels of one group: K tiles transposed [nkt][d][kBc], then V rows [nkt·kBc][dp].

@@ -197,8 +197,8 @@ USP_AVX512 void softmax_step(float* s, int rows, int n, int lds, float c, float*
       continue;
     }
     // 0 on the row's first visible tile (acc and l are still 0 then).
-    const __m512 alpha = m_old == kNegInf ? _mm512_setzero_ps()
-                                          : exp2_ps(_mm512_set1_ps(m_old - m_new));
+    const __m512 alpha =
+        m_old == kNegInf ? _mm512_setzero_ps() : exp2_ps(_mm512_set1_ps(m_old - m_new));
     l[r] = l[r] * _mm512_cvtss_f32(alpha) + row_sum;
     float* a = acc + static_cast<long>(r) * ldacc;
     for (int j = 0; j < nacc; j += 16)
@@ -264,8 +264,8 @@ USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
 }  // namespace
 
 const TileOps* avx512_tile_ops() {
-  static const TileOps ops{"avx512",  gemm,   gemm_tn,  row_max,      exp2_row,   scale_row,
-                           ds_row,    load_row, softmax_step, probs_grads};
+  static const TileOps ops{"avx512",  gemm,   gemm_tn,  row_max,      exp2_row,
+                           scale_row, ds_row, load_row, softmax_step, probs_grads};
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("fma");
