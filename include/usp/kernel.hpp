@@ -65,13 +65,15 @@ void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, cons
 // also Q/dout — packed to fp32 panels) as one block from `scratch` (a host allocator; nullptr =
 // default_host_allocator()) and gives it back before returning, so a rank's allocator counts it
 // in its peak and holds none of it between calls. With T threads, dp = d rounded up to 16,
-// nkt = ceil(sk / 64), nqt = ceil(sq / 64), g = h / hkv, groups = b·hkv, R = min(64, sq rounded
-// up to 16) and K = min(64, sk rounded up to 16), the block is 4·(T·tile + n·panel) bytes where
-//   forward:  tile = 2·R·dp + 64·R + 2·R + dp,  panel = 64·nkt·(d + dp),
-//             n = min(groups, ceil(W / (g·nqt)), max(1, floor(2^24 / panel)));
-//   backward: tile = max(R, K)·dp + K·dp + 128·R + dp,
+// nkt = ceil(sk / 64), nqt = ceil(sq / 64), nqb = ceil(nqt / 4), C = max(1, min(8, nkt)),
+// g = h / hkv, groups = b·hkv, R = min(64, sq rounded up to 16), F = min(256, sq rounded up to 16)
+// and B = min(256, sk rounded up to 16), the block is 4·(T·tile + n·panel) bytes where
+//   forward:  tile = 2·F·dp + 64·min(F, 64) + 2·F + dp,  panel = 64·nkt·(d + dp),
+//             n = min(groups, ceil(W / (g·nqb)), max(1, floor(2^24 / panel)));
+//   backward: tile = 2·B·dp + 128·R + dp,
 //             panel = 64·nkt·(2d + dp) + 64·g·nqt·(2·dp + 2) rounded up to a multiple of 16,
-//             n = min(groups, ceil(W / max(nkt, g·nqt)), max(1, floor(2^24 / panel))),
+//                     plus C·64·g·nqt·dp (C partial sums of dq),
+//             n = min(groups, ceil(W / C), max(1, floor(2^24 / panel))),
 // with W = 8T tasks for T > 1 and W = 1 for one thread (n = 1).
 // merge() takes T·dp floats and add() one row of floats for the duration of the call.
 std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads, Allocator* scratch = nullptr);

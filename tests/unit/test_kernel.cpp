@@ -96,7 +96,10 @@ INSTANTIATE_TEST_SUITE_P(
                       LargeCase{1000, 1000, 64, MaskMode::none, false, DType::bf16},
                       LargeCase{1000, 1000, 64, MaskMode::causal, true, DType::f16},
                       LargeCase{129, 1000, 64, MaskMode::none, true, DType::f32},
-                      LargeCase{1000, 129, 16, MaskMode::none, false, DType::f16}),
+                      LargeCase{1000, 129, 16, MaskMode::none, false, DType::f16},
+                      // Several key blocks per backward chunk and query blocks of four tiles.
+                      LargeCase{2100, 2100, 16, MaskMode::causal, true, DType::f32},
+                      LargeCase{2100, 2100, 16, MaskMode::none, false, DType::f32}),
     [](const ::testing::TestParamInfo<LargeCase>& info) {
       const LargeCase& c = info.param;
       return "sq" + std::to_string(c.sq) + "_sk" + std::to_string(c.sk) + "_d" +

@@ -1,6 +1,7 @@
 // The CPU kernel's building blocks: the thread pool and the inner loops (both ISA variants).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -168,6 +169,88 @@ TEST(KernelTileOps, Exp2IsAccurate) {
     EXPECT_EQ(m[0], 0.0f);
     EXPECT_EQ(m[1], 0.0f);
     EXPECT_EQ(m[2], 1.0f);
+  }
+}
+
+// The fused tile members, where a TileOps has them, against their definition in double.
+TEST(KernelTileOps, FusedSoftmaxStepsMatchTheirDefinition) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(seed);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-4, 4);
+  int tested = 0;
+  for (const auto* ops : all_ops()) {
+    SCOPED_TRACE(ops->isa);
+    const int rows = 7, n = 48, ld = 64, nacc = 32, ldacc = 40;
+    const float c = 1.3f;
+    std::vector<float> s(rows * ld), dp(rows * ld), acc(rows * ldacc), m(rows), l(rows);
+    for (auto& x : s) x = u(rng);
+    for (auto& x : dp) x = u(rng);
+    for (auto& x : acc) x = u(rng);
+    for (int r = 0; r < rows; ++r) {
+      m[static_cast<std::size_t>(r)] = 2.0f * u(rng);
+      l[static_cast<std::size_t>(r)] = 1.0f + std::fabs(u(rng));
+    }
+    m[0] = kNegInf;  // first visible tile of row 0: acc and l are 0
+    l[0] = 0.0f;
+    std::fill(acc.begin(), acc.begin() + ldacc, 0.0f);
+    m[1] = 100.0f;                                               // row 1: the running max stays
+    std::fill(s.begin() + 2 * ld, s.begin() + 3 * ld, kNegInf);  // row 2: nothing visible
+    for (int j = 20; j < n; ++j) s[static_cast<std::size_t>(3 * ld + j)] = kNegInf;  // masked
+    if (ops->softmax_step != nullptr) {
+      ++tested;
+      auto s2 = s;
+      auto acc2 = acc, m2 = m, l2 = l;
+      ops->softmax_step(s2.data(), rows, n, ld, c, m2.data(), l2.data(), acc2.data(), nacc, ldacc);
+      for (int r = 0; r < rows; ++r) {
+        const auto R = static_cast<std::size_t>(r);
+        double mx = -INFINITY;
+        for (int j = 0; j < n; ++j) mx = std::max<double>(mx, s[R * ld + j]);
+        if (mx == -INFINITY) {
+          for (int j = 0; j < n; ++j) ASSERT_EQ(s2[R * ld + j], 0.0f) << r;
+          EXPECT_EQ(m2[R], m[R]);
+          EXPECT_EQ(l2[R], l[R]);
+          continue;
+        }
+        const double m_new = std::max<double>(m[R], c * mx);
+        const double alpha = m[R] == kNegInf ? 0.0 : std::exp2(m[R] - m_new);
+        double sum = 0;
+        for (int j = 0; j < n; ++j) {
+          const double p = std::exp2(c * static_cast<double>(s[R * ld + j]) - m_new);
+          sum += p;
+          ASSERT_NEAR(s2[R * ld + j], p, 1e-6 * p + 1e-30) << r << " " << j;
+        }
+        EXPECT_EQ(m2[R], static_cast<float>(m_new)) << r;
+        EXPECT_NEAR(l2[R], l[R] * alpha + sum, 1e-6 * (l[R] * alpha + sum)) << r;
+        for (int j = 0; j < nacc; ++j)
+          ASSERT_NEAR(acc2[R * ldacc + j], acc[R * ldacc + j] * alpha, 1e-6) << r << " " << j;
+        for (int j = nacc; j < ldacc; ++j) ASSERT_EQ(acc2[R * ldacc + j], acc[R * ldacc + j]);
+      }
+    }
+    if (ops->probs_grads != nullptr) {
+      std::vector<float> lse2(rows), D(rows);
+      for (int r = 0; r < rows; ++r) {
+        lse2[static_cast<std::size_t>(r)] = 6.0f + u(rng);
+        D[static_cast<std::size_t>(r)] = u(rng);
+      }
+      lse2[4] = kNegInf;  // a row that sees no key: no gradient
+      auto s2 = s, dp2 = dp;
+      ops->probs_grads(s2.data(), dp2.data(), rows, n, ld, c, lse2.data(), D.data());
+      for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < n; ++j) {
+          const auto i = static_cast<std::size_t>(r * ld + j);
+          const auto R = static_cast<std::size_t>(r);
+          const double p =
+              lse2[R] == kNegInf ? 0.0 : std::exp2(c * static_cast<double>(s[i]) - lse2[R]);
+          ASSERT_NEAR(s2[i], p, 1e-6 * p + 1e-30) << r << " " << j;
+          ASSERT_NEAR(dp2[i], p * (dp[i] - D[R]), 1e-6 * std::fabs(p * (dp[i] - D[R])) + 1e-30)
+              << r << " " << j;
+        }
+    }
+  }
+  if (cpu::avx512_tile_ops() != nullptr) {
+    EXPECT_GT(tested, 0) << "the AVX-512 ops lack the fused step";
   }
 }
 

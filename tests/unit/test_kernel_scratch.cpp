@@ -49,17 +49,20 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
 std::size_t documented_bytes(const Problem& p, std::int64_t threads, bool backward) {
   const std::int64_t dp = ceil_div(p.d, 16) * 16, nkt = ceil_div(p.sk, 64),
                      nqt = ceil_div(p.sq, 64), g = p.h / p.hkv, groups = p.b * p.hkv;
-  const std::int64_t R = std::min<std::int64_t>(64, ceil_div(p.sq, 16) * 16),
-                     K = std::min<std::int64_t>(64, ceil_div(p.sk, 16) * 16);
+  const std::int64_t R = std::min<std::int64_t>(64, ceil_div(p.sq, 16) * 16);
+  const std::int64_t F = std::min<std::int64_t>(256, ceil_div(p.sq, 16) * 16);
   std::int64_t tile = 0, panel = 0, tasks = 0;
   if (!backward) {
-    tile = 2 * R * dp + 64 * R + 2 * R + dp;
+    tile = 2 * F * dp + 64 * std::min<std::int64_t>(F, 64) + 2 * F + dp;
     panel = 64 * nkt * (p.d + dp);
-    tasks = g * nqt;
+    tasks = g * ceil_div(nqt, 4);
   } else {
-    tile = std::max(R, K) * dp + K * dp + 128 * R + dp;
-    panel = ceil_div(64 * nkt * (2 * p.d + dp) + 64 * g * nqt * (2 * dp + 2), 16) * 16;
-    tasks = std::max(nkt, g * nqt);
+    const std::int64_t B = std::min<std::int64_t>(256, ceil_div(p.sk, 16) * 16),
+                       C = std::max<std::int64_t>(1, std::min<std::int64_t>(8, nkt));
+    tile = 2 * B * dp + 128 * R + dp;
+    panel = ceil_div(64 * nkt * (2 * p.d + dp) + 64 * g * nqt * (2 * dp + 2), 16) * 16 +
+            C * 64 * g * nqt * dp;
+    tasks = C;
   }
   const std::int64_t by_budget = std::max<std::int64_t>(1, (std::int64_t{1} << 24) / panel);
   const std::int64_t want = threads > 1 ? 8 * threads : 1;

@@ -2,14 +2,18 @@
 // dS = P∘(dP − D) with D = rowsum(dout∘out). For each batch of (batch, kv head) groups:
 //   pack:   K and V (transposed per tile, and K row-major), Q and dout rows of the group's heads,
 //           lse in base 2 and D per row, into fp32 panels;
-//   pass 1: one task per (group, key tile) owns dk/dv of that tile and loops over every query
-//           tile of every head sharing the kv head;
-//   pass 2: one task per (group, head, query tile) owns dq of that tile and loops over key tiles.
-// Every output element is written by exactly one task in a fixed order: no atomics, no races,
-// the same bits for any thread count.
+//   main:   one task per (group, chunk of key tiles). It walks its key tiles kBwdTiles at a time,
+//           keeping their dk/dv accumulators, and for every query tile that sees them computes
+//           S, dP (two GEMMs), dv += Pᵀ·dout, dk += dSᵀ·q and dq_chunk += dS·k (three more): five
+//           tile GEMMs per tile pair. dk/dv of a key tile are written by the task that owns it;
+//           dq goes to the chunk's own fp32 partial sum;
+//   reduce: one task per (group, head, query tile) adds the chunks' partial sums in chunk order.
+// The chunks are fixed by the problem, not by the thread count, and every sum runs in a fixed
+// order: no atomics, no races, the same bits for any thread count.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernel/cpu/cpu_kernel.hpp"
 #include "util/rows.hpp"
@@ -21,28 +25,57 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Offsets (in floats) of one group's panels.
+// Offsets (in floats) of one group's panels, and the chunks of key tiles.
 struct Layout {
-  std::int64_t nqt, nkt, g, sq_pad;
-  std::size_t kt, vt, k, q, dout, lse2, D, total;
+  std::int64_t nqt, nkt, g, sq_pad, chunks;
+  std::size_t kt, vt, k, q, dout, lse2, D, dq, dq_chunk, total;
   Layout(const Problem& p) {
     nqt = p.q_tiles();
     nkt = p.k_tiles();
     g = p.group();
     sq_pad = nqt * kBr;
+    chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(kBwdChunks, nkt));
     const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
     const auto key_tiles = static_cast<std::size_t>(nkt);
     const auto rows = static_cast<std::size_t>(g * sq_pad);
-    kt = 0;                         // [nkt][d][kBc]
-    vt = kt + key_tiles * d * kBc;  // [nkt][d][kBc]
-    k = vt + key_tiles * d * kBc;   // [nkt·kBc][dp]
-    q = k + key_tiles * kBc * dp;   // [g][sq_pad][dp]
-    dout = q + rows * dp;           // [g][sq_pad][dp]
-    lse2 = dout + rows * dp;        // [g][sq_pad]
-    D = lse2 + rows;                // [g][sq_pad]
-    total = (D + rows + 15) / 16 * 16;
+    kt = 0;                          // [nkt][d][kBc]
+    vt = kt + key_tiles * d * kBc;   // [nkt][d][kBc]
+    k = vt + key_tiles * d * kBc;    // [nkt·kBc][dp]
+    q = k + key_tiles * kBc * dp;    // [g][sq_pad][dp]
+    dout = q + rows * dp;            // [g][sq_pad][dp]
+    lse2 = dout + rows * dp;         // [g][sq_pad]
+    D = lse2 + rows;                 // [g][sq_pad]
+    dq = (D + rows + 15) / 16 * 16;  // [chunks][g][sq_pad][dp]
+    dq_chunk = rows * dp;
+    total = dq + static_cast<std::size_t>(chunks) * dq_chunk;
   }
 };
+
+// First query tile that sees key tile kt.
+std::int64_t first_qtile(const Problem& p, std::int64_t kt) {
+  return std::min(p.sq - 1, p.first_query(kt * kBc)) / kBr;
+}
+
+// Key tiles [start[c], start[c + 1]) form chunk c; the chunks get about equal numbers of visible
+// (query tile, key tile) pairs, so causal chunks near the end hold more key tiles.
+std::vector<std::int64_t> chunk_starts(const Problem& p, const Layout& L) {
+  std::vector<std::int64_t> work(static_cast<std::size_t>(L.nkt) + 1, 0);
+  for (std::int64_t kt = 0; kt < L.nkt; ++kt)
+    work[static_cast<std::size_t>(kt) + 1] =
+        work[static_cast<std::size_t>(kt)] + std::max<std::int64_t>(1, L.nqt - first_qtile(p, kt));
+  const std::int64_t total = work.back();
+  std::vector<std::int64_t> start(static_cast<std::size_t>(L.chunks) + 1, L.nkt);
+  start[0] = 0;
+  std::int64_t kt = 0;
+  for (std::int64_t c = 1; c < L.chunks; ++c) {
+    // The first key tile whose preceding work reaches c/chunks of the total, leaving at least
+    // one key tile to each chunk (chunks <= nkt).
+    while (kt < L.nkt && work[static_cast<std::size_t>(kt)] * L.chunks < c * total) ++kt;
+    kt = std::clamp(kt, start[static_cast<std::size_t>(c) - 1] + 1, L.nkt - (L.chunks - c));
+    start[static_cast<std::size_t>(c)] = kt;
+  }
+  return start;
+}
 
 // Scores of `rows` query rows (q, dout: packed rows, lse2/D: their stats) against the key tile
 // (kt, vt: transposed, n valid of np columns): P lands in w.s, dS in w.dp.
@@ -54,6 +87,10 @@ void probs_and_grads(const Problem& p, const TileOps& ops, const Tiles& w, const
   ops.gemm(rows, np, d, q, dp, kt, kBc, w.s, kBc, false);
   if (n < np || p.tile_needs_mask(i0, j0 + n)) apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
   ops.gemm(rows, np, d, dout, dp, vt, kBc, w.dp, kBc, false);
+  if (ops.probs_grads != nullptr) {
+    ops.probs_grads(w.s, w.dp, rows, np, kBc, c, lse2, D);
+    return;
+  }
   for (int r = 0; r < rows; ++r) {
     float* srow = w.s + static_cast<long>(r) * kBc;
     if (lse2[r] == kNegInf) {  // the row sees no key at all: no gradient
@@ -77,7 +114,7 @@ void store_grad_row(const float* src, float* dst, int d, float factor, bool accu
 
 PanelPlan backward_panels(const Problem& p) {
   const Layout L(p);
-  return PanelPlan{L.total, std::max(L.nkt, L.g * L.nqt)};
+  return PanelPlan{L.total, L.chunks};
 }
 
 void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
@@ -87,12 +124,14 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
   const View vq(q), vk(k), vv(v), vo(out), vl(lse), vdo(dout), vdq(dq), vdk(dk), vdv(dv);
   const int d = static_cast<int>(p.d), dp = p.dpad;
   const Layout L(p);
-  const std::int64_t nqt = L.nqt, nkt = L.nkt, g = L.g;
+  const std::int64_t nqt = L.nqt, nkt = L.nkt, g = L.g, chunks = L.chunks;
+  const std::vector<std::int64_t> start = chunk_starts(p, L);
   const PanelPlan pp = backward_panels(p);
   const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, L.total, cx.pool.size());
   const std::int64_t most = largest_batch(batches);
-  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp, tile_rows(p.sq, kBr),
-                     tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * L.total);
+  const Workspace ws(cx.scratch, Pass::backward, cx.pool.size(), dp,
+                     task_rows(Pass::backward, p.sq), tile_rows(p.sk, kBwdTiles * kBc),
+                     static_cast<std::size_t>(most) * L.total);
   float* const panels = ws.panels();
   auto panel = [&](std::int64_t slot) { return panels + static_cast<std::size_t>(slot) * L.total; };
   auto qrow = [&](std::int64_t hi_in, std::int64_t i) {
@@ -138,74 +177,91 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
           }
         });
 
-    // Pass 1: dk and dv, one task per (group, key tile); the first key tiles see the most
-    // queries under causal masks and go first.
+    // Main: one task per (chunk, group); the chunks hold about equal work.
     cx.pool.parallel_for(
-        static_cast<std::size_t>(bt.count * nkt), [&](std::size_t task, int worker) {
+        static_cast<std::size_t>(bt.count * chunks), [&](std::size_t task, int worker) {
           const Tiles& w = ws.tiles(worker);
-          const auto kt = static_cast<std::int64_t>(task) / bt.count;
+          const auto c = static_cast<std::int64_t>(task) / bt.count;
           const auto slot = static_cast<std::int64_t>(task) % bt.count;
           const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
           const float* base = panel(slot);
-          const std::int64_t j0 = kt * kBc;
-          const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
-          const int np = pad_vec(n);
-          const float* ktile = base + L.kt + static_cast<std::size_t>(kt) * d * kBc;
-          const float* vtile = base + L.vt + static_cast<std::size_t>(kt) * d * kBc;
-          std::fill(w.dk, w.dk + static_cast<long>(n) * dp, 0.0f);
-          std::fill(w.dv, w.dv + static_cast<long>(n) * dp, 0.0f);
-          const std::int64_t qt0 = std::min(p.sq - 1, p.first_query(j0)) / kBr;
-          for (std::int64_t hi_in = 0; hi_in < g; ++hi_in) {
-            for (std::int64_t qt = qt0; qt < nqt; ++qt) {
-              const std::int64_t i0 = qt * kBr;
-              const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
-              const std::size_t r0 = qrow(hi_in, i0);
-              const float* qp = base + L.q + r0 * dp;
-              const float* dop = base + L.dout + r0 * dp;
-              probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0, rows,
-                              ktile, vtile, j0, n, np);
-              ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, w.dv, dp, true);  // dv += Pᵀ·dout
-              ops.gemm_tn(n, dp, rows, w.dp, kBc, qp, dp, w.dk, dp, true);  // dk += dSᵀ·q
+          float* const dq_part = panel(slot) + L.dq + static_cast<std::size_t>(c) * L.dq_chunk;
+          const std::int64_t kt_a = start[static_cast<std::size_t>(c)],
+                             kt_b = start[static_cast<std::size_t>(c) + 1];
+          if (kt_a >= kt_b) return;
+          // The rows this chunk adds to start at its first key tile's first query tile.
+          const std::int64_t qt_first = first_qtile(p, kt_a);
+          for (std::int64_t hi_in = 0; hi_in < g; ++hi_in)
+            std::fill(dq_part + qrow(hi_in, qt_first * kBr) * dp,
+                      dq_part + qrow(hi_in, L.sq_pad) * dp, 0.0f);
+
+          for (std::int64_t kb = kt_a; kb < kt_b; kb += kBwdTiles) {
+            const int nk = static_cast<int>(std::min<std::int64_t>(kBwdTiles, kt_b - kb));
+            const std::int64_t jb = kb * kBc;  // first key of the block
+            const int keys = static_cast<int>(std::min<std::int64_t>(nk * kBc, p.sk - jb));
+            std::fill(w.dk, w.dk + static_cast<long>(keys) * dp, 0.0f);
+            std::fill(w.dv, w.dv + static_cast<long>(keys) * dp, 0.0f);
+            const std::int64_t qt0 = first_qtile(p, kb);
+            for (std::int64_t hi_in = 0; hi_in < g; ++hi_in) {
+              for (std::int64_t qt = qt0; qt < nqt; ++qt) {
+                const std::int64_t i0 = qt * kBr;
+                const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
+                const std::int64_t kend = p.key_end(i0 + rows);
+                const std::size_t r0 = qrow(hi_in, i0);
+                const float* qp = base + L.q + r0 * dp;
+                const float* dop = base + L.dout + r0 * dp;
+                float* dqp = dq_part + r0 * dp;
+                for (int jt = 0; jt < nk; ++jt) {
+                  const std::int64_t kt = kb + jt, j0 = kt * kBc;
+                  if (j0 >= kend) break;  // this and later key tiles are hidden from the rows
+                  const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
+                  const int np = pad_vec(n);
+                  const std::size_t tile = static_cast<std::size_t>(kt) * d * kBc;
+                  probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0, rows,
+                                  base + L.kt + tile, base + L.vt + tile, j0, n, np);
+                  float* dvt = w.dv + static_cast<long>(jt) * kBc * dp;
+                  float* dkt = w.dk + static_cast<long>(jt) * kBc * dp;
+                  ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, dvt, dp, true);  // dv += Pᵀ·dout
+                  ops.gemm_tn(n, dp, rows, w.dp, kBc, qp, dp, dkt, dp, true);  // dk += dSᵀ·q
+                  ops.gemm(rows, dp, np, w.dp, kBc, base + L.k + static_cast<std::size_t>(j0) * dp,
+                           dp, dqp, dp, true);  // dq += dS·k
+                }
+              }
             }
-          }
-          for (int j = 0; j < n; ++j) {
-            store_grad_row(w.dk + static_cast<long>(j) * dp,
-                           static_cast<float*>(vdk.at(bi, j0 + j, hk)), d, p.scale, accumulate);
-            store_grad_row(w.dv + static_cast<long>(j) * dp,
-                           static_cast<float*>(vdv.at(bi, j0 + j, hk)), d, 1.0f, accumulate);
+            for (int j = 0; j < keys; ++j) {
+              store_grad_row(w.dk + static_cast<long>(j) * dp,
+                             static_cast<float*>(vdk.at(bi, jb + j, hk)), d, p.scale, accumulate);
+              store_grad_row(w.dv + static_cast<long>(j) * dp,
+                             static_cast<float*>(vdv.at(bi, jb + j, hk)), d, 1.0f, accumulate);
+            }
           }
         });
 
-    // Pass 2: dq, one task per (group, head, query tile), the longest tiles first.
-    const std::int64_t per_tile = bt.count * g;
-    cx.pool.parallel_for(
-        static_cast<std::size_t>(per_tile * nqt), [&](std::size_t task, int worker) {
-          const Tiles& w = ws.tiles(worker);
-          const auto t = static_cast<std::int64_t>(task);
-          const std::int64_t qt = nqt - 1 - t / per_tile;
-          const std::int64_t slot = (t % per_tile) / g, hi_in = t % g;
-          const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
-          const std::int64_t hi = hk * g + hi_in;
-          const float* base = panel(slot);
-          const std::int64_t i0 = qt * kBr;
-          const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
-          const std::size_t r0 = qrow(hi_in, i0);
-          std::fill(w.acc, w.acc + static_cast<long>(rows) * dp, 0.0f);
-          const std::int64_t kend = p.key_end(i0 + rows);
-          for (std::int64_t j0 = 0; j0 < kend; j0 += kBc) {
-            const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
-            const int np = pad_vec(n);
-            const std::size_t tile = static_cast<std::size_t>(j0 / kBc) * d * kBc;
-            probs_and_grads(p, ops, w, base + L.q + r0 * dp, base + L.dout + r0 * dp,
-                            base + L.lse2 + r0, base + L.D + r0, i0, rows, base + L.kt + tile,
-                            base + L.vt + tile, j0, n, np);
-            ops.gemm(rows, dp, np, w.dp, kBc, base + L.k + static_cast<std::size_t>(j0) * dp, dp,
-                     w.acc, dp, true);
-          }
-          for (int r = 0; r < rows; ++r)
-            store_grad_row(w.acc + static_cast<long>(r) * dp,
-                           static_cast<float*>(vdq.at(bi, i0 + r, hi)), d, p.scale, accumulate);
-        });
+    // Reduce: dq of each (group, head, query tile) is the sum of the chunks that reach it.
+    const std::int64_t per_group = g * nqt;
+    cx.pool.parallel_for(static_cast<std::size_t>(bt.count * per_group), [&](std::size_t task,
+                                                                             int worker) {
+      const Tiles& w = ws.tiles(worker);
+      const auto slot = static_cast<std::int64_t>(task) / per_group;
+      const auto t = static_cast<std::int64_t>(task) % per_group;
+      const std::int64_t hi_in = t / nqt, qt = t % nqt;
+      const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
+      const std::int64_t hi = hk * g + hi_in, i0 = qt * kBr;
+      const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
+      const float* dq_parts = panel(slot) + L.dq + qrow(hi_in, i0) * dp;
+      for (int r = 0; r < rows; ++r) {
+        std::fill(w.line, w.line + dp, 0.0f);
+        for (std::int64_t c = 0; c < chunks; ++c) {
+          const std::int64_t kt_a = start[static_cast<std::size_t>(c)];
+          if (kt_a >= start[static_cast<std::size_t>(c) + 1] || first_qtile(p, kt_a) > qt)
+            continue;  // the chunk adds nothing to these rows
+          const float* src = dq_parts + static_cast<std::size_t>(c) * L.dq_chunk +
+                             static_cast<std::size_t>(r) * dp;
+          for (int x = 0; x < d; ++x) w.line[x] += src[x];
+        }
+        store_grad_row(w.line, static_cast<float*>(vdq.at(bi, i0 + r, hi)), d, p.scale, accumulate);
+      }
+    });
   }
 }
 

@@ -18,14 +18,13 @@ namespace usp::cpu {
 enum class Pass : std::uint8_t { forward, backward };
 
 // Packed fp32 tiles of one worker, each 64-byte aligned, rows dpad floats wide (s and dp kBc
-// wide). R = min(kBr, pad_vec(sq)) query rows and K = min(kBc, pad_vec(sk)) keys at most. A pass
-// sets only the tiles it uses (the others are null).
+// wide). R = task_rows(pass, sq) query rows and K = min(kBwdTiles·kBc, pad_vec(sk)) keys (the
+// backward's key block) at most. A pass sets only the tiles it uses (the others are null).
 struct Tiles {
-  float* q = nullptr;      // [R][dpad]  query rows (forward)
-  float* s = nullptr;      // [R][kBc]   scores, then probabilities
+  float* q = nullptr;      // [R][dpad]  query rows (forward: kFwdTiles query tiles)
+  float* s = nullptr;      // [min(R, kBr)][kBc]   scores, then probabilities
   float* dp = nullptr;     // [R][kBc]   dout·vᵀ, then score gradients (backward)
-  float* acc = nullptr;    // [R][dpad]  output or dq accumulator (backward: the dk tile's memory,
-                           //            dq and dk/dv are computed in different passes)
+  float* acc = nullptr;    // [R][dpad]  output accumulator (forward)
   float* dk = nullptr;     // [K][dpad]  dk accumulator (backward)
   float* dv = nullptr;     // [K][dpad]  dv accumulator (backward)
   float* row_m = nullptr;  // [R] (forward)
@@ -35,10 +34,12 @@ struct Tiles {
 
 // Tile rows a call needs: R (rows = sq) or K (rows = sk) above.
 int tile_rows(std::int64_t rows, int most);
+// Query rows one task of the pass owns: R above (forward kFwdTiles·kBr, backward kBr at most).
+int task_rows(Pass pass, std::int64_t sq);
 
 // Floats of one worker's tiles for the pass:
-//   forward:  2·R·dpad + R·kBc + 2·R + dpad
-//   backward: max(R, K)·dpad + K·dpad + 2·R·kBc + dpad
+//   forward:  2·R·dpad + min(R, kBr)·kBc + 2·R + dpad
+//   backward: 2·K·dpad + 2·R·kBc + dpad
 std::size_t tile_floats(Pass pass, int dpad, int R, int K);
 
 // The scratch memory of one forward or backward call, one block from the kernel's allocator:

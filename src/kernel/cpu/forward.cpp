@@ -1,7 +1,8 @@
 // Forward pass. For each batch of (batch, kv head) groups: pack K (transposed per tile) and V
-// into fp32 panels (in the call's workspace), then one task per (group, head of the group, query
-// tile) streams the key tiles through an online softmax (running max m and sum l per row, rescaling
-// the accumulator when m grows). No sq×sk matrix exists at any time.
+// into fp32 panels (in the call's workspace), then one task per (group, head of the group, block
+// of kFwdTiles query tiles) streams the key tiles through an online softmax (running max m and sum
+// l per row, rescaling the accumulator when m grows); each key tile serves the block's query tiles
+// while it is in cache. No sq×sk matrix exists at any time.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -11,10 +12,34 @@
 
 namespace usp::cpu {
 
+namespace {
+
+// TileOps::softmax_step by rows, for tile ops without the fused version.
+void softmax_step_rows(const TileOps& ops, float* s, int rows, int n, int lds, float c, float* m,
+                       float* l, float* acc, int nacc, int ldacc) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int r = 0; r < rows; ++r) {
+    float* srow = s + static_cast<long>(r) * lds;
+    const float mx = ops.row_max(srow, n);
+    if (mx == kNegInf) {  // nothing visible to this row in this tile
+      std::fill(srow, srow + n, 0.0f);
+      continue;
+    }
+    const float m_new = std::max(m[r], c * mx);
+    const float alpha = std::exp2(m[r] - m_new);  // 0 on the first visible tile
+    l[r] = l[r] * alpha + ops.exp2_row(srow, n, c, m_new);
+    if (alpha != 1.0f) ops.scale_row(acc + static_cast<long>(r) * ldacc, nacc, alpha);
+    m[r] = m_new;
+  }
+}
+
+}  // namespace
+
 PanelPlan forward_panels(const Problem& p) {
   const auto nkt = static_cast<std::size_t>(p.k_tiles());
   const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
-  return PanelPlan{nkt * kBc * (d + dp), p.group() * p.q_tiles()};
+  const std::int64_t blocks = (p.q_tiles() + kFwdTiles - 1) / kFwdTiles;
+  return PanelPlan{nkt * kBc * (d + dp), p.group() * blocks};
 }
 
 void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
@@ -24,8 +49,9 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
   constexpr float kLn2 = 0.6931471805599453f;
   const TileOps& ops = cx.ops;
   const View vq(q), vk(k), vv(v), vo(out), vl(lse);
-  const std::int64_t nqt = p.q_tiles(), nkt = p.k_tiles(), g = p.group();
-  const float c = p.scale * kLog2e;  // scores in base-2 units
+  const std::int64_t nkt = p.k_tiles(), g = p.group();
+  const std::int64_t nqb = (p.q_tiles() + kFwdTiles - 1) / kFwdTiles;  // query blocks
+  const float c = p.scale * kLog2e;                                    // scores in base-2 units
   const int d = static_cast<int>(p.d), dp = p.dpad;
 
   // Panels of one group: K tiles transposed [nkt][d][kBc], then V rows [nkt·kBc][dp].
@@ -34,7 +60,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
   const std::size_t per_group = pp.per_group;
   const auto batches = plan_batches(p.b * p.hkv, pp.tasks_per_group, per_group, cx.pool.size());
   const std::int64_t most = largest_batch(batches);
-  const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp, tile_rows(p.sq, kBr),
+  const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp, task_rows(Pass::forward, p.sq),
                      tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * per_group);
   float* const panels = ws.panels();
 
@@ -54,53 +80,56 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
                     dp, pad_vec(n));
         });
 
-    const std::int64_t per_tile = bt.count * g;  // tasks per query-tile index
+    const std::int64_t per_block = bt.count * g;  // tasks per query-block index
     cx.pool.parallel_for(
-        static_cast<std::size_t>(per_tile * nqt), [&](std::size_t task, int worker) {
+        static_cast<std::size_t>(per_block * nqb), [&](std::size_t task, int worker) {
           const Tiles& w = ws.tiles(worker);
           const auto t = static_cast<std::int64_t>(task);
-          const std::int64_t qt = nqt - 1 - t / per_tile;  // the longest tiles (causal) first
-          const std::int64_t slot = (t % per_tile) / g;
+          const std::int64_t qb = nqb - 1 - t / per_block;  // the longest blocks (causal) first
+          const std::int64_t slot = (t % per_block) / g;
           const std::int64_t grp = bt.first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
           const std::int64_t hi = hk * g + t % g;
           const float* kt_panel = panels + static_cast<std::size_t>(slot) * per_group;
           const float* v_panel = kt_panel + kt_floats;
-          const std::int64_t i0 = qt * kBr;
-          const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
+          const std::int64_t b0 = qb * kFwdTiles * kBr;  // first row of the block
+          const int rows = static_cast<int>(std::min<std::int64_t>(kFwdTiles * kBr, p.sq - b0));
+          const int ntiles = (rows + kBr - 1) / kBr;
 
-          pack_rows(ops, vq, bi, i0, rows, hi, d, w.q, dp, rows);
+          pack_rows(ops, vq, bi, b0, rows, hi, d, w.q, dp, rows);
           std::fill(w.row_m, w.row_m + rows, kNegInf);
           std::fill(w.row_l, w.row_l + rows, 0.0f);
           std::fill(w.acc, w.acc + static_cast<long>(rows) * dp, 0.0f);
 
-          const std::int64_t kend = p.key_end(i0 + rows);
+          // Every key tile is loaded once for the block's query tiles; each row still sees the
+          // key tiles in increasing order, so the sums are those of one tile per task.
+          const std::int64_t kend = p.key_end(b0 + rows);
           for (std::int64_t j0 = 0; j0 < kend; j0 += kBc) {
             const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
             const int np = pad_vec(n);
             const float* ktile = kt_panel + static_cast<std::size_t>(j0 / kBc) * d * kBc;
             const float* vtile = v_panel + static_cast<std::size_t>(j0) * dp;
-            ops.gemm(rows, np, d, w.q, dp, ktile, kBc, w.s, kBc, false);
-            if (n < np || p.tile_needs_mask(i0, j0 + n))
-              apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
-            for (int r = 0; r < rows; ++r) {
-              float* srow = w.s + static_cast<long>(r) * kBc;
-              const float mx = ops.row_max(srow, np);
-              if (mx == kNegInf) {  // nothing visible to this row in this tile
-                std::fill(srow, srow + np, 0.0f);
-                continue;
-              }
-              const float m_new = std::max(w.row_m[r], c * mx);
-              const float alpha = std::exp2(w.row_m[r] - m_new);  // 0 on the first visible tile
-              w.row_l[r] = w.row_l[r] * alpha + ops.exp2_row(srow, np, c, m_new);
-              if (alpha != 1.0f) ops.scale_row(w.acc + static_cast<long>(r) * dp, dp, alpha);
-              w.row_m[r] = m_new;
+            for (int qt = 0; qt < ntiles; ++qt) {
+              const std::int64_t i0 = b0 + static_cast<std::int64_t>(qt) * kBr;
+              const int tr = std::min(kBr, rows - qt * kBr);
+              if (p.key_end(i0 + tr) <= j0) continue;  // the tile sees no key from j0 on
+              const long r0 = static_cast<long>(qt) * kBr;
+              float* acc = w.acc + r0 * dp;
+              float* row_m = w.row_m + r0;
+              float* row_l = w.row_l + r0;
+              ops.gemm(tr, np, d, w.q + r0 * dp, dp, ktile, kBc, w.s, kBc, false);
+              if (n < np || p.tile_needs_mask(i0, j0 + n))
+                apply_mask(p, i0, tr, j0, n, np, w.s, kBc);
+              if (ops.softmax_step != nullptr)
+                ops.softmax_step(w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
+              else
+                softmax_step_rows(ops, w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
+              ops.gemm(tr, dp, np, w.s, kBc, vtile, dp, acc, dp, true);
             }
-            ops.gemm(rows, dp, np, w.s, kBc, vtile, dp, w.acc, dp, true);
           }
 
           for (int r = 0; r < rows; ++r) {
             float* o = w.acc + static_cast<long>(r) * dp;
-            float* lse_out = static_cast<float*>(vl.at(bi, hi, i0 + r));
+            float* lse_out = static_cast<float*>(vl.at(bi, hi, b0 + r));
             const float l = w.row_l[r];
             if (l == 0.0f) {  // no visible key
               std::fill(o, o + d, 0.0f);
@@ -109,7 +138,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
               ops.scale_row(o, dp, 1.0f / l);
               *lse_out = (w.row_m[r] + std::log2(l)) * kLn2;
             }
-            detail::store_row(o, vo.at(bi, i0 + r, hi), vo.dtype, 1, d);
+            detail::store_row(o, vo.at(bi, b0 + r, hi), vo.dtype, 1, d);
           }
         });
   }

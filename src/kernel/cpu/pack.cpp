@@ -12,11 +12,15 @@ int tile_rows(std::int64_t rows, int most) {
       std::min<std::int64_t>(most, pad_vec(static_cast<int>(std::min<std::int64_t>(rows, most)))));
 }
 
+int task_rows(Pass pass, std::int64_t sq) {
+  return tile_rows(sq, pass == Pass::forward ? kFwdTiles * kBr : kBr);
+}
+
 std::size_t tile_floats(Pass pass, int dpad, int R, int K) {
   const auto dp = static_cast<std::size_t>(dpad), r = static_cast<std::size_t>(R),
              k = static_cast<std::size_t>(K), keys = static_cast<std::size_t>(kBc);
-  if (pass == Pass::forward) return 2 * r * dp + r * keys + 2 * r + dp;
-  return std::max(r, k) * dp + k * dp + 2 * r * keys + dp;
+  if (pass == Pass::forward) return 2 * r * dp + std::min(r, keys) * keys + 2 * r + dp;
+  return 2 * k * dp + 2 * r * keys + dp;
 }
 
 Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, int K,
@@ -39,12 +43,11 @@ Workspace::Workspace(Allocator& alloc, Pass pass, int workers, int dpad, int R, 
     if (pass == Pass::forward) {
       t.q = take(rows * dp);
       t.acc = take(rows * dp);
-      t.s = take(rows * kBc);
+      t.s = take(std::min<std::size_t>(rows, kBr) * kBc);
       t.row_m = take(rows);
       t.row_l = take(rows);
     } else {
-      t.dk = take(std::max(rows, keys) * dp);
-      t.acc = t.dk;
+      t.dk = take(keys * dp);
       t.dv = take(keys * dp);
       t.s = take(rows * kBc);
       t.dp = take(rows * kBc);
@@ -84,7 +87,8 @@ std::size_t workspace_floats(Pass pass, const Problem& p, int threads) {
   const auto most =
       largest_batch(plan_batches(p.b * p.hkv, pp.tasks_per_group, pp.per_group, threads));
   return static_cast<std::size_t>(threads) *
-             tile_floats(pass, p.dpad, tile_rows(p.sq, kBr), tile_rows(p.sk, kBc)) +
+             tile_floats(pass, p.dpad, task_rows(pass, p.sq),
+                         tile_rows(p.sk, pass == Pass::forward ? kBc : kBwdTiles * kBc)) +
          static_cast<std::size_t>(most) * pp.per_group;
 }
 

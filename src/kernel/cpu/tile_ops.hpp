@@ -25,6 +25,21 @@ struct TileOps {
   void (*ds_row)(const float* p, float* dp, int n, float D);
   // dst[j] = src[j] as fp32 for j < n (any n, contiguous source).
   void (*load_row)(const void* src, DType t, float* dst, int n);
+
+  // Fused tile versions of the row loops above. Null: the passes run the row functions instead,
+  // with the same meaning.
+  //
+  // One online-softmax step over the score tile s[rows][lds] (columns [0, n), n a multiple of
+  // kVec, hidden scores -inf) with the rows' running max m (base-2 units) and sum l and their
+  // output rows acc[r·ldacc + [0, nacc)): a row with a visible score gets m' = max(m, c·max s),
+  // s = 2^(c·s − m'), l = l·2^(m − m') + Σ s, acc ·= 2^(m − m') and m = m'; a row without one
+  // gets s = 0 and keeps m, l and acc. nacc is a multiple of kVec.
+  void (*softmax_step)(float* s, int rows, int n, int lds, float c, float* m, float* l, float* acc,
+                       int nacc, int ldacc) = nullptr;
+  // Softmax gradients over a tile: s = P = 2^(c·s − lse2[r]) (0 in rows with lse2[r] = -inf) and
+  // dp = P∘(dp − D[r]), both [rows][ld] over columns [0, n), n a multiple of kVec.
+  void (*probs_grads)(float* s, float* dp, int rows, int n, int ld, float c, const float* lse2,
+                      const float* D) = nullptr;
 };
 
 const TileOps& generic_tile_ops();

@@ -169,6 +169,94 @@ USP_AVX512 void ds_row(const float* p, float* dp, int n, float D) {
   }
 }
 
+USP_AVX512 void softmax_step(float* s, int rows, int n, int lds, float c, float* m, float* l,
+                             float* acc, int nacc, int ldacc) {
+  // Three passes so that the rows' dependency chains (max reduction, the rescale factor's exp2,
+  // the sum reduction) overlap instead of running one row after another: the rows' maxima; the
+  // new running maxima and rescale factors 16 rows per vector; the exponentials and sums.
+  constexpr float kNegInf = -__builtin_inff();
+  constexpr int kMaxRows = 64;  // kBr
+  alignas(64) float tmax[kMaxRows], m_new[kMaxRows], alpha[kMaxRows];
+  const __m512 vc = _mm512_set1_ps(c);
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  for (int r0 = 0; r0 < rows; r0 += kMaxRows) {
+    const int nr = rows - r0 < kMaxRows ? rows - r0 : kMaxRows;
+    float* const s0 = s + static_cast<long>(r0) * lds;
+    for (int r = 0; r < nr; ++r) {
+      const float* x = s0 + static_cast<long>(r) * lds;
+      __m512 vmax = neg_inf;
+      for (int j = 0; j < n; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + j));
+      tmax[r] = _mm512_reduce_max_ps(vmax);
+    }
+    for (int r = 0; r < nr; r += 16) {
+      const __mmask16 k =
+          nr - r >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (nr - r)) - 1);
+      const __m512 mo = _mm512_mask_loadu_ps(_mm512_setzero_ps(), k, m + r0 + r);
+      const __m512 tm = _mm512_mask_loadu_ps(_mm512_setzero_ps(), k, tmax + r);
+      // A row without a visible score keeps its maximum: c·(-inf) = -inf never wins.
+      const __m512 mn = _mm512_max_ps(mo, _mm512_mul_ps(vc, tm));
+      // 1 where the maximum stays (also -inf = -inf), 0 where the old one was -inf (acc and l
+      // are still 0 then), 2^(m − m') otherwise.
+      const __mmask16 same = _mm512_cmp_ps_mask(mo, mn, _CMP_EQ_OQ);
+      const __mmask16 first = _mm512_cmp_ps_mask(mo, neg_inf, _CMP_EQ_OQ);
+      __m512 al = exp2_ps(_mm512_sub_ps(mo, mn));
+      al = _mm512_mask_blend_ps(static_cast<__mmask16>(first & ~same), al, _mm512_setzero_ps());
+      al = _mm512_mask_blend_ps(same, al, _mm512_set1_ps(1.0f));
+      _mm512_store_ps(m_new + r, mn);
+      _mm512_store_ps(alpha + r, al);
+    }
+    for (int r = 0; r < nr; ++r) {
+      float* x = s0 + static_cast<long>(r) * lds;
+      if (tmax[r] == kNegInf) {  // nothing visible to this row in this tile
+        for (int j = 0; j < n; j += 16) _mm512_storeu_ps(x + j, _mm512_setzero_ps());
+        continue;
+      }
+      const __m512 vs = _mm512_set1_ps(-m_new[r]);
+      __m512 sum = _mm512_setzero_ps();
+      for (int j = 0; j < n; j += 16) {
+        const __m512 e = exp2_ps(_mm512_fmadd_ps(vc, _mm512_loadu_ps(x + j), vs));
+        _mm512_storeu_ps(x + j, e);
+        sum = _mm512_add_ps(sum, e);
+      }
+      const float row_sum = _mm512_reduce_add_ps(sum);
+      const int ri = r0 + r;
+      if (alpha[r] == 1.0f) {
+        l[ri] += row_sum;
+      } else {
+        l[ri] = l[ri] * alpha[r] + row_sum;
+        const __m512 va = _mm512_set1_ps(alpha[r]);
+        float* a = acc + static_cast<long>(ri) * ldacc;
+        for (int j = 0; j < nacc; j += 16)
+          _mm512_storeu_ps(a + j, _mm512_mul_ps(va, _mm512_loadu_ps(a + j)));
+      }
+      m[ri] = m_new[r];
+    }
+  }
+}
+
+USP_AVX512 void probs_grads(float* s, float* dp, int rows, int n, int ld, float c,
+                            const float* lse2, const float* D) {
+  const __m512 vc = _mm512_set1_ps(c);
+  for (int r = 0; r < rows; ++r) {
+    float* x = s + static_cast<long>(r) * ld;
+    float* g = dp + static_cast<long>(r) * ld;
+    if (lse2[r] == -__builtin_inff()) {  // the row sees no key at all: no gradient
+      for (int j = 0; j < n; j += 16) {
+        _mm512_storeu_ps(x + j, _mm512_setzero_ps());
+        _mm512_storeu_ps(g + j, _mm512_setzero_ps());
+      }
+      continue;
+    }
+    const __m512 vs = _mm512_set1_ps(-lse2[r]);
+    const __m512 vd = _mm512_set1_ps(D[r]);
+    for (int j = 0; j < n; j += 16) {
+      const __m512 p = exp2_ps(_mm512_fmadd_ps(vc, _mm512_loadu_ps(x + j), vs));
+      _mm512_storeu_ps(x + j, p);
+      _mm512_storeu_ps(g + j, _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(g + j), vd)));
+    }
+  }
+}
+
 USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
   int j = 0;
   switch (t) {
@@ -203,7 +291,8 @@ USP_AVX512 void load_row(const void* src, DType t, float* dst, int n) {
 }  // namespace
 
 const TileOps* avx512_tile_ops() {
-  static const TileOps ops{"avx512", gemm, gemm_tn, row_max, exp2_row, scale_row, ds_row, load_row};
+  static const TileOps ops{"avx512",  gemm,   gemm_tn,  row_max,      exp2_row,
+                           scale_row, ds_row, load_row, softmax_step, probs_grads};
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("fma");

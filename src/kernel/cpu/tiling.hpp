@@ -7,6 +7,14 @@ inline constexpr int kBr = 64;     // query rows per tile
 inline constexpr int kBc = 64;     // keys per tile
 inline constexpr int kVec = 16;    // packed fp32 widths are padded to a multiple of this
 inline constexpr int kMaxD = 256;  // largest head size
+// Query tiles one forward task owns: each K/V tile it loads serves all of them, so a group's
+// K/V panel is streamed once per kFwdTiles·kBr query rows instead of once per kBr.
+inline constexpr int kFwdTiles = 4;
+// Key tiles one backward task keeps dk/dv accumulators for while it walks the query tiles.
+inline constexpr int kBwdTiles = 4;
+// Most key-tile chunks of the backward: each chunk owns an fp32 dq partial sum, summed in chunk
+// order at the end, so the result does not depend on the thread count.
+inline constexpr int kBwdChunks = 8;
 
 // n rounded up to a multiple of kVec.
 constexpr int pad_vec(int n) {
