@@ -16,6 +16,11 @@ constexpr std::int64_t kDeviceTileRows = 128;
 // Work items per call: a few per host thread; a few waves of a large GPU's multiprocessors.
 constexpr std::int64_t kItemsPerHostThread = 4;
 constexpr std::int64_t kDeviceItems = 1024;
+// Each kernel call packs the block's whole K/V again (converted to fp32 panels) and the CPU
+// forward works on 256-row query blocks, so a host chunk has at least 256 rows: with 128 (8 ranks
+// × 4 heads, s = 16384, d = 128) the re-packing took ~10 % of the ring's time. Larger floors pay
+// more (512: ~2 %, 1024: ~1 %) but hold a larger fp32 partial: 4 bytes × chunk × heads × d.
+constexpr std::int64_t kHostMinChunkRows = 256;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -35,7 +40,8 @@ std::int64_t accumulate_chunk_rows(Device device, std::int64_t b, std::int64_t h
   } else {
     tile = kDeviceTileRows;
   }
-  const std::int64_t chunk = tile * ceil_div(items, b * h);
+  std::int64_t chunk = tile * ceil_div(items, b * h);
+  if (device == Device::host) chunk = std::max(chunk, kHostMinChunkRows);
   return std::max<std::int64_t>(1, std::min(chunk, rows));
 }
 

@@ -17,7 +17,8 @@ namespace usp::detail {
 
 // Query rows per chunk for q [b, rows, h, d] on `device`: enough (batch, head, row tile) work
 // items per kernel call to keep the kernel's parallelism (threads × a few tiles on the host, a
-// few waves of thread blocks on a GPU), and never more than `rows`.
+// few waves of thread blocks on a GPU), on the host at least 256 rows (every call re-packs the
+// block's K/V), and never more than `rows`.
 std::int64_t accumulate_chunk_rows(Device device, std::int64_t b, std::int64_t h,
                                    std::int64_t rows);
 

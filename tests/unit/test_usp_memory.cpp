@@ -34,6 +34,7 @@ Tensor random_shard(const Tensor::Dims& shape, DType t, std::mt19937& gen, Alloc
 // The documented peak of one rank (bytes), in the phase that dominates: the ring loop.
 struct Expected {
   std::uint64_t forward, backward;
+  std::uint64_t chunk_scratch;  // part of forward; absent on ranks that fold no later block
 };
 
 Expected expected_peak(const Shape& p) {
@@ -52,8 +53,9 @@ Expected expected_peak(const Shape& p) {
   Expected e;
   // q, k, v shards + exchanged q + K/V buffers + fp32 out/lse accumulator + one chunk of fp32
   // partial.
-  e.forward = es * (q + 2 * kv) + exchanged_q + kv_buffers + 4 * (q_ring + lse_ring) +
-              4 * b * chunk * hu * (d + 1);
+  e.chunk_scratch = 4 * b * chunk * hu * (d + 1);
+  e.forward =
+      es * (q + 2 * kv) + exchanged_q + kv_buffers + 4 * (q_ring + lse_ring) + e.chunk_scratch;
   // q, k, v, dout, out shards and lse + exchanged q, out, dout, lse + K/V buffers + fp32 dq +
   // two fp32 dK/dV ring buffers.
   const u64 exchanged = u > 1 ? 3 * es * q_ring + 4 * lse_ring : 0;
@@ -110,8 +112,9 @@ TEST(UspMemory, PeakPerRankWithinTheDocumentedBound) {
       // full all-to-all staging copy would each exceed it several times over.
       EXPECT_LE(got.forward[rank], e.forward + e.forward / 50) << "rank " << rank;
       EXPECT_LE(got.backward[rank], e.backward + e.backward / 50) << "rank " << rank;
-      // And the bound is tight: the ring buffers and accumulators are really there.
-      EXPECT_GE(got.forward[rank], e.forward - e.forward / 10) << "rank " << rank;
+      // And the bound is tight: the ring buffers and accumulators are really there (the chunk
+      // scratch only on ranks that fold a later block in: causal basic's first ring rank has none).
+      EXPECT_GE(got.forward[rank], e.forward - e.chunk_scratch - e.forward / 10) << "rank " << rank;
       EXPECT_GE(got.backward[rank], e.backward - e.backward / 10) << "rank " << rank;
     }
   }
