@@ -6,15 +6,42 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "usp/error.hpp"
 #include "usp/kernel.hpp"
+#include "usp/memory.hpp"
 #include "usp/tensor.hpp"
 
 namespace usp::test {
+
+// Host memory whose fresh bytes are quiet NaNs, so a kernel that reads scratch it never wrote
+// produces NaNs instead of passing by luck. `d` is the device it claims to be on (a kernel must
+// refuse scratch on the wrong one).
+class PoisonAllocator final : public Allocator {
+ public:
+  explicit PoisonAllocator(Device d = Device::host) : device_(d) {}
+  Device device() const override { return device_; }
+
+ protected:
+  void* do_allocate(std::size_t bytes) override {
+    const std::size_t rounded = (bytes + 63) / 64 * 64 + 64;
+    auto* p = static_cast<float*>(std::aligned_alloc(64, rounded));
+    if (p == nullptr) throw Error(ErrorKind::internal, "test allocator: out of memory");
+    for (std::size_t i = 0; i < rounded / sizeof(float); ++i)
+      p[i] = std::numeric_limits<float>::quiet_NaN();
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t) noexcept override { std::free(p); }
+
+ private:
+  Device device_;
+};
 
 // A fresh seed per call (from std::random_device), reported by the caller on failure.
 inline std::uint32_t fresh_seed() {

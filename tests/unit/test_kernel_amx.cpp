@@ -38,22 +38,7 @@ AttentionKernel& shared_kernel() {
   return *k;
 }
 
-// Host memory whose fresh bytes are quiet NaNs: scratch read before it is written shows up.
-class PoisonAllocator final : public Allocator {
- public:
-  Device device() const override { return Device::host; }
-
- protected:
-  void* do_allocate(std::size_t bytes) override {
-    const std::size_t rounded = (bytes + 63) / 64 * 64 + 64;
-    auto* p = static_cast<float*>(std::aligned_alloc(64, rounded));
-    if (p == nullptr) throw Error(ErrorKind::internal, "test allocator: out of memory");
-    for (std::size_t i = 0; i < rounded / sizeof(float); ++i)
-      p[i] = std::numeric_limits<float>::quiet_NaN();
-    return p;
-  }
-  void do_deallocate(void* p, std::size_t) noexcept override { std::free(p); }
-};
+using test::PoisonAllocator;
 
 using Param = std::tuple<MaskMode, bool, int>;
 

@@ -17,29 +17,8 @@
 namespace usp {
 namespace {
 
+using test::PoisonAllocator;
 using test::Problem;
-
-// Host memory whose fresh bytes are quiet NaNs, so a kernel that reads scratch it never wrote
-// produces NaNs instead of passing by luck.
-class PoisonAllocator final : public Allocator {
- public:
-  explicit PoisonAllocator(Device d = Device::host) : device_(d) {}
-  Device device() const override { return device_; }
-
- protected:
-  void* do_allocate(std::size_t bytes) override {
-    const std::size_t rounded = (bytes + 63) / 64 * 64 + 64;
-    auto* p = static_cast<float*>(std::aligned_alloc(64, rounded));
-    if (p == nullptr) throw Error(ErrorKind::internal, "test allocator: out of memory");
-    for (std::size_t i = 0; i < rounded / sizeof(float); ++i)
-      p[i] = std::numeric_limits<float>::quiet_NaN();
-    return p;
-  }
-  void do_deallocate(void* p, std::size_t) noexcept override { std::free(p); }
-
- private:
-  Device device_;
-};
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
