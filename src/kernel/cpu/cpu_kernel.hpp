@@ -141,6 +141,14 @@ class CpuKernel final : public AttentionKernel {
   Context context() { return Context{ops_, pool_, scratch_}; }
 };
 
+// Forward epilogue of `rows` query rows starting at i0 of (batch bi, head hi), shared by the fp32
+// and AMX forwards: each acc row (pitch dp) is divided by its softmax sum l and stored to out
+// (its dtype); lse = (m + log2 l)·ln 2 with the running max m in base-2 units. A row with l = 0
+// saw no key: zeros and lse = -inf. acc is modified.
+void finish_forward_rows(float* acc, int dp, int d, const float* m, const float* l, int rows,
+                         const View& vo, const View& vl, std::int64_t bi, std::int64_t hi,
+                         std::int64_t i0);
+
 // Passes (forward.cpp, backward.cpp).
 void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse);

@@ -42,11 +42,29 @@ PanelPlan forward_panels(const Problem& p) {
   return PanelPlan{nkt * kBc * (d + dp), p.group() * blocks};
 }
 
+void finish_forward_rows(float* acc, int dp, int d, const float* m, const float* l, int rows,
+                         const View& vo, const View& vl, std::int64_t bi, std::int64_t hi,
+                         std::int64_t i0) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  for (int r = 0; r < rows; ++r) {
+    float* o = acc + static_cast<long>(r) * dp;
+    float* lse_out = static_cast<float*>(vl.at(bi, hi, i0 + r));
+    if (l[r] == 0.0f) {  // no visible key
+      std::fill(o, o + d, 0.0f);
+      *lse_out = -std::numeric_limits<float>::infinity();
+    } else {
+      const float inv = 1.0f / l[r];
+      for (int j = 0; j < d; ++j) o[j] *= inv;
+      *lse_out = (m[r] + std::log2(l[r])) * kLn2;
+    }
+    detail::store_row(o, vo.at(bi, i0 + r, hi), vo.dtype, 1, d);
+  }
+}
+
 void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
   const TileOps& ops = cx.ops;
   const View vq(q), vk(k), vv(v), vo(out), vl(lse);
   const std::int64_t nkt = p.k_tiles(), g = p.group();
@@ -127,19 +145,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
             }
           }
 
-          for (int r = 0; r < rows; ++r) {
-            float* o = w.acc + static_cast<long>(r) * dp;
-            float* lse_out = static_cast<float*>(vl.at(bi, hi, b0 + r));
-            const float l = w.row_l[r];
-            if (l == 0.0f) {  // no visible key
-              std::fill(o, o + d, 0.0f);
-              *lse_out = kNegInf;
-            } else {
-              ops.scale_row(o, dp, 1.0f / l);
-              *lse_out = (w.row_m[r] + std::log2(l)) * kLn2;
-            }
-            detail::store_row(o, vo.at(bi, b0 + r, hi), vo.dtype, 1, d);
-          }
+          finish_forward_rows(w.acc, dp, d, w.row_m, w.row_l, rows, vo, vl, bi, hi, b0);
         });
   }
 }

@@ -22,7 +22,6 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 
 // Tile sizes, chosen per call from the problem's shape alone (never from the thread count, so the
 // results are the same bits for any thread count): the largest whose scratch fits the documented
@@ -194,20 +193,7 @@ USP_AMX void query_block(const Problem& p, const Shape& sh, const Worker& w, con
   }
   memory_fence();
 
-  for (int r = 0; r < rows; ++r) {
-    float* o = w.o + static_cast<long>(r) * dp;
-    float* lse_out = static_cast<float*>(vl.at(bi, hi, i0 + r));
-    const float l = w.l[r];
-    if (l == 0.0f) {  // no visible key
-      std::fill(o, o + d, 0.0f);
-      *lse_out = kNegInf;
-    } else {
-      const float inv = 1.0f / l;
-      for (int j = 0; j < d; ++j) o[j] *= inv;
-      *lse_out = (w.m[r] + std::log2(l)) * kLn2;
-    }
-    detail::store_row(o, vo.at(bi, i0 + r, hi), vo.dtype, 1, d);
-  }
+  finish_forward_rows(w.o, dp, d, w.m, w.l, rows, vo, vl, bi, hi, i0);
 }
 
 }  // namespace
