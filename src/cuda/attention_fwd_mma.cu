@@ -262,30 +262,22 @@ __global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(A
 
   // Epilogue: full row sums over the quad; O / l; lse = ln(Σ exp) = (m + log2 l) · ln 2; rows
   // that saw no key get zeros and -inf.
-  float l0 = l_i[0], l1 = l_i[1];
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f;
-  const float inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-  if (qi0 < a.sq) {
-    const std::int64_t ob = b * a.out_str[0] + qi0 * a.out_str[1] + h * a.out_str[2];
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {  // row g (c0, c1), then row g + 8 (c2, c3) of the fragments
+    float l = l_i[hf];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const auto qi = hf == 0 ? qi0 : qi1;
+    if (qi >= a.sq) continue;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const std::int64_t ob = b * a.out_str[0] + qi * a.out_str[1] + h * a.out_str[2];
 #pragma unroll
     for (int f = 0; f < kNo; ++f)
-      store_pair(a.out, ob + f * 8 + 2 * t, a.out_dtype, o[f][0] * inv0, o[f][1] * inv0);
+      store_pair(a.out, ob + f * 8 + 2 * t, a.out_dtype, o[f][2 * hf] * inv,
+                 o[f][2 * hf + 1] * inv);
     if (t == 0)
-      a.lse[b * a.lse_str[0] + h * a.lse_str[1] + qi0 * a.lse_str[2]] =
-          l0 > 0.0f ? (m_i[0] + log2f(l0)) * kLn2 : kNegInf;
-  }
-  if (qi1 < a.sq) {
-    const std::int64_t ob = b * a.out_str[0] + qi1 * a.out_str[1] + h * a.out_str[2];
-#pragma unroll
-    for (int f = 0; f < kNo; ++f)
-      store_pair(a.out, ob + f * 8 + 2 * t, a.out_dtype, o[f][2] * inv1, o[f][3] * inv1);
-    if (t == 0)
-      a.lse[b * a.lse_str[0] + h * a.lse_str[1] + qi1 * a.lse_str[2]] =
-          l1 > 0.0f ? (m_i[1] + log2f(l1)) * kLn2 : kNegInf;
+      a.lse[b * a.lse_str[0] + h * a.lse_str[1] + qi * a.lse_str[2]] =
+          l > 0.0f ? (m_i[hf] + log2f(l)) * kLn2 : kNegInf;
   }
 #endif
 }
