@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <initializer_list>
 #include <sstream>
 
 #include "memory_estimate.hpp"
@@ -19,6 +20,18 @@ const char* const kSeedAlign =
     "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |";
 
 namespace {
+
+// A markdown table's title row and centred alignment row: the columns that name a row (ring type
+// … fwd_only, as in the seed's tables), then `more`.
+std::string row_table_head(std::initializer_list<const char*> more) {
+  std::string head = "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only |";
+  std::string align = "| :----: | :----: | :----: | :----: | :----: |";
+  for (const char* c : more) {
+    head = head + " " + c + " |";
+    align += " :----: |";
+  }
+  return head + "\n" + align + "\n";
+}
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -137,11 +150,9 @@ std::string single_rank_section(const RunData& d) {
         "median row latency / median single-rank latency. cpu ratio = the same for the CPU time "
         "the process used per iteration (every thread; less sensitive to other load on the "
         "machine than wall time).\n\n";
-  os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | ranks × threads | "
-        "single-rank threads | latency(ms/iter) | single-rank latency(ms/iter) | ratio | runs "
-        "row / single (ms/iter) | cpu ratio |\n";
-  os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | "
-        ":----: | :----: | :----: |\n";
+  os << row_table_head({"ranks × threads", "single-rank threads", "latency(ms/iter)",
+                        "single-rank latency(ms/iter)", "ratio", "runs row / single (ms/iter)",
+                        "cpu ratio"});
   for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
     const RowConfig& c = d.plan.rows[i];
     const auto& s = d.singles[i];
@@ -220,10 +231,7 @@ std::string markdown_report(const RunData& d) {
        << ") and lse (fp32), plus 2 K/V ring buffers in flight [b, s/r, max(hkv/u, 1), d]; plus "
           "with backward its shard of dout, dq, dk, dv and 2 fp32 dK/dV buffers in flight on the "
           "second ring; target ≤ 1.2×):\n\n";
-    os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | peak "
-          "memory(MB/device) "
-          "| minimum(MB/device) | measured/minimum |\n";
-    os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |\n";
+    os << row_table_head({"peak memory(MB/device)", "minimum(MB/device)", "measured/minimum"});
     for (std::size_t i : idx) {
       const RowConfig& c = d.plan.rows[i];
       const RowResult& r = d.results[i];
@@ -237,10 +245,8 @@ std::string markdown_report(const RunData& d) {
     os << "\n## Breakdown per rank\n\nTimed iterations only. compute: inside kernel calls; comm "
           "wait: blocked on communication; comm total: from posting each transfer to its "
           "completion (overlapped or not); hidden = 1 − wait / total.\n\n";
-    os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | rank | "
-          "compute(ms/iter) | comm wait(ms/iter) | comm total(ms/iter) | comm hidden |\n";
-    os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: | "
-          ":----: |\n";
+    os << row_table_head(
+        {"rank", "compute(ms/iter)", "comm wait(ms/iter)", "comm total(ms/iter)", "comm hidden"});
     for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
       const RowConfig& c = d.plan.rows[i];
       const RowResult& r = d.results[i];
@@ -260,9 +266,7 @@ std::string markdown_report(const RunData& d) {
 
 std::string check_report(const RunData& d) {
   std::ostringstream os;
-  os << "| ring type | seq_len | ulysses_degree | ring_degree | fwd_only | max rel err | tensor | "
-        "result |\n";
-  os << "| :----: | :----: | :----: | :----: | :----: | :----: | :----: | :----: |\n";
+  os << row_table_head({"max rel err", "tensor", "result"});
   for (std::size_t i = 0; i < d.plan.rows.size(); ++i) {
     if (!d.checks[i]) continue;
     const CheckResult& c = *d.checks[i];
