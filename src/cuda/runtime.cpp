@@ -113,8 +113,13 @@ Tensor to_device(const Tensor& host, Allocator& device_alloc) {
                 device_name(device_alloc.device()));
   Tensor src = host.is_contiguous() ? host : to_dtype(host, host.dtype());
   Tensor dst = Tensor::empty(host.shape(), host.dtype(), device_alloc);
-  if (dst.nbytes() > 0)
-    USP_CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), dst.nbytes(), cudaMemcpyHostToDevice));
+  if (dst.nbytes() == 0) return dst;
+  // On the compute stream, finished before returning: a plain cudaMemcpy from pageable memory may
+  // return before the data reaches the device, and the non-blocking compute stream would not wait
+  // for it (a kernel queued next could read the buffer before it is filled).
+  cudaStream_t st = detail::compute_stream();
+  USP_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), dst.nbytes(), cudaMemcpyHostToDevice, st));
+  USP_CUDA_CHECK(cudaStreamSynchronize(st));
   return dst;
 }
 
