@@ -47,7 +47,7 @@ std::unique_ptr<AttentionKernel> make_kernel(int device = 0, Allocator* scratch 
 // The kernel's forward: "wmma" (WMMA fragments, scores through shared memory) or "mma"
 // (mma.sync with scores in registers, sm_80+; on an older GPU it runs "wmma"). make_kernel above
 // and the "cuda-*" backends use default_forward(): the environment variable USP_CUDA_FWD, read
-// once per process ("wmma" when unset or empty; another value throws Error(invalid_argument)).
+// once per process ("mma" when unset or empty; another value throws Error(invalid_argument)).
 // The backward is the same for both. name() of the kernel is "cuda-wmma" or "cuda-mma".
 std::string default_forward();
 // As make_kernel with an explicit forward: "wmma", "mma" or "" (default_forward()).

@@ -11,8 +11,8 @@ int default_forward() {
   static const int value = [] {
     const char* env = std::getenv("USP_CUDA_FWD");
     const std::string v = env != nullptr ? env : "";
-    if (v.empty() || v == "wmma") return static_cast<int>(kFwdWmma);
-    if (v == "mma") return static_cast<int>(kFwdMma);
+    if (v.empty() || v == "mma") return static_cast<int>(kFwdMma);
+    if (v == "wmma") return static_cast<int>(kFwdWmma);
     USP_FAIL(invalid_argument, "USP_CUDA_FWD = '", v, "' must be 'wmma' or 'mma' (or unset)");
   }();
   return value;

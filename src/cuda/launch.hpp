@@ -55,7 +55,7 @@ struct AttnArgs {
 
 // Returns false when (dtype, head_dim) has no compiled kernel.
 bool supported(int dtype, int head_dim);
-// The forward named by USP_CUDA_FWD ("wmma" or "mma"; unset or empty: "wmma"), read once per
+// The forward named by USP_CUDA_FWD ("wmma" or "mma"; unset or empty: "mma"), read once per
 // process; any other value throws usp::Error(invalid_argument) naming it.
 int default_forward();
 const char* forward_name(int forward);  // "wmma" / "mma"

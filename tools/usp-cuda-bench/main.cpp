@@ -1,7 +1,7 @@
 // usp-cuda-bench: times the CUDA block kernel, forward and forward+backward, b=2, h=16, fp16,
 // causal, on (d=128, s=8192), (d=128, s=32768), (d=16, s=32768) (or one shape from the flags).
 // TFLOPS = 4·b·s²·h·d / 2 (causal) per forward, ×3.5 for forward+backward.
-// The forward is USP_CUDA_FWD's (wmma when unset), named on the "device:" header line.
+// The forward is USP_CUDA_FWD's (mma when unset), named on the "device:" header line.
 // Prints one "RESULT <fwd|fwdbwd> d<d> s<s> ms=<ms> tflops=<t>" line per measurement.
 #include <algorithm>
 #include <chrono>
