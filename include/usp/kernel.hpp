@@ -36,6 +36,18 @@ class AttentionKernel {
                         const Tensor& lse, const Tensor& dout, MaskMode mask, float scale,
                         Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) = 0;
 
+  // Folds the attention of q over (k, v, mask) into an fp32 accumulator (out [b, sq, h, d], lse
+  // [b, h, sq]; views allowed) that holds a partial result for the same query rows: afterwards
+  // they hold the merge (see merge()) of the accumulator with what forward() would return, up to
+  // fp32 rounding, with no partial result materialised. Rows with lse = -inf start empty (their
+  // out is ignored). Returns false, touching nothing, when the kernel has no such path for these
+  // arguments; the caller then runs forward() into a scratch and merge().
+  virtual bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                                  float scale, Tensor& out, Tensor& lse) {
+    (void)q, (void)k, (void)v, (void)mask, (void)scale, (void)out, (void)lse;
+    return false;
+  }
+
   // Folds a partial result (out_b, lse_b) into an fp32 accumulator (out, lse) of the same shape,
   // in the overflow-free form out ← out − σ(lse_b − lse)·(out − out_b), lse ← lse − log σ(lse −
   // lse_b). Correct when either lse is -inf. Row ranges are expressed by passing slices.

@@ -75,6 +75,8 @@ void BlockAccumulator::add(const Tensor& q, const Tensor& k, const Tensor& v, Ma
   USP_CHECK_ARG(out.dim() == 4 && out.size(1) == sq && lse.dim() == 3 && lse.size(2) == sq,
                 "accumulate: out ", out.describe(), " and lse ", lse.describe(),
                 " must hold the rows of q ", q.describe());
+  // A kernel that folds into the accumulator itself needs neither chunks nor scratch.
+  if (kernel_.forward_accumulate(q, k, v, mask, scale, out, lse)) return;
   for (std::int64_t a = 0; a < sq; a += chunk_) {
     const std::int64_t c = std::min(chunk_, sq - a);
     const Tensor qc = q.slice(1, a, c);

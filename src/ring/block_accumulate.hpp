@@ -1,5 +1,7 @@
-// Forward of one block, folded into an fp32 accumulator a chunk of query rows at a time, so the
-// fp32 partial result never needs a full-block scratch.
+// Forward of one block, folded into an fp32 accumulator. A kernel with forward_accumulate (the
+// CPU kernel) folds the whole block in one call. Otherwise the block runs a chunk of query rows
+// at a time through forward() into an fp32 scratch and merge(), so the partial result never needs
+// a full-block scratch.
 //
 // Rows [a, a + c) of a block with mask none are a plain slice. On a causal or causal_strict
 // diagonal block (sq == sk, as the kernel requires) they are split exactly into keys [0, a) with

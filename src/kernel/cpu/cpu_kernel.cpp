@@ -56,6 +56,20 @@ void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskM
   run_forward(p, context(), q, k, v, out, lse);
 }
 
+bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                                   float scale, Tensor& out, Tensor& lse) {
+  check_forward_args(q, k, v, mask, out, lse);
+  check_host(q, "q");
+  check_scale(scale);
+  USP_CHECK_ARG(out.dtype() == DType::f32, "forward_accumulate: out ", out.describe(),
+                " must be fp32 (the accumulator)");
+  Problem p = make_problem(q, k, mask, scale);
+  p.fold = true;
+  if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return true;
+  run_forward(p, context(), q, k, v, out, lse);
+  return true;
+}
+
 void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                          const Tensor& lse, const Tensor& dout, MaskMode mask, float scale,
                          Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) {

@@ -87,6 +87,7 @@ struct Problem {
   int dpad;  // d rounded up to kVec
   MaskMode mask;
   float scale;
+  bool fold = false;  // forward: out (fp32) and lse hold a partial result to fold into
   std::int64_t group() const { return h / hkv; }
   std::int64_t q_tiles() const { return (sq + kBr - 1) / kBr; }
   std::int64_t k_tiles() const { return (sk + kBc - 1) / kBc; }
@@ -128,6 +129,8 @@ class CpuKernel final : public AttentionKernel {
   void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                 const Tensor& lse, const Tensor& dout, MaskMode mask, float scale, Tensor& dq,
                 Tensor& dk, Tensor& dv, bool accumulate) override;
+  bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                          float scale, Tensor& out, Tensor& lse) override;
   void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) override;
   void fill_zero(Tensor& t) override;
   void fill_neg_inf(Tensor& t) override;
@@ -141,6 +144,13 @@ class CpuKernel final : public AttentionKernel {
   Context context() { return Context{ops_, pool_, scratch_}; }
 };
 
+// Forward prologue of `rows` query rows starting at i0 of (batch bi, head hi), padded to
+// rows_pad, shared by the fp32 and AMX forwards: the running max m (base-2 units), sum l and
+// accumulator acc (pitch dp) start empty (-inf, 0, 0), or with p.fold from the partial result in
+// out (fp32) and lse: m = lse·log2 e, l = 1, acc = out row (an lse of -inf starts empty).
+void start_forward_rows(const Problem& p, float* acc, int dp, int d, float* m, float* l, int rows,
+                        int rows_pad, const View& vo, const View& vl, std::int64_t bi,
+                        std::int64_t hi, std::int64_t i0);
 // Forward epilogue of `rows` query rows starting at i0 of (batch bi, head hi), shared by the fp32
 // and AMX forwards: each acc row (pitch dp) is divided by its softmax sum l and stored to out
 // (its dtype); lse = (m + log2 l)·ln 2 with the running max m in base-2 units. A row with l = 0

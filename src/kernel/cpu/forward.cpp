@@ -42,6 +42,25 @@ PanelPlan forward_panels(const Problem& p) {
   return PanelPlan{nkt * kBc * (d + dp), p.group() * blocks};
 }
 
+void start_forward_rows(const Problem& p, float* acc, int dp, int d, float* m, float* l, int rows,
+                        int rows_pad, const View& vo, const View& vl, std::int64_t bi,
+                        std::int64_t hi, std::int64_t i0) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  constexpr float kLog2e = 1.4426950408889634f;
+  std::fill(m, m + rows_pad, kNegInf);
+  std::fill(l, l + rows_pad, 0.0f);
+  std::fill(acc, acc + static_cast<long>(rows_pad) * dp, 0.0f);
+  if (!p.fold) return;
+  for (int r = 0; r < rows; ++r) {
+    const float lse = *static_cast<const float*>(vl.at(bi, hi, i0 + r));
+    if (lse == kNegInf) continue;
+    m[r] = lse * kLog2e;
+    l[r] = 1.0f;
+    const auto* o = static_cast<const float*>(vo.at(bi, i0 + r, hi));
+    std::copy(o, o + d, acc + static_cast<long>(r) * dp);
+  }
+}
+
 void finish_forward_rows(float* acc, int dp, int d, const float* m, const float* l, int rows,
                          const View& vo, const View& vl, std::int64_t bi, std::int64_t hi,
                          std::int64_t i0) {
@@ -63,7 +82,6 @@ void finish_forward_rows(float* acc, int dp, int d, const float* m, const float*
 
 void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr float kLog2e = 1.4426950408889634f;
   const TileOps& ops = cx.ops;
   const View vq(q), vk(k), vv(v), vo(out), vl(lse);
@@ -114,9 +132,7 @@ void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Ten
           const int ntiles = (rows + kBr - 1) / kBr;
 
           pack_rows(ops, vq, bi, b0, rows, hi, d, w.q, dp, rows);
-          std::fill(w.row_m, w.row_m + rows, kNegInf);
-          std::fill(w.row_l, w.row_l + rows, 0.0f);
-          std::fill(w.acc, w.acc + static_cast<long>(rows) * dp, 0.0f);
+          start_forward_rows(p, w.acc, dp, d, w.row_m, w.row_l, rows, rows, vo, vl, bi, hi, b0);
 
           // Every key tile is loaded once for the block's query tiles; each row still sees the
           // key tiles in increasing order, so the sums are those of one tile per task.

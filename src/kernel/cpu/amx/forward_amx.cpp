@@ -165,9 +165,7 @@ USP_AMX void query_block(const Problem& p, const Shape& sh, const Worker& w, con
   const int dk = sh.dk, dp = sh.dp, d = sh.d, bk = sh.bk;
   const float c = p.scale * kLog2e;
   pack_rows(vq, bi, i0, rows, hi, d, w.q, dk, rows_pad);
-  std::fill(w.m, w.m + rows_pad, kNegInf);
-  std::fill(w.l, w.l + rows_pad, 0.0f);
-  std::fill(w.o, w.o + static_cast<long>(rows_pad) * dp, 0.0f);
+  start_forward_rows(p, w.o, dp, d, w.m, w.l, rows, rows_pad, vo, vl, bi, hi, i0);
 
   const std::int64_t kend = p.key_end(i0 + rows);
   TileScope tiles;
