@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 namespace usp {
 
@@ -41,13 +44,32 @@ class Allocator {
 };
 
 // Host memory, 64-byte aligned. One instance per rank.
+//
+// Freed blocks of at least kCacheMinBytes are kept for a later request of the same rounded size
+// (a ring step allocates the same buffers every iteration; fresh large blocks come from the OS
+// and cost a page fault per 4 KiB on first touch). The cache holds at most twice the allocator's
+// peak and at most kCacheMaxBytes, dropping the blocks cached longest ago first; it is emptied
+// before an allocation fails. stats() count live bytes only, never cached ones.
 class HostAllocator final : public Allocator {
  public:
+  static constexpr std::size_t kCacheMinBytes = std::size_t{256} << 10;
+  static constexpr std::size_t kCacheMaxBytes = std::size_t{1} << 30;
+  HostAllocator() = default;
+  ~HostAllocator() override;
   Device device() const override { return Device::host; }
+  // Bytes held in freed blocks kept for reuse.
+  std::size_t cached_bytes() const;
+  // Returns every cached block to the system.
+  void release_cached();
 
  protected:
   void* do_allocate(std::size_t bytes) override;
   void do_deallocate(void* p, std::size_t bytes) noexcept override;
+
+ private:
+  mutable std::mutex cache_m_;
+  std::vector<std::pair<std::size_t, void*>> cache_;  // (rounded size, block)
+  std::size_t cached_ = 0;
 };
 
 // A process-wide host allocator for code that has no rank (tests, tools' global tensors).

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -78,6 +82,56 @@ TEST(MemoryAllocator, ConcurrentAccountingIsExact) {
   EXPECT_EQ(a.stats().allocations, 2000u);
   EXPECT_GE(a.stats().peak, 256u);
   EXPECT_LE(a.stats().peak, 64u * (1 + 2 + 3 + 4));
+}
+
+TEST(MemoryAllocator, HostCacheReusesLargeBlocksOfTheSameSize) {
+  HostAllocator a;
+  const std::size_t big = HostAllocator::kCacheMinBytes * 4;
+  void* p = a.allocate(big);
+  std::memset(p, 1, big);
+  a.deallocate(p, big);
+  EXPECT_EQ(a.cached_bytes(), big);
+  EXPECT_EQ(a.stats().current, 0u);  // cached bytes are not live bytes
+  void* q = a.allocate(big - 10);    // the same rounded size
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(a.cached_bytes(), 0u);
+  EXPECT_EQ(a.stats().current, big - 10);
+  void* r = a.allocate(big / 2);  // another size: a fresh block
+  EXPECT_NE(r, p);
+  a.deallocate(q, big - 10);
+  a.deallocate(r, big / 2);
+  EXPECT_EQ(a.cached_bytes(), big + big / 2);
+  a.release_cached();
+  EXPECT_EQ(a.cached_bytes(), 0u);
+
+  // Small blocks go straight back to the system.
+  void* s = a.allocate(1000);
+  a.deallocate(s, 1000);
+  EXPECT_EQ(a.cached_bytes(), 0u);
+}
+
+TEST(MemoryAllocator, HostCacheStaysWithinTwiceThePeak) {
+  HostAllocator a;
+  const std::size_t unit = HostAllocator::kCacheMinBytes;
+  // Peak 4 units; then 12 blocks of 1 unit freed one by one: at most 8 units stay cached, the
+  // ones freed last.
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4; ++i) blocks.push_back(a.allocate(unit + 64 * static_cast<unsigned>(i)));
+  for (int i = 0; i < 4; ++i) a.deallocate(blocks[static_cast<std::size_t>(i)], unit + 64 * i);
+  a.release_cached();
+  const std::size_t peak = a.stats().peak;
+  void* freed_last = nullptr;
+  for (int i = 0; i < 12; ++i) {
+    void* p = a.allocate(unit * 2 + 64 * static_cast<unsigned>(i));  // a new size each time
+    a.deallocate(p, unit * 2 + 64 * static_cast<unsigned>(i));
+    freed_last = p;
+    EXPECT_LE(a.cached_bytes(), 2 * std::max(peak, a.stats().peak));
+  }
+  EXPECT_GT(a.cached_bytes(), 0u);
+  // The most recently freed size is still there.
+  void* last = a.allocate(unit * 2 + 64 * 11);
+  EXPECT_EQ(last, freed_last);
+  a.deallocate(last, unit * 2 + 64 * 11);
 }
 
 TEST(MemoryBuffer, ReturnsItselfToItsAllocator) {
