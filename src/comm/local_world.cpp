@@ -45,7 +45,7 @@ void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, s
   auto slot = std::make_shared<Slot>();
   slot->key = key;
   slot->bytes = bytes;
-  if (bytes) slot->data.reset(new char[bytes]);
+  if (bytes) slot->data = take_buffer(bytes);
   mb.unexpected.push_back(slot);
   lk.unlock();
   if (bytes) std::memcpy(slot->data.get(), buf, bytes);
@@ -54,8 +54,31 @@ void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, s
   mb.cv.notify_all();
 }
 
+std::unique_ptr<char[]> LocalWorld::take_buffer(std::size_t bytes) {
+  {
+    std::lock_guard g(spare_m_);
+    for (auto it = spare_.begin(); it != spare_.end(); ++it) {
+      if (it->first != bytes) continue;
+      std::unique_ptr<char[]> buf = std::move(it->second);
+      spare_.erase(it);
+      spare_bytes_ -= bytes;
+      return buf;
+    }
+  }
+  return std::unique_ptr<char[]>(new char[bytes]);
+}
+
+void LocalWorld::give_buffer(std::unique_ptr<char[]> buf, std::size_t bytes) {
+  if (!buf) return;
+  std::lock_guard g(spare_m_);
+  if (spare_bytes_ + bytes > kSpareBytes) return;  // freed here
+  spare_bytes_ += bytes;
+  spare_.emplace_back(bytes, std::move(buf));
+}
+
 void LocalWorld::copy_slot(RecvOp& op) {
   if (op.bytes) std::memcpy(op.buf, op.slot->data.get(), op.bytes);
+  give_buffer(std::move(op.slot->data), op.bytes);  // the sender finished with it (ready)
   op.slot.reset();
   op.state = RecvOp::State::done;
 }

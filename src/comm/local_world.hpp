@@ -86,7 +86,13 @@ class LocalWorld {
     std::deque<std::shared_ptr<Slot>> unexpected;
     std::deque<std::shared_ptr<RecvOp>> posted;
   };
-  static void copy_slot(RecvOp& op);
+  void copy_slot(RecvOp& op);
+  // Payload buffers of unexpected messages, reused: a ring sends blocks of the same size over and
+  // over, and a fresh buffer per message costs page faults on every byte. Up to kSpareBytes are
+  // kept; a buffer of another size is taken fresh.
+  std::unique_ptr<char[]> take_buffer(std::size_t bytes);
+  void give_buffer(std::unique_ptr<char[]> buf, std::size_t bytes);
+  static constexpr std::size_t kSpareBytes = std::size_t{64} << 20;
   Mailbox& box(int rank) { return *boxes_[static_cast<std::size_t>(rank)]; }
 
   std::vector<std::unique_ptr<Mailbox>> boxes_;
@@ -97,6 +103,9 @@ class LocalWorld {
   mutable std::mutex abort_m_;
   int abort_rank_ = -1;
   std::string abort_msg_;
+  std::mutex spare_m_;
+  std::vector<std::pair<std::size_t, std::unique_ptr<char[]>>> spare_;
+  std::size_t spare_bytes_ = 0;
   std::mutex ids_m_;
   std::map<std::tuple<std::uint64_t, std::uint64_t, int>, std::uint64_t> ids_;
   std::uint64_t next_id_ = 1;  // 0 is the world
