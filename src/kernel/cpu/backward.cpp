@@ -189,11 +189,11 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
           const std::int64_t kt_a = start[static_cast<std::size_t>(c)],
                              kt_b = start[static_cast<std::size_t>(c) + 1];
           if (kt_a >= kt_b) return;
-          // The rows this chunk adds to start at its first key tile's first query tile.
+          // The rows this chunk adds to start at its first key tile's first query tile. The first
+          // product a row tile gets writes its partial, later ones add to it; a row tile that
+          // gets none (a key range hidden from it, e.g. causal_strict's last key) is zeroed.
           const std::int64_t qt_first = first_qtile(p, kt_a);
-          for (std::int64_t hi_in = 0; hi_in < g; ++hi_in)
-            std::fill(dq_part + qrow(hi_in, qt_first * kBr) * dp,
-                      dq_part + qrow(hi_in, L.sq_pad) * dp, 0.0f);
+          std::vector<char> written(static_cast<std::size_t>(g * nqt), 0);
 
           for (std::int64_t kb = kt_a; kb < kt_b; kb += kBwdTiles) {
             const int nk = static_cast<int>(std::min<std::int64_t>(kBwdTiles, kt_b - kb));
@@ -223,8 +223,10 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
                   float* dkt = w.dk + static_cast<long>(jt) * kBc * dp;
                   ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, dvt, dp, true);  // dv += Pᵀ·dout
                   ops.gemm_tn(n, dp, rows, w.dp, kBc, qp, dp, dkt, dp, true);  // dk += dSᵀ·q
+                  char& seen = written[static_cast<std::size_t>(hi_in * nqt + qt)];
                   ops.gemm(rows, dp, np, w.dp, kBc, base + L.k + static_cast<std::size_t>(j0) * dp,
-                           dp, dqp, dp, true);  // dq += dS·k
+                           dp, dqp, dp, seen != 0);  // dq (+)= dS·k
+                  seen = 1;
                 }
               }
             }
@@ -235,6 +237,11 @@ void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Te
                              static_cast<float*>(vdv.at(bi, jb + j, hk)), d, 1.0f, accumulate);
             }
           }
+          for (std::int64_t hi_in = 0; hi_in < g; ++hi_in)
+            for (std::int64_t qt = qt_first; qt < nqt; ++qt)
+              if (written[static_cast<std::size_t>(hi_in * nqt + qt)] == 0)
+                std::fill(dq_part + qrow(hi_in, qt * kBr) * dp,
+                          dq_part + qrow(hi_in, std::min((qt + 1) * kBr, L.sq_pad)) * dp, 0.0f);
         });
 
     // Reduce: dq of each (group, head, query tile) is the sum of the chunks that reach it.
