@@ -45,7 +45,7 @@ std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*, std::string_view) 
   unsupported("usp::cuda::make_kernel");
 }
 std::string default_forward() {
-  return "wmma";
+  return "mma";  // what a CUDA build picks when USP_CUDA_FWD is unset
 }
 Tensor to_device(const Tensor&, Allocator&) {
   unsupported("usp::cuda::to_device");
