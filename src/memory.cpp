@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "usp/error.hpp"
+#include "util/sanitizers.hpp"
 
 namespace usp {
 
@@ -55,6 +56,10 @@ std::size_t rounded_size(std::size_t bytes) {
 }
 }  // namespace
 
+bool HostAllocator::caching() {
+  return !detail::kAddressSanitizer;
+}
+
 HostAllocator::~HostAllocator() {
   release_cached();
 }
@@ -97,7 +102,7 @@ void* HostAllocator::do_allocate(std::size_t bytes) {
 
 void HostAllocator::do_deallocate(void* p, std::size_t bytes) noexcept {
   const std::size_t rounded = rounded_size(bytes);
-  if (rounded >= kCacheMinBytes) {
+  if (caching() && rounded >= kCacheMinBytes) {
     // Twice the peak: the blocks one iteration of a ring frees add up to more than the peak
     // (different phases free different buffers), and a smaller cache evicts what comes back.
     const std::size_t cap = std::min(kCacheMaxBytes, 2 * stats().peak);
@@ -120,8 +125,9 @@ void HostAllocator::do_deallocate(void* p, std::size_t bytes) noexcept {
 }
 
 Allocator& default_host_allocator() {
-  static HostAllocator alloc;
-  return alloc;
+  // Never destroyed: a static tensor that outlives it may still give its block back at exit.
+  static HostAllocator* alloc = new HostAllocator;
+  return *alloc;
 }
 
 Buffer::Buffer(Allocator& alloc, std::size_t bytes)

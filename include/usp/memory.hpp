@@ -49,7 +49,9 @@ class Allocator {
 // (a ring step allocates the same buffers every iteration; fresh large blocks come from the OS
 // and cost a page fault per 4 KiB on first touch). The cache holds at most twice the allocator's
 // peak and at most kCacheMaxBytes, dropping the blocks cached longest ago first; it is emptied
-// before an allocation fails. stats() count live bytes only, never cached ones.
+// before an allocation fails. stats() count live bytes only, never cached ones, so the process may
+// hold up to cached_bytes() more than the peak says (release_cached() returns them). No cache in
+// builds with AddressSanitizer (caching() is false), so that use after free stays visible.
 class HostAllocator final : public Allocator {
  public:
   static constexpr std::size_t kCacheMinBytes = std::size_t{256} << 10;
@@ -57,6 +59,8 @@ class HostAllocator final : public Allocator {
   HostAllocator() = default;
   ~HostAllocator() override;
   Device device() const override { return Device::host; }
+  // Whether freed blocks are kept at all in this build.
+  static bool caching();
   // Bytes held in freed blocks kept for reuse.
   std::size_t cached_bytes() const;
   // Returns every cached block to the system.

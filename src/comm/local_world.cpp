@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "usp/error.hpp"
+#include "util/sanitizers.hpp"
 
 namespace usp::detail {
 
@@ -69,11 +70,14 @@ std::unique_ptr<char[]> LocalWorld::take_buffer(std::size_t bytes) {
 }
 
 void LocalWorld::give_buffer(std::unique_ptr<char[]> buf, std::size_t bytes) {
-  if (!buf) return;
+  if (!buf || kAddressSanitizer || bytes > kSpareBytes) return;  // freed here
   std::lock_guard g(spare_m_);
-  if (spare_bytes_ + bytes > kSpareBytes) return;  // freed here
-  spare_bytes_ += bytes;
+  // Room for it: the buffers kept longest go first (sizes a run no longer sends).
+  std::size_t drop = 0;
+  while (spare_bytes_ + bytes > kSpareBytes) spare_bytes_ -= spare_[drop++].first;
+  spare_.erase(spare_.begin(), spare_.begin() + static_cast<std::ptrdiff_t>(drop));
   spare_.emplace_back(bytes, std::move(buf));
+  spare_bytes_ += bytes;
 }
 
 void LocalWorld::copy_slot(RecvOp& op) {

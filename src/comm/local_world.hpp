@@ -89,7 +89,7 @@ class LocalWorld {
   void copy_slot(RecvOp& op);
   // Payload buffers of unexpected messages, reused: a ring sends blocks of the same size over and
   // over, and a fresh buffer per message costs page faults on every byte. Up to kSpareBytes are
-  // kept; a buffer of another size is taken fresh.
+  // kept (the oldest dropped first); a buffer of another size is taken fresh. None under ASan.
   std::unique_ptr<char[]> take_buffer(std::size_t bytes);
   void give_buffer(std::unique_ptr<char[]> buf, std::size_t bytes);
   static constexpr std::size_t kSpareBytes = std::size_t{64} << 20;

@@ -158,6 +158,36 @@ TEST(CommLocal, OrderedPerSourceAndTag) {
       10s);
 }
 
+TEST(CommLocal, EarlyMessagesOfOneSizeKeepTheirOwnBytes) {
+  // Messages that arrive before their receive wait in buffers that are reused once received:
+  // rounds of same-size messages (and one of another size) must each deliver their own bytes.
+  constexpr std::size_t kBytes = 1 << 20;
+  constexpr int kRounds = 3, kPerRound = 4;
+  usp::run_local(
+      2,
+      [&](Communicator& c) {
+        for (int round = 0; round < kRounds; ++round) {
+          const std::size_t n = round == 1 ? kBytes / 2 : kBytes;
+          if (c.rank() == 0) {
+            for (int i = 0; i < kPerRound; ++i) {
+              const auto msg = make_payload(11, round, i, n);
+              c.isend(msg.data(), n, 1, 5).wait();  // eager: done before rank 1 receives
+            }
+            c.barrier();
+          } else {
+            c.barrier();  // every message of the round is waiting in a mailbox buffer
+            for (int i = 0; i < kPerRound; ++i) {
+              std::vector<std::uint8_t> got(n, 0);
+              c.irecv(got.data(), n, 0, 5).wait();
+              EXPECT_EQ(got, make_payload(11, round, i, n)) << "round " << round << " msg " << i;
+            }
+          }
+          c.barrier();
+        }
+      },
+      10s);
+}
+
 TEST(CommLocal, SelfSend) {
   usp::run_local(
       2,
