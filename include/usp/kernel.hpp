@@ -40,8 +40,9 @@ class AttentionKernel {
   // [b, h, sq]; views allowed) that holds a partial result for the same query rows: afterwards
   // they hold the merge (see merge()) of the accumulator with what forward() would return, up to
   // fp32 rounding, with no partial result materialised. Rows with lse = -inf start empty (their
-  // out is ignored). Returns false, touching nothing, when the kernel has no such path for these
-  // arguments; the caller then runs forward() into a scratch and merge().
+  // out is ignored). Throws Error on invalid arguments as forward() does (and for an out that is
+  // not fp32). Returns false, touching nothing, when the kernel has no such path; the caller then
+  // runs forward() into a scratch and merge().
   virtual bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
                                   float scale, Tensor& out, Tensor& lse) {
     (void)q, (void)k, (void)v, (void)mask, (void)scale, (void)out, (void)lse;

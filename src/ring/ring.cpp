@@ -70,8 +70,8 @@ RingForward ring_forward(const RingContext& ctx, const Tensor& q, Tensor kv) {
   RingForward res{Tensor::empty({b, len, h, d}, DType::f32, ctx.alloc),
                   Tensor::empty({b, h, len}, DType::f32, ctx.alloc)};
   bool filled = false;  // accumulators hold a valid (possibly empty) result
-  // Later blocks are folded in a chunk of query rows at a time: the fp32 partial scratch holds one
-  // chunk, not a whole block.
+  // Later blocks are folded into the accumulator: by the kernel itself when it can
+  // (forward_accumulate), else a chunk of query rows at a time through an fp32 scratch.
   BlockAccumulator acc(kern, ctx.alloc, accumulate_chunk_rows(kern.device(), b, h, len));
   Tensor spare = p > 1 ? Tensor::empty(kv.shape(), kv.dtype(), ctx.alloc) : Tensor();
 

@@ -65,7 +65,7 @@ TEST(KernelFold, FoldEqualsTheMergedReference) {
 
         // The accumulator: rows [pad, pad + s) of larger buffers (a view, as in the ring), holding
         // the prior block's result, except that rows 0 and 5 of every head start empty with
-        // garbage in out (it must be ignored).
+        // NaN in out (it must be ignored: 0·NaN would leak).
         Tensor big_out = filled({b, s + 2 * pad, h, d}, 7.0f);
         Tensor big_lse = filled({b, h, s + 2 * pad}, 7.0f);
         Tensor out = big_out.slice(1, pad, s), lse = big_lse.slice(2, pad, s);
@@ -78,14 +78,17 @@ TEST(KernelFold, FoldEqualsTheMergedReference) {
                   -std::numeric_limits<float>::infinity();
               want0.lse[static_cast<std::size_t>((bi * h + hi) * s + i)] = -INFINITY;
               for (std::int64_t j = 0; j < d; ++j) {
-                static_cast<float*>(out.slice(0, bi, 1).slice(1, i, 1).data())[hi * d + j] = 1e30f;
+                static_cast<float*>(out.slice(0, bi, 1).slice(1, i, 1).data())[hi * d + j] =
+                    std::numeric_limits<float>::quiet_NaN();
                 want0.out[static_cast<std::size_t>(((bi * s + i) * h + hi) * d + j)] = 0;
               }
             }
 
         ASSERT_TRUE(kernel->forward_accumulate(q, k, v, mask, scale, out, lse));
         const auto want = merge_ref(want0, reference::forward(q, k, v, mask, scale), b, s, h, d);
-        const double tol = dt == DType::f32 ? 1e-5 : 1e-2;
+        // bf16 on the AMX tiles rounds P to bf16; every other case computes in fp32.
+        const bool amx = dt == DType::bf16 && kernel->name().find("amx") != std::string::npos;
+        const double tol = amx ? 1e-2 : 1e-5;
         EXPECT_LE(relative_error(to_doubles(out), want.out), tol) << "out";
         EXPECT_LE(relative_error(to_doubles(lse), want.lse), tol) << "lse";
         EXPECT_TRUE(all_finite_or_neg_inf(out));
