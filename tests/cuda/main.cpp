@@ -239,10 +239,12 @@ int test_kernels() {
   run_case(*kern, fwds, *dev, {f16, 128, causal, 1, 2, 2, 333, 333, false}, 77);
   run_case(*kern, fwds, *dev, {bf16, 64, none, 1, 8, 1, 17, 300, true}, 78);
   // Edges: one query and one key that it may not see (out 0, lse -inf everywhere); a causal
-  // diagonal whose rows end 2 past a 128-row tile; tails of both tiles; a long key stream (16
-  // tiles) for few queries; a strided causal_strict run over several query blocks.
+  // diagonal whose rows end 2 past a 128-row tile, and more queries than keys without a mask; tails
+  // of both tiles; a long key stream (16 tiles) for few queries; a strided causal_strict run over
+  // several query blocks.
   run_case(*kern, fwds, *dev, {f16, 64, strict, 1, 2, 2, 1, 1, false}, 79);
   run_case(*kern, fwds, *dev, {bf16, 128, causal, 1, 3, 1, 130, 130, false}, 80);
+  run_case(*kern, fwds, *dev, {bf16, 128, none, 1, 3, 1, 130, 70, false}, 84);
   run_case(*kern, fwds, *dev, {f16, 32, none, 2, 2, 2, 65, 129, true}, 81);
   run_case(*kern, fwds, *dev, {f16, 128, none, 1, 1, 1, 3, 1000, false}, 82);
   run_case(*kern, fwds, *dev, {bf16, 16, strict, 1, 2, 1, 200, 200, true}, 83);
