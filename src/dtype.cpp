@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "convert_fast.hpp"
+#include "usp/cpu.hpp"
 #include "usp/error.hpp"
 
 namespace usp {
@@ -110,6 +112,10 @@ void convert(const void* src, DType src_t, void* dst, DType dst_t, std::size_t n
     std::memmove(dst, src, n * dtype_size(src_t));
     return;
   }
+  // The vector conversion unless USP_CPU_PATH=generic asks for the portable code everywhere.
+  if (src_t == DType::f32 && dst_t == DType::f16 && cpu_path() != CpuPath::generic &&
+      detail::f32_to_f16_fast(static_cast<const float*>(src), static_cast<std::uint16_t*>(dst), n))
+    return;
   auto with_store = [&](auto load) {
     switch (dst_t) {
       case DType::f32:

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "usp/dtype.hpp"
 #include "usp/error.hpp"
@@ -178,6 +180,29 @@ TEST(DtypeF16, RandomFloatsRoundToNearest) {
     }
     ASSERT_LE(err, std::fabs(down - x)) << b;
   }
+}
+
+TEST(DtypeConvert, ArrayToF16MatchesTheScalarConversionBitForBit) {
+  // convert() takes a vector path for fp32 → fp16 where the CPU has one (not under
+  // USP_CPU_PATH=generic); every bit pattern class must come out as f32_to_f16 gives it.
+  const std::uint32_t seed = std::random_device{}();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  std::vector<std::uint32_t> bits;
+  for (std::uint32_t e = 0; e < 256; ++e)  // every exponent, edge and random mantissas, both signs
+    for (std::uint32_t m : {0u, 1u, 0x1000u, 0x1fffu, 0x2000u, 0x3fffffu, 0x400000u, 0x7fffffu,
+                            static_cast<std::uint32_t>(rng()) & 0x7fffffu})
+      for (std::uint32_t sign : {0u, 0x80000000u}) bits.push_back(sign | (e << 23) | m);
+  for (int i = 0; i < 200000; ++i) bits.push_back(static_cast<std::uint32_t>(rng()));
+  bits.push_back(0x477fefffu);                // just below the overflow to infinity
+  bits.push_back(0x477ff000u);                // 65520: rounds to infinity
+  bits.resize(bits.size() + 7, 0x3f800001u);  // a tail that is not a multiple of 16
+  std::vector<float> x(bits.size());
+  std::memcpy(x.data(), bits.data(), bits.size() * sizeof(float));
+  std::vector<std::uint16_t> got(x.size());
+  usp::convert(x.data(), usp::DType::f32, got.data(), usp::DType::f16, x.size());
+  for (std::size_t i = 0; i < x.size(); ++i)
+    ASSERT_EQ(got[i], usp::f32_to_f16(x[i])) << "fp32 bits 0x" << std::hex << bits[i];
 }
 
 TEST(DtypeConvert, BetweenTypesAndRoundThrough) {
