@@ -231,4 +231,28 @@ TEST(KernelHelpers, FillCopyAdd) {
 }
 
 }  // namespace
+TEST(KernelHelpers, LargeCopiesOnThePoolEqualOneCopy) {
+  // Large copies run in slabs on the kernel's threads: every element, views on both sides, each
+  // dtype pair, the same bits as one copy_into.
+  std::mt19937 rng(test::fresh_seed());
+  for (int threads : {1, 3})
+    for (auto [from, to] :
+         {std::pair{DType::f32, DType::f16}, std::pair{DType::f16, DType::f32},
+          std::pair{DType::f32, DType::bf16}, std::pair{DType::bf16, DType::f16}}) {
+      SCOPED_TRACE(::testing::Message()
+                   << threads << " threads, " << dtype_name(from) << " -> " << dtype_name(to));
+      auto kernel = make_cpu_kernel(threads);
+      const Tensor big = test::random_tensor({3, 1100, 5, 40}, from, rng);
+      const Tensor src = big.slice(1, 7, 1031).slice(2, 1, 3);  // [3, 1031, 3, 40], strided
+      Tensor dst_big = test::random_tensor({3, 1040, 3, 48}, to, rng);
+      Tensor dst = dst_big.slice(1, 4, 1031).slice(3, 8, 40);
+      const auto untouched = to_doubles(dst_big.slice(1, 0, 4));
+      kernel->copy(src, dst);
+      Tensor want = Tensor::empty(src.shape(), to);
+      copy_into(src, want);
+      EXPECT_TRUE(test::bitwise_equal(dst, want));
+      EXPECT_EQ(to_doubles(dst_big.slice(1, 0, 4)), untouched);
+    }
+}
+
 }  // namespace usp

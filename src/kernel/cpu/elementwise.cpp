@@ -118,7 +118,25 @@ void CpuKernel::copy(const Tensor& src, Tensor& dst) {
   check_host(src, "copy", "src");
   check_host(dst, "copy", "dst");
   check_same_shape(dst, "dst", src, "src", "copy");
-  copy_into(src, dst);
+  // Large tensors of 2+ dims are copied in slabs of dim 1 (for [b, s, h, d]: runs of tokens) on the
+  // pool; each slab is a plain copy_into of views, so the result is the same as one copy_into.
+  constexpr std::int64_t kSlabElems = std::int64_t{1} << 15;
+  if (pool_.size() == 1 || src.dim() < 2 || src.numel() < 4 * kSlabElems) {
+    copy_into(src, dst);
+    return;
+  }
+  const std::int64_t d0 = src.size(0), d1 = src.size(1);
+  const std::int64_t per_row = src.numel() / std::max<std::int64_t>(1, d0 * d1);  // per dim-1 index
+  const std::int64_t rows =
+      std::clamp<std::int64_t>(kSlabElems / std::max<std::int64_t>(1, per_row), 1, d1);
+  const std::int64_t slabs = (d1 + rows - 1) / rows;
+  pool_.parallel_for(static_cast<std::size_t>(d0 * slabs), [&](std::size_t task, int) {
+    const auto t = static_cast<std::int64_t>(task);
+    const std::int64_t i0 = t / slabs, r0 = (t % slabs) * rows;
+    const std::int64_t n = std::min(rows, d1 - r0);
+    Tensor out = dst.slice(0, i0, 1).slice(1, r0, n);
+    copy_into(src.slice(0, i0, 1).slice(1, r0, n), out);
+  });
 }
 
 void CpuKernel::add(const Tensor& src, Tensor& dst) {
