@@ -24,6 +24,24 @@ struct DoneImpl final : Request::Impl {
   bool test() override { return true; }
 };
 
+// A send whose payload may still be read from the caller's buffer by the receiver; wait()
+// copies it into the mailbox if no receive has taken it yet (never waits for the receiver).
+class SendImpl final : public Request::Impl {
+ public:
+  SendImpl(std::shared_ptr<LocalWorld> world, std::shared_ptr<Slot> slot, int dst)
+      : world_(std::move(world)), slot_(std::move(slot)), dst_(dst) {}
+  void wait() override { world_->complete_send(dst_, *slot_); }
+  bool test() override {
+    wait();
+    return true;
+  }
+
+ private:
+  std::shared_ptr<LocalWorld> world_;
+  std::shared_ptr<Slot> slot_;
+  int dst_;
+};
+
 class RecvImpl final : public Request::Impl {
  public:
   RecvImpl(std::shared_ptr<LocalWorld> world, std::shared_ptr<RecvOp> op, OpInfo info)
@@ -69,8 +87,11 @@ void LocalCommunicator::check_p2p(const char* op, const void* buf, std::size_t b
 
 Request LocalCommunicator::isend(const void* buf, std::size_t bytes, int peer, int tag) {
   check_p2p("isend", buf, bytes, peer, tag);
-  world_->send(world_rank(), world_of(peer), MatchKey{id_, world_rank(), tag}, buf, bytes);
-  return Request(std::make_unique<DoneImpl>());
+  const int dst = world_of(peer);
+  std::shared_ptr<Slot> slot =
+      world_->post_send(world_rank(), dst, MatchKey{id_, world_rank(), tag}, buf, bytes);
+  if (!slot) return Request(std::make_unique<DoneImpl>());  // copied into the posted receive
+  return Request(std::make_unique<SendImpl>(world_, std::move(slot), dst));
 }
 
 Request LocalCommunicator::irecv(void* buf, std::size_t bytes, int peer, int tag) {
@@ -90,15 +111,19 @@ void LocalCommunicator::exchange(const char* op, int tag, const void* send, bool
   auto* out = static_cast<char*>(recv);
   const auto* in = static_cast<const char*>(send);
   std::vector<std::shared_ptr<RecvOp>> ops(static_cast<std::size_t>(p));
-  // Withdraws the receives still pending if anything below throws.
+  std::vector<std::shared_ptr<Slot>> sends(static_cast<std::size_t>(p));
+  // Withdraws the receives still pending and completes the sends if anything below throws.
   struct Guard {
-    LocalWorld& w;
+    LocalCommunicator& c;
     std::vector<std::shared_ptr<RecvOp>>& ops;
+    std::vector<std::shared_ptr<Slot>>& sends;
     ~Guard() {
       for (auto& o : ops)
-        if (o) w.cancel(*o);
+        if (o) c.world_->cancel(*o);
+      for (std::size_t j = 0; j < sends.size(); ++j)
+        if (sends[j]) c.world_->complete_send(c.world_of(static_cast<int>(j)), *sends[j]);
     }
-  } guard{*world_, ops};
+  } guard{*this, ops, sends};
   for (int j = 0; j < p; ++j)
     if (j != rank_)
       ops[static_cast<std::size_t>(j)] =
@@ -109,14 +134,22 @@ void LocalCommunicator::exchange(const char* op, int tag, const void* send, bool
                 in + (strided ? static_cast<std::size_t>(rank_) * bytes : 0), bytes);
   for (int s = 1; s < p; ++s) {  // start with the next rank so that senders spread out
     const int j = (rank_ + s) % p;
-    world_->send(world_rank(), world_of(j), MatchKey{id_, world_rank(), tag},
-                 in + (strided ? static_cast<std::size_t>(j) * bytes : 0), bytes);
+    sends[static_cast<std::size_t>(j)] =
+        world_->post_send(world_rank(), world_of(j), MatchKey{id_, world_rank(), tag},
+                          in + (strided ? static_cast<std::size_t>(j) * bytes : 0), bytes);
   }
   for (int s = 1; s < p; ++s) {
     const int j = (rank_ - s + p) % p;
     auto& o = ops[static_cast<std::size_t>(j)];
     world_->wait(*o, deadline, info(op, j, tag));
     o.reset();
+  }
+  // By now the peers have mostly posted their receives and copied from `send` themselves.
+  for (int j = 0; j < p; ++j) {
+    auto& sl = sends[static_cast<std::size_t>(j)];
+    if (!sl) continue;
+    world_->complete_send(world_of(j), *sl);
+    sl.reset();
   }
 }
 

@@ -17,7 +17,8 @@ LocalWorld::LocalWorld(int size)
   for (int i = 0; i < size; ++i) boxes_.push_back(std::make_unique<Mailbox>());
 }
 
-void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes) {
+std::shared_ptr<Slot> LocalWorld::post_send(int self, int dst, const MatchKey& key, const void* buf,
+                                            std::size_t bytes) {
   Mailbox& mb = box(dst);
   std::unique_lock lk(mb.m);
   if (aborted()) {
@@ -33,7 +34,7 @@ void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, s
       op->state = RecvOp::State::failed;
       op->message_bytes = bytes;
       mb.cv.notify_all();
-      return;
+      return nullptr;
     }
     op->state = RecvOp::State::claimed;
     lk.unlock();
@@ -41,18 +42,37 @@ void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, s
     lk.lock();
     op->state = RecvOp::State::done;
     mb.cv.notify_all();
-    return;
+    return nullptr;
   }
   auto slot = std::make_shared<Slot>();
   slot->key = key;
+  slot->src = buf;
   slot->bytes = bytes;
-  if (bytes) slot->data = take_buffer(bytes);
   mb.unexpected.push_back(slot);
+  return slot;
+}
+
+void LocalWorld::complete_send(int dst, Slot& slot) {
+  using State = Slot::State;
+  Mailbox& mb = box(dst);
+  std::unique_lock lk(mb.m);
+  if (slot.state == State::claimed) mb.cv.wait(lk, [&] { return slot.state == State::delivered; });
+  if (slot.state != State::pending) return;
+  slot.state = State::filling;  // a receive matched from now on waits for ready
+  const void* src = slot.src;
+  slot.src = nullptr;
   lk.unlock();
-  if (bytes) std::memcpy(slot->data.get(), buf, bytes);
+  if (slot.bytes) {
+    slot.data = take_buffer(slot.bytes);
+    std::memcpy(slot.data.get(), src, slot.bytes);
+  }
   lk.lock();
-  slot->ready = true;
+  slot.state = State::ready;
   mb.cv.notify_all();
+}
+
+void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes) {
+  if (std::shared_ptr<Slot> slot = post_send(self, dst, key, buf, bytes)) complete_send(dst, *slot);
 }
 
 std::unique_ptr<char[]> LocalWorld::take_buffer(std::size_t bytes) {
@@ -111,11 +131,25 @@ std::shared_ptr<RecvOp> LocalWorld::post_recv(int self, const MatchKey& key, voi
   if (slot->bytes != bytes) {
     op->state = RecvOp::State::failed;
     op->message_bytes = slot->bytes;
+    if (slot->state == Slot::State::pending) {  // dropped: the sender need not copy it
+      slot->state = Slot::State::delivered;
+      mb.cv.notify_all();
+    }
+    return op;
+  }
+  if (slot->state == Slot::State::pending) {  // one copy, straight from the sender's buffer
+    slot->state = Slot::State::claimed;
+    lk.unlock();
+    if (bytes) std::memcpy(buf, slot->src, bytes);
+    lk.lock();
+    slot->state = Slot::State::delivered;
+    op->state = RecvOp::State::done;
+    mb.cv.notify_all();
     return op;
   }
   op->slot = std::move(slot);
   op->state = RecvOp::State::awaiting_slot;
-  if (op->slot->ready) {
+  if (op->slot->state == Slot::State::ready) {
     lk.unlock();
     copy_slot(*op);  // the op is not shared with any sender any more
   }
@@ -129,13 +163,13 @@ void LocalWorld::wait(RecvOp& op, std::chrono::steady_clock::time_point deadline
   std::unique_lock lk(mb.m);
   auto complete = [&] {
     return op.state == State::done || op.state == State::failed ||
-           (op.state == State::awaiting_slot && op.slot->ready);
+           (op.state == State::awaiting_slot && op.slot->state == Slot::State::ready);
   };
   auto peer_gone = [&] { return info.peer >= 0 && finished(info.peer_world); };
   mb.cv.wait_until(lk, deadline, [&] { return complete() || aborted() || peer_gone(); });
   if (op.state == State::claimed)  // a sender is copying into the buffer: let it finish
     mb.cv.wait(lk, [&] { return op.state == State::done; });
-  if (op.state == State::awaiting_slot && op.slot->ready) {
+  if (op.state == State::awaiting_slot && op.slot->state == Slot::State::ready) {
     lk.unlock();
     copy_slot(op);
     return;
@@ -170,7 +204,7 @@ bool LocalWorld::test(RecvOp& op, int self) {
   std::unique_lock lk(mb.m);
   bool complete = op.state == State::done || op.state == State::failed ||
                   op.state == State::cancelled ||
-                  (op.state == State::awaiting_slot && op.slot->ready);
+                  (op.state == State::awaiting_slot && op.slot->state == Slot::State::ready);
   if (!complete && aborted()) {
     lk.unlock();
     throw_aborted(self);

@@ -27,12 +27,23 @@ struct MatchKey {
   bool operator==(const MatchKey&) const = default;
 };
 
-// A message that arrived before its receive was posted; the sender fills it outside the lock.
+// A message sent before its receive was posted. It first points at the sender's buffer, so a
+// receive posted before the send completes copies the payload once, straight from the sender;
+// when the sender completes its send first, the payload is copied into a buffer of the slot.
+// State transitions happen under the destination's mailbox mutex; copies run outside it.
 struct Slot {
+  enum class State {
+    pending,    // in the mailbox, payload still in the sender's buffer (src)
+    claimed,    // a receive took it and is copying from src
+    filling,    // the sender is copying src into data
+    ready,      // data holds the payload
+    delivered,  // the sender's buffer is no longer needed (copied out, or the message dropped)
+  };
   MatchKey key;
+  const void* src = nullptr;
   std::unique_ptr<char[]> data;
   std::size_t bytes = 0;
-  bool ready = false;  // payload fully copied (guarded by the mailbox mutex)
+  State state = State::pending;
 };
 
 // A receive. State transitions happen under the owner's mailbox mutex.
@@ -52,8 +63,16 @@ class LocalWorld {
   explicit LocalWorld(int size);
   int size() const { return static_cast<int>(boxes_.size()); }
 
-  // Eager send from `self` to `dst`: one copy, into a posted matching receive or a new mailbox
-  // slot. Never waits for the receiver. Throws the abort error once the world is aborted.
+  // Send from `self` to `dst`. Into a posted matching receive it copies at once and returns null;
+  // otherwise it leaves a pending slot in dst's mailbox that points at `buf` (which must stay
+  // unchanged until complete_send) and returns it. Throws the abort error once the world is
+  // aborted.
+  std::shared_ptr<Slot> post_send(int self, int dst, const MatchKey& key, const void* buf,
+                                  std::size_t bytes);
+  // Ends a send: if no receive has taken the slot yet, copies the payload into it (the receive
+  // copies it from there later). Never waits for the receiver, only for a copy in progress.
+  void complete_send(int dst, Slot& slot);
+  // post_send + complete_send.
   void send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes);
   // Posts a receive in `self`'s mailbox; takes a waiting message if one matches.
   std::shared_ptr<RecvOp> post_recv(int self, const MatchKey& key, void* buf, std::size_t bytes);

@@ -188,6 +188,54 @@ TEST(CommLocal, EarlyMessagesOfOneSizeKeepTheirOwnBytes) {
       10s);
 }
 
+TEST(CommLocal, ASendWaitedBeforeItsReceiveLeavesTheBufferFree) {
+  // wait() on a send nobody has received yet copies the payload out: the sender may overwrite its
+  // buffer at once and the receive still gets what was sent.
+  const std::uint32_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  constexpr std::size_t kBytes = (1 << 20) + 3;
+  usp::run_local(
+      2,
+      [&](Communicator& c) {
+        if (c.rank() == 0) {
+          auto buf = make_payload(seed, 0, 0, kBytes);
+          Request s = c.isend(buf.data(), kBytes, 1, 9);
+          s.wait();
+          std::fill(buf.begin(), buf.end(), std::uint8_t{0xee});
+          c.barrier();
+          return;
+        }
+        c.barrier();  // rank 0 has overwritten its buffer
+        std::vector<std::uint8_t> got(kBytes, 0);
+        c.irecv(got.data(), kBytes, 0, 9).wait();
+        EXPECT_EQ(got, make_payload(seed, 0, 0, kBytes));
+      },
+      10s);
+}
+
+TEST(CommLocal, AReceivePostedWhileTheSendIsPendingTakesThePayload) {
+  // The receive comes after isend but before the sender's wait(): it copies from the sender's
+  // buffer, and the send is complete (test() true) once the receive has returned.
+  const std::uint32_t seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  constexpr std::size_t kBytes = 3 << 18;
+  usp::run_local(
+      2,
+      [&](Communicator& c) {
+        const auto mine = make_payload(seed, c.rank(), 1, kBytes);
+        const int peer = 1 - c.rank();
+        Request s = c.isend(mine.data(), kBytes, peer, 2);
+        c.barrier();  // both sends are pending: neither receive was posted
+        std::vector<std::uint8_t> got(kBytes, 0);
+        c.irecv(got.data(), kBytes, peer, 2).wait();
+        EXPECT_EQ(got, make_payload(seed, peer, 1, kBytes));
+        c.barrier();  // the peer has taken my payload
+        EXPECT_TRUE(s.test());
+        EXPECT_FALSE(s.valid());
+      },
+      10s);
+}
+
 TEST(CommLocal, SelfSend) {
   usp::run_local(
       2,
