@@ -112,7 +112,8 @@ void LocalCommunicator::exchange(const char* op, int tag, const void* send, bool
   const auto* in = static_cast<const char*>(send);
   std::vector<std::shared_ptr<RecvOp>> ops(static_cast<std::size_t>(p));
   std::vector<std::shared_ptr<Slot>> sends(static_cast<std::size_t>(p));
-  // Withdraws the receives still pending and completes the sends if anything below throws.
+  // On the way out, normal or not: withdraws the receives still pending and completes the sends
+  // (by then the peers have mostly posted their receives and copied from `send` themselves).
   struct Guard {
     LocalCommunicator& c;
     std::vector<std::shared_ptr<RecvOp>>& ops;
@@ -143,13 +144,6 @@ void LocalCommunicator::exchange(const char* op, int tag, const void* send, bool
     auto& o = ops[static_cast<std::size_t>(j)];
     world_->wait(*o, deadline, info(op, j, tag));
     o.reset();
-  }
-  // By now the peers have mostly posted their receives and copied from `send` themselves.
-  for (int j = 0; j < p; ++j) {
-    auto& sl = sends[static_cast<std::size_t>(j)];
-    if (!sl) continue;
-    world_->complete_send(world_of(j), *sl);
-    sl.reset();
   }
 }
 

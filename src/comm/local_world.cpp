@@ -71,10 +71,6 @@ void LocalWorld::complete_send(int dst, Slot& slot) {
   mb.cv.notify_all();
 }
 
-void LocalWorld::send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes) {
-  if (std::shared_ptr<Slot> slot = post_send(self, dst, key, buf, bytes)) complete_send(dst, *slot);
-}
-
 std::unique_ptr<char[]> LocalWorld::take_buffer(std::size_t bytes) {
   {
     std::lock_guard g(spare_m_);

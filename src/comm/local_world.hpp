@@ -72,8 +72,6 @@ class LocalWorld {
   // Ends a send: if no receive has taken the slot yet, copies the payload into it (the receive
   // copies it from there later). Never waits for the receiver, only for a copy in progress.
   void complete_send(int dst, Slot& slot);
-  // post_send + complete_send.
-  void send(int self, int dst, const MatchKey& key, const void* buf, std::size_t bytes);
   // Posts a receive in `self`'s mailbox; takes a waiting message if one matches.
   std::shared_ptr<RecvOp> post_recv(int self, const MatchKey& key, void* buf, std::size_t bytes);
   // Blocks until the receive completes or `deadline`; throws Error(timeout) / Error(comm).
