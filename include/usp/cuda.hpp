@@ -44,15 +44,18 @@ std::unique_ptr<Allocator> make_allocator(int device = 0);
 // given (a device allocator that outlives the kernel; the rank's, so its peak counts it) and is
 // freed before the call returns; without one it is stream-ordered cudaMallocAsync memory.
 std::unique_ptr<AttentionKernel> make_kernel(int device = 0, Allocator* scratch = nullptr);
-// The kernel's forward: "wmma" (WMMA fragments, scores through shared memory) or "mma"
-// (mma.sync with scores in registers, sm_80+; on an older GPU it runs "wmma"). make_kernel above
-// and the "cuda-*" backends use default_forward(): the environment variable USP_CUDA_FWD, read
-// once per process ("mma" when unset or empty; another value throws Error(invalid_argument)).
-// The backward is the same for both. name() of the kernel is "cuda-wmma" or "cuda-mma".
+// The kernel's forward and backward each come in two implementations: "wmma" (WMMA fragments,
+// scores through shared memory) and "mma" (mma.sync with scores in registers, sm_80+; on an
+// older GPU it runs "wmma"). make_kernel above and the "cuda-*" backends use default_forward()
+// and default_backward(): the environment variables USP_CUDA_FWD and USP_CUDA_BWD, each read once
+// per process ("mma" when unset or empty; another value throws Error(invalid_argument)). name()
+// of the kernel is "cuda-mma" or "cuda-wmma" (both the same) or e.g. "cuda-mma-bwd-wmma".
 std::string default_forward();
-// As make_kernel with an explicit forward: "wmma", "mma" or "" (default_forward()).
+std::string default_backward();
+// As make_kernel with an explicit choice for each: "wmma", "mma" or "" (the default above).
 std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch,
-                                             std::string_view forward);
+                                             std::string_view forward,
+                                             std::string_view backward = "");
 
 // Host ↔ device copies (contiguous result; src may be a strided view).
 Tensor to_device(const Tensor& host, Allocator& device_alloc);

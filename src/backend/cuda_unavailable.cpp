@@ -41,11 +41,14 @@ std::unique_ptr<Allocator> make_allocator(int) {
 std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*) {
   unsupported("usp::cuda::make_kernel");
 }
-std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*, std::string_view) {
+std::unique_ptr<AttentionKernel> make_kernel(int, Allocator*, std::string_view, std::string_view) {
   unsupported("usp::cuda::make_kernel");
 }
 std::string default_forward() {
   return "mma";  // what a CUDA build picks when USP_CUDA_FWD is unset
+}
+std::string default_backward() {
+  return "mma";  // what a CUDA build picks when USP_CUDA_BWD is unset
 }
 Tensor to_device(const Tensor&, Allocator&) {
   unsupported("usp::cuda::to_device");

@@ -1,32 +1,15 @@
-// Block-attention backward on tensor cores, deterministic (no float atomics):
-//   1. delta = rowsum(dout ∘ out) per query row (one warp per row);
-//   2. dK, dV: each block owns 64 keys of one (batch, kv head) and loops over the query heads of
+// Block-attention backward on WMMA fragments (any sm_70+), deterministic (no float atomics);
+// delta = rowsum(dout ∘ out) comes from attention_delta.cu:
+//   1. dK, dV: each block owns 64 keys of one (batch, kv head) and loops over the query heads of
 //      its group and over the query tiles, recomputing P = exp2(S·scale·log2e − lse·log2e);
-//   3. dQ: each block owns 64 query rows of one (batch, head) and loops over the key tiles.
+//   2. dQ: each block owns 64 query rows of one (batch, head) and loops over the key tiles.
 // Per warp: Sᵀ/dPᵀ (or S/dP) 16 × 64 in fp32 scratch, P and dS as 16-bit WMMA operands, dK/dV/dQ
 // in fp32 fragments. Nothing of size sq × sk reaches global memory.
 #include "attention_common.cuh"
+#include "dispatch.cuh"
 
 namespace usp::cuda::detail {
 namespace {
-
-__global__ void delta_kernel(AttnArgs a, std::int64_t rows) {
-  const int lane = threadIdx.x % 32;
-  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (std::int64_t row =
-           blockIdx.x * static_cast<std::int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-       row < rows; row += warps) {
-    const std::int64_t i = row % a.sq, h = (row / a.sq) % a.heads, b = row / (a.sq * a.heads);
-    const std::int64_t od = b * a.dout_str[0] + i * a.dout_str[1] + h * a.dout_str[2];
-    const std::int64_t oo = b * a.out_str[0] + i * a.out_str[1] + h * a.out_str[2];
-    float s = 0.0f;
-    for (int c = lane; c < a.head_dim; c += 32)
-      s += load_f32(a.dout, od + c, a.dtype) * load_f32(a.out, oo + c, a.out_dtype);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) a.delta[row] = s;  // row = (b·h + head)·sq + i
-  }
-}
 
 // Per-warp scratch of both backward kernels: two fp32 16 × kLdS tiles and two 16-bit 16 × kLdP.
 constexpr int kScrF = align128(16 * kLdS * 4);
@@ -307,34 +290,12 @@ void run_backward(const AttnArgs& a, cudaStream_t stream) {
   }
 }
 
-template <class T>
-void dispatch_backward(const AttnArgs& a, cudaStream_t stream) {
-  switch (a.head_dim) {
-    case 16:
-      return run_backward<T, 16>(a, stream);
-    case 32:
-      return run_backward<T, 32>(a, stream);
-    case 64:
-      return run_backward<T, 64>(a, stream);
-    case 128:
-      return run_backward<T, 128>(a, stream);
-    default:
-      USP_FAIL(unsupported, "CUDA kernel: head size ", a.head_dim, " not compiled");
-  }
-}
-
 }  // namespace
 
-void launch_backward(const AttnArgs& a, cudaStream_t stream) {
-  if (a.batch == 0 || a.heads == 0) return;
-  const std::int64_t rows = static_cast<std::int64_t>(a.batch) * a.heads * a.sq;
-  if (rows > 0) {
-    delta_kernel<<<grid_for(rows, 8), 256, 0, stream>>>(a, rows);
-    check_launch("attention backward delta");
-  }
-  if (a.dtype == kF16) return dispatch_backward<__half>(a, stream);
-  if (a.dtype == kBF16) return dispatch_backward<__nv_bfloat16>(a, stream);
-  USP_FAIL(unsupported, "CUDA kernel: dtype code ", a.dtype, " not compiled");
+void launch_backward_wmma(const AttnArgs& a, cudaStream_t stream) {
+  dispatch(a, [&](auto type, auto dim) {
+    run_backward<typename decltype(type)::type, decltype(dim)::value>(a, stream);
+  });
 }
 
 }  // namespace usp::cuda::detail

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "attention_common.cuh"
+#include "dispatch.cuh"
 
 namespace usp::cuda::detail {
 namespace {
@@ -160,22 +161,6 @@ void run_forward(const AttnArgs& a, cudaStream_t stream) {
   check_launch("attention forward");
 }
 
-template <class T>
-void dispatch_forward(const AttnArgs& a, cudaStream_t stream) {
-  switch (a.head_dim) {
-    case 16:
-      return run_forward<T, 16>(a, stream);
-    case 32:
-      return run_forward<T, 32>(a, stream);
-    case 64:
-      return run_forward<T, 64>(a, stream);
-    case 128:
-      return run_forward<T, 128>(a, stream);
-    default:
-      USP_FAIL(unsupported, "CUDA kernel: head size ", a.head_dim, " not compiled");
-  }
-}
-
 }  // namespace
 
 bool supported(int dtype, int head_dim) {
@@ -185,9 +170,9 @@ bool supported(int dtype, int head_dim) {
 
 void launch_forward_wmma(const AttnArgs& a, cudaStream_t stream) {
   if (a.sq == 0 || a.batch == 0 || a.heads == 0) return;
-  if (a.dtype == kF16) return dispatch_forward<__half>(a, stream);
-  if (a.dtype == kBF16) return dispatch_forward<__nv_bfloat16>(a, stream);
-  USP_FAIL(unsupported, "CUDA kernel: dtype code ", a.dtype, " not compiled");
+  dispatch(a, [&](auto type, auto dim) {
+    run_forward<typename decltype(type)::type, decltype(dim)::value>(a, stream);
+  });
 }
 
 }  // namespace usp::cuda::detail

@@ -14,6 +14,7 @@
 // max is reduced with __shfl_xor_sync over lane bits 0 and 1. Row sums stay per-lane partial
 // sums (every lane of a quad rescales by the same alpha) and are reduced once at the end.
 #include "attention_common.cuh"
+#include "dispatch.cuh"
 #include "mma_ptx.cuh"
 
 namespace usp::cuda::detail {
@@ -37,23 +38,6 @@ struct MmaSmem {
   static constexpr int kTotal = kOffV + 2 * kTile;
   static_assert((kPitch * 2) % 16 == 0, "16-byte aligned rows");
 };
-
-// Rows [row0, row0 + 64) of a [.., s, .., D] operand into a tile, asynchronously; rows ≥ limit
-// are zero-filled (src-size 0: nothing is read). The caller commits the group.
-template <int D, class T>
-__device__ __forceinline__ void load_tile_async(T* tile, const T* base, std::int64_t row_stride,
-                                                int row0, int limit) {
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  static_assert((kBN * kChunks) % kMmaThreads == 0, "whole chunks per thread");
-#pragma unroll
-  for (int it = 0; it < kBN * kChunks / kMmaThreads; ++it) {
-    const int i = threadIdx.x + it * kMmaThreads;
-    const int r = i / kChunks, c = (i % kChunks) * 8;
-    const bool in = row0 + r < limit;
-    const T* src = in ? base + (row0 + r) * row_stride + c : base;
-    cp_async_16(smem_addr(tile + r * MmaSmem<D>::kPitch + c), src, in ? 16 : 0);
-  }
-}
 
 // Two adjacent output elements (same row, columns c and c + 1) as the forward's out dtype.
 __device__ __forceinline__ void store_pair(void* out, std::int64_t i, int dtype, float x, float y) {
@@ -140,10 +124,10 @@ __global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(A
 
   if (n_tiles > 0) {
     // Groups: {Q}, {K0, V0}, then one per iteration (the next tile, or empty).
-    load_tile_async<D>(Qs, qb, a.q_str[1], m0, a.sq);
+    cp_async_rows<D, kBN, kMmaThreads>(Qs, qb, a.q_str[1], m0, a.sq);
     cp_async_commit();
-    load_tile_async<D>(Ks0, kb, a.k_str[1], 0, a.sk);
-    load_tile_async<D>(Vs0, vb, a.v_str[1], 0, a.sk);
+    cp_async_rows<D, kBN, kMmaThreads>(Ks0, kb, a.k_str[1], 0, a.sk);
+    cp_async_rows<D, kBN, kMmaThreads>(Vs0, vb, a.v_str[1], 0, a.sk);
     cp_async_commit();
     cp_async_wait<1>();  // Q has landed (this thread's part)
     __syncthreads();     // ... and every thread's
@@ -162,8 +146,10 @@ __global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(A
     const int n0 = it * kBN, buf = it & 1;
     __syncthreads();  // every warp is done with buffer buf ^ 1 (iteration it - 1)
     if (it + 1 < n_tiles) {
-      load_tile_async<D>(Ks0 + (buf ^ 1) * kTileElems, kb, a.k_str[1], n0 + kBN, a.sk);
-      load_tile_async<D>(Vs0 + (buf ^ 1) * kTileElems, vb, a.v_str[1], n0 + kBN, a.sk);
+      cp_async_rows<D, kBN, kMmaThreads>(Ks0 + (buf ^ 1) * kTileElems, kb, a.k_str[1], n0 + kBN,
+                                         a.sk);
+      cp_async_rows<D, kBN, kMmaThreads>(Vs0 + (buf ^ 1) * kTileElems, vb, a.v_str[1], n0 + kBN,
+                                         a.sk);
     }
     cp_async_commit();
     cp_async_wait<1>();  // tile `it` has landed (only the one just committed may be pending)
@@ -292,29 +278,13 @@ void run_forward_mma(const AttnArgs& a, cudaStream_t stream) {
   check_launch("attention forward (mma)");
 }
 
-template <class T>
-void dispatch_forward_mma(const AttnArgs& a, cudaStream_t stream) {
-  switch (a.head_dim) {
-    case 16:
-      return run_forward_mma<T, 16>(a, stream);
-    case 32:
-      return run_forward_mma<T, 32>(a, stream);
-    case 64:
-      return run_forward_mma<T, 64>(a, stream);
-    case 128:
-      return run_forward_mma<T, 128>(a, stream);
-    default:
-      USP_FAIL(unsupported, "CUDA kernel: head size ", a.head_dim, " not compiled");
-  }
-}
-
 }  // namespace
 
 void launch_forward_mma(const AttnArgs& a, cudaStream_t stream) {
   if (a.sq == 0 || a.batch == 0 || a.heads == 0) return;
-  if (a.dtype == kF16) return dispatch_forward_mma<__half>(a, stream);
-  if (a.dtype == kBF16) return dispatch_forward_mma<__nv_bfloat16>(a, stream);
-  USP_FAIL(unsupported, "CUDA kernel: dtype code ", a.dtype, " not compiled");
+  dispatch(a, [&](auto type, auto dim) {
+    run_forward_mma<typename decltype(type)::type, decltype(dim)::value>(a, stream);
+  });
 }
 
 }  // namespace usp::cuda::detail

@@ -74,11 +74,13 @@ void require_same_shape(const Tensor& a, const Tensor& b, const char* an, const 
 
 class CudaKernel final : public AttentionKernel {
  public:
-  CudaKernel(int device, Allocator* scratch, int forward)
-      : device_(device), scratch_(scratch), forward_(forward) {}
+  CudaKernel(int device, Allocator* scratch, int forward, int backward)
+      : device_(device), scratch_(scratch), forward_(forward), backward_(backward) {}
   Device device() const override { return Device::cuda; }
   std::string name() const override {
-    return std::string("cuda-") + detail::forward_name(forward_);
+    std::string n = std::string("cuda-") + detail::impl_name(forward_);
+    if (backward_ != forward_) n += std::string("-bwd-") + detail::impl_name(backward_);
+    return n;
   }
 
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
@@ -126,6 +128,7 @@ class CudaKernel final : public AttentionKernel {
     copy3(a.dk_str, dk);
     copy3(a.dv_str, dv);
     a.accumulate = accumulate;
+    a.backward = backward_;
     cudaStream_t st = detail::compute_stream();
     const std::size_t delta_bytes =
         sizeof(float) * static_cast<std::size_t>(a.batch) * a.heads * a.sq;
@@ -250,29 +253,41 @@ class CudaKernel final : public AttentionKernel {
 
   int device_;
   Allocator* scratch_;  // null: cudaMallocAsync
-  int forward_;         // detail::kFwdWmma or kFwdMma
+  int forward_;         // detail::kImplWmma or kImplMma
+  int backward_;        // detail::kImplWmma or kImplMma
 };
 
 }  // namespace
 
+namespace {
+
+// "mma" / "wmma" / "" (the environment's choice, env_default()) → detail::kImpl*.
+int impl_of(std::string_view name, int (*env_default)(), const char* what, const char* var) {
+  if (name.empty()) return env_default();
+  if (name == "mma") return detail::kImplMma;
+  USP_CHECK_ARG(name == "wmma", "make_kernel: ", what, " = '", name,
+                "' must be 'wmma', 'mma' or empty (", var, ")");
+  return detail::kImplWmma;
+}
+
+}  // namespace
+
 std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch) {
-  return make_kernel(device, scratch, "");
+  return make_kernel(device, scratch, "", "");
 }
 
 std::string default_forward() {
-  return detail::forward_name(detail::default_forward());
+  return detail::impl_name(detail::default_forward());
+}
+
+std::string default_backward() {
+  return detail::impl_name(detail::default_backward());
 }
 
 std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch,
-                                             std::string_view forward) {
-  int fwd = detail::kFwdWmma;
-  if (forward.empty())
-    fwd = detail::default_forward();
-  else if (forward == "mma")
-    fwd = detail::kFwdMma;
-  else
-    USP_CHECK_ARG(forward == "wmma", "make_kernel: forward = '", forward,
-                  "' must be 'wmma', 'mma' or empty (USP_CUDA_FWD)");
+                                             std::string_view forward, std::string_view backward) {
+  const int fwd = impl_of(forward, detail::default_forward, "forward", "USP_CUDA_FWD");
+  const int bwd = impl_of(backward, detail::default_backward, "backward", "USP_CUDA_BWD");
   const int n = device_count();
   if (n == 0)
     throw Error(ErrorKind::unsupported, "usp::cuda::make_kernel: " + unavailable_reason());
@@ -282,7 +297,7 @@ std::unique_ptr<AttentionKernel> make_kernel(int device, Allocator* scratch,
                 "make_kernel: scratch allocator is on device ",
                 device_name(scratch != nullptr ? scratch->device() : Device::cuda),
                 ", the CUDA kernel needs a CUDA allocator");
-  return std::make_unique<CudaKernel>(device, scratch, fwd);
+  return std::make_unique<CudaKernel>(device, scratch, fwd, bwd);
 }
 
 }  // namespace usp::cuda

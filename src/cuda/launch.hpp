@@ -20,10 +20,11 @@ struct View4 {
   int dtype = kF32;
 };
 
-// Forward implementations: kFwdWmma (attention_fwd.cu: WMMA fragments, scores through shared
-// memory, any sm_70+) and kFwdMma (attention_fwd_mma.cu: mma.sync with scores in registers,
-// sm_80+). kFwdDefault picks default_forward().
-enum : int { kFwdDefault = -1, kFwdWmma = 0, kFwdMma = 1 };
+// Implementations of the forward and of the backward: kImplWmma (WMMA fragments, scores through
+// shared memory, any sm_70+: attention_fwd.cu, attention_bwd.cu) and kImplMma (mma.sync with
+// scores in registers, sm_80+: attention_fwd_mma.cu, attention_bwd_mma.cu). kImplDefault picks
+// default_forward() / default_backward().
+enum : int { kImplDefault = -1, kImplWmma = 0, kImplMma = 1 };
 
 // Attention operands: [b, s, h, d] with d contiguous; lse [b, h, s] fp32.
 struct AttnArgs {
@@ -49,22 +50,28 @@ struct AttnArgs {
   float* dv = nullptr;
   std::int64_t dq_str[3] = {}, dk_str[3] = {}, dv_str[3] = {};
   bool accumulate = false;
-  int forward = kFwdDefault;  // forward only: which implementation (kFwd*)
-  float* delta = nullptr;     // scratch [b, h, sq] fp32, contiguous: rowsum(dout ∘ out)
+  int forward = kImplDefault;   // forward only: which implementation (kImpl*)
+  int backward = kImplDefault;  // backward only: which implementation (kImpl*)
+  float* delta = nullptr;       // scratch [b, h, sq] fp32, contiguous: rowsum(dout ∘ out)
 };
 
 // Returns false when (dtype, head_dim) has no compiled kernel.
 bool supported(int dtype, int head_dim);
-// The forward named by USP_CUDA_FWD ("wmma" or "mma"; unset or empty: "mma"), read once per
-// process; any other value throws usp::Error(invalid_argument) naming it.
+// The implementation named by USP_CUDA_FWD / USP_CUDA_BWD ("wmma" or "mma"; unset or empty:
+// "mma"), each read once per process; any other value throws usp::Error(invalid_argument)
+// naming the variable.
 int default_forward();
-const char* forward_name(int forward);  // "wmma" / "mma"
-// Runs a.forward (kFwdDefault: default_forward()); kFwdMma falls back to kFwdWmma on a device
-// below sm_80.
+int default_backward();
+const char* impl_name(int impl);  // "wmma" / "mma"
+// Run a.forward / a.backward (kImplDefault: the default above); kImplMma falls back to kImplWmma
+// on a device below sm_80. launch_backward needs a.delta allocated and runs launch_delta first.
 void launch_forward(const AttnArgs& a, cudaStream_t stream);
 void launch_forward_wmma(const AttnArgs& a, cudaStream_t stream);
 void launch_forward_mma(const AttnArgs& a, cudaStream_t stream);
-void launch_backward(const AttnArgs& a, cudaStream_t stream);  // needs a.delta allocated
+void launch_backward(const AttnArgs& a, cudaStream_t stream);
+void launch_delta(const AttnArgs& a, cudaStream_t stream);  // a.delta = rowsum(dout ∘ out)
+void launch_backward_wmma(const AttnArgs& a, cudaStream_t stream);
+void launch_backward_mma(const AttnArgs& a, cudaStream_t stream);
 
 // Element-wise helpers over views of the same shape.
 void launch_fill(const View4& t, float value, cudaStream_t stream);

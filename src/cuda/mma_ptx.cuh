@@ -1,5 +1,6 @@
 // Thin inline-PTX wrappers for sm_80+ tensor-core code: mma.sync m16n8k16 (fp16 / bf16 in, fp32
-// accumulate), ldmatrix (x4, plain and .trans), cp.async (16 bytes, zero-fill) and ex2.approx.
+// accumulate), ldmatrix (x4, plain and .trans), cp.async (16 bytes, zero-fill; whole tiles of
+// rows) and ex2.approx.
 //
 // Fragment layouts of mma.sync.aligned.m16n8k16.row.col (PTX ISA, "Matrix Fragments for
 // mma.m16n8k16"), for lane l of the warp with g = l / 4 (group) and t = l % 4 (thread in group).
@@ -70,6 +71,12 @@ __device__ __forceinline__ void cp_async_16(std::uint32_t dst, const void* src, 
                : "memory");
 }
 
+// 4 bytes global → shared (cached at all levels), the same zero-fill rule.
+__device__ __forceinline__ void cp_async_4(std::uint32_t dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
@@ -85,6 +92,25 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+}
+
+// Rows [row0, row0 + R) of a [.., s, .., D] operand (16-bit, last dim contiguous, 16-byte
+// aligned rows, `row_stride` elements apart) into a shared tile of pitch D + 8 elements,
+// asynchronously, by the Threads threads of the block; rows ≥ limit are zero-filled (src-size 0:
+// nothing is read). The caller commits the group.
+template <int D, int R, int Threads, class T>
+__device__ __forceinline__ void cp_async_rows(T* tile, const T* base, std::int64_t row_stride,
+                                              int row0, int limit) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  static_assert((R * kChunks) % Threads == 0, "whole chunks per thread");
+#pragma unroll
+  for (int it = 0; it < R * kChunks / Threads; ++it) {
+    const int i = static_cast<int>(threadIdx.x) + it * Threads;
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    const bool in = row0 + r < limit;
+    const T* src = in ? base + (row0 + r) * row_stride + c : base;
+    cp_async_16(smem_addr(tile + r * (D + 8) + c), src, in ? 16 : 0);
+  }
 }
 
 // Two fp32 values → one register of two 16-bit values (lo in the low half).

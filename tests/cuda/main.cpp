@@ -1,7 +1,8 @@
 // GPU correctness of the CUDA backend against the float64 oracle (usp::reference):
 //   usp_cuda_tests           every mask mode × dtype (fp16, bf16) × head size (16, 32, 64, 128),
-//                            forward (out, lse) of BOTH forwards (wmma and mma; FAIL lines name
-//                            which) and backward (dq, dk, dv) from each forward's out/lse, GQA,
+//                            forward (out, lse) of BOTH forwards (wmma and mma) and backward
+//                            (dq, dk, dv) of BOTH backwards from each forward's out/lse (FAIL
+//                            lines name the pair: "[mma forward, wmma backward]"), GQA,
 //                            ragged lengths, strided views, fp32 out, accumulate,
 //                            merge/fill/copy/add;
 //   usp_cuda_tests --comm    the cuda-local communicator (ring, alltoall, allgather, split).
@@ -25,6 +26,7 @@ namespace {
 
 std::atomic<int> g_failures{0};
 std::atomic<int> g_checks{0};
+std::string g_current;  // the case running, named when an exception ends the run
 constexpr double kTol = 1e-2;
 
 void check(bool ok, const std::string& what) {
@@ -66,8 +68,9 @@ struct Case {
   bool strided;  // q/k/v/dout/out as slices along the sequence of bigger tensors; out fp32
 };
 
-// One forward implementation under test (usp::cuda::make_kernel(0, nullptr, name)).
-struct Forward {
+// One implementation under test: a forward (usp::cuda::make_kernel(0, nullptr, name)) or a
+// backward (make_kernel(0, nullptr, "", name)).
+struct Impl {
   std::string name;
   std::unique_ptr<usp::AttentionKernel> kernel;
 };
@@ -107,8 +110,8 @@ void run_backward(usp::AttentionKernel& kern, usp::Allocator& dev, const Case& c
   }
 }
 
-void run_case(usp::AttentionKernel& kern, const std::vector<Forward>& fwds, usp::Allocator& dev,
-              const Case& c, unsigned seed) {
+void run_case(usp::AttentionKernel& kern, const std::vector<Impl>& fwds,
+              const std::vector<Impl>& bwds, usp::Allocator& dev, const Case& c, unsigned seed) {
   std::mt19937 g(seed);
   const std::string name = std::string(usp::dtype_name(c.dtype)) + " d" + std::to_string(c.d) +
                            " " + usp::mask_name(c.mask) + " b" + std::to_string(c.b) + " h" +
@@ -136,7 +139,8 @@ void run_case(usp::AttentionKernel& kern, const std::vector<Forward>& fwds, usp:
   auto dout = place(do_h, c.sq);
   auto ref = usp::reference::forward(q_h, k_h, v_h, c.mask, scale);
   auto rb = usp::reference::backward(q_h, k_h, v_h, do_h, c.mask, scale);
-  for (const Forward& fw : fwds) {
+  for (const Impl& fw : fwds) {
+    g_current = fw.name + " forward, " + name;
     // Strided cases write an fp32 out into a view of a larger buffer (rows [pad, pad + sq)).
     usp::Tensor out_buf = usp::Tensor::empty({c.b, c.sq + 2 * pad, c.h, c.d},
                                              c.strided ? usp::DType::f32 : c.dtype, dev);
@@ -164,7 +168,12 @@ void run_case(usp::AttentionKernel& kern, const std::vector<Forward>& fwds, usp:
     check(e_out <= kTol, fname + ": forward out rel. error " + std::to_string(e_out));
     check(e_lse <= kTol && inf_ok, fname + ": forward lse rel. error " + std::to_string(e_lse) +
                                        (inf_ok ? "" : " (a -inf row differs)"));
-    run_backward(kern, dev, c, fname, q, k, v, out, lse, dout, scale, rb, seed);
+    for (const Impl& bw : bwds) {
+      g_current = fw.name + " forward, " + bw.name + " backward, " + name;
+      run_backward(*bw.kernel, dev, c,
+                   "[" + fw.name + " forward, " + bw.name + " backward] " + name, q, k, v, out, lse,
+                   dout, scale, rb, seed);
+    }
   }
 }
 
@@ -216,39 +225,87 @@ void test_elementwise(usp::AttentionKernel& kern, usp::Allocator& dev) {
   check(usp::relative_error(usp::to_doubles(usp::cuda::to_host(c16)), o) < 1e-3, "copy fp32→fp16");
 }
 
+// The mma backward writes every dq/dk/dv element from one lane with a fixed summation order (no
+// atomics): two runs give the same bits.
+void test_deterministic(usp::Allocator& dev) {
+  auto kern = usp::cuda::make_kernel(0, nullptr, "mma", "mma");
+  std::mt19937 g(4242);
+  const int b = 2, h = 4, hkv = 2, s = 300, d = 64;
+  auto q = usp::cuda::to_device(random_host({b, s, h, d}, usp::DType::bf16, g), dev);
+  auto k = usp::cuda::to_device(random_host({b, s, hkv, d}, usp::DType::bf16, g), dev);
+  auto v = usp::cuda::to_device(random_host({b, s, hkv, d}, usp::DType::bf16, g), dev);
+  auto dout = usp::cuda::to_device(random_host({b, s, h, d}, usp::DType::bf16, g), dev);
+  auto out = usp::Tensor::empty({b, s, h, d}, usp::DType::bf16, dev);
+  auto lse = usp::Tensor::empty({b, h, s}, usp::DType::f32, dev);
+  const float scale = 0.125f;
+  kern->forward(q, k, v, usp::MaskMode::causal, scale, out, lse);
+  std::vector<double> first[3];
+  for (int run = 0; run < 2; ++run) {
+    auto dq = usp::Tensor::empty({b, s, h, d}, usp::DType::f32, dev);
+    auto dk = usp::Tensor::empty({b, s, hkv, d}, usp::DType::f32, dev);
+    auto dv = usp::Tensor::empty({b, s, hkv, d}, usp::DType::f32, dev);
+    kern->backward(q, k, v, out, lse, dout, usp::MaskMode::causal, scale, dq, dk, dv, false);
+    usp::Tensor* got[] = {&dq, &dk, &dv};
+    for (int i = 0; i < 3; ++i) {
+      auto x = usp::to_doubles(usp::cuda::to_host(*got[i]));
+      if (run == 0) {
+        first[i] = std::move(x);
+      } else {
+        check(x == first[i], std::string("mma backward is deterministic: ") +
+                                 (i == 0   ? "dq"
+                                  : i == 1 ? "dk"
+                                           : "dv") +
+                                 " equal in two runs");
+      }
+    }
+  }
+}
+
 int test_kernels() {
   auto kern = usp::make_kernel("cuda-local");
   auto dev = usp::make_allocator("cuda-local");
-  std::vector<Forward> fwds;
-  for (const char* f : {"wmma", "mma"}) fwds.push_back({f, usp::cuda::make_kernel(0, nullptr, f)});
-  std::printf("forwards under test: wmma, mma (default from USP_CUDA_FWD: %s; kernel %s)\n",
-              usp::cuda::default_forward().c_str(), kern->name().c_str());
+  std::vector<Impl> fwds, bwds;
+  for (const char* f : {"wmma", "mma"}) {
+    fwds.push_back({f, usp::cuda::make_kernel(0, nullptr, f, "wmma")});
+    bwds.push_back({f, usp::cuda::make_kernel(0, nullptr, "wmma", f)});
+  }
+  std::printf(
+      "forwards and backwards under test: wmma, mma (defaults from USP_CUDA_FWD / USP_CUDA_BWD: "
+      "%s / %s; kernel %s)\n",
+      usp::cuda::default_forward().c_str(), usp::cuda::default_backward().c_str(),
+      kern->name().c_str());
   unsigned seed = 1000;
   for (usp::DType t : {usp::DType::f16, usp::DType::bf16})
     for (int d : {16, 32, 64, 128})
       for (usp::MaskMode m :
            {usp::MaskMode::none, usp::MaskMode::causal, usp::MaskMode::causal_strict}) {
         const bool causal = m != usp::MaskMode::none;
-        run_case(*kern, fwds, *dev, {t, d, m, 2, 4, 2, 100, causal ? 100 : 150, false}, ++seed);
-        run_case(*kern, fwds, *dev, {t, d, m, 1, 2, 1, 64, 64, true}, ++seed);
+        run_case(*kern, fwds, bwds, *dev, {t, d, m, 2, 4, 2, 100, causal ? 100 : 150, false},
+                 ++seed);
+        run_case(*kern, fwds, bwds, *dev, {t, d, m, 1, 2, 1, 64, 64, true}, ++seed);
       }
   // Longer: several tiles in both directions, MHA.
   const auto f16 = usp::DType::f16, bf16 = usp::DType::bf16;
   const auto none = usp::MaskMode::none, causal = usp::MaskMode::causal,
              strict = usp::MaskMode::causal_strict;
-  run_case(*kern, fwds, *dev, {f16, 128, causal, 1, 2, 2, 333, 333, false}, 77);
-  run_case(*kern, fwds, *dev, {bf16, 64, none, 1, 8, 1, 17, 300, true}, 78);
+  run_case(*kern, fwds, bwds, *dev, {f16, 128, causal, 1, 2, 2, 333, 333, false}, 77);
+  run_case(*kern, fwds, bwds, *dev, {bf16, 64, none, 1, 8, 1, 17, 300, true}, 78);
+  // GQA over several query tiles per head (the dK/dV pass walks every head of a group), ragged.
+  run_case(*kern, fwds, bwds, *dev, {bf16, 64, causal, 2, 4, 2, 300, 300, false}, 85);
+  run_case(*kern, fwds, bwds, *dev, {f16, 16, none, 1, 4, 1, 200, 170, true}, 86);
   // Edges: one query and one key that it may not see (out 0, lse -inf everywhere); a causal
   // diagonal whose rows end 2 past a 128-row tile, and more queries than keys without a mask; tails
   // of both tiles; a long key stream (16 tiles) for few queries; a strided causal_strict run over
   // several query blocks.
-  run_case(*kern, fwds, *dev, {f16, 64, strict, 1, 2, 2, 1, 1, false}, 79);
-  run_case(*kern, fwds, *dev, {bf16, 128, causal, 1, 3, 1, 130, 130, false}, 80);
-  run_case(*kern, fwds, *dev, {bf16, 128, none, 1, 3, 1, 130, 70, false}, 84);
-  run_case(*kern, fwds, *dev, {f16, 32, none, 2, 2, 2, 65, 129, true}, 81);
-  run_case(*kern, fwds, *dev, {f16, 128, none, 1, 1, 1, 3, 1000, false}, 82);
-  run_case(*kern, fwds, *dev, {bf16, 16, strict, 1, 2, 1, 200, 200, true}, 83);
+  run_case(*kern, fwds, bwds, *dev, {f16, 64, strict, 1, 2, 2, 1, 1, false}, 79);
+  run_case(*kern, fwds, bwds, *dev, {bf16, 128, causal, 1, 3, 1, 130, 130, false}, 80);
+  run_case(*kern, fwds, bwds, *dev, {bf16, 128, none, 1, 3, 1, 130, 70, false}, 84);
+  run_case(*kern, fwds, bwds, *dev, {f16, 32, none, 2, 2, 2, 65, 129, true}, 81);
+  run_case(*kern, fwds, bwds, *dev, {f16, 128, none, 1, 1, 1, 3, 1000, false}, 82);
+  run_case(*kern, fwds, bwds, *dev, {bf16, 16, strict, 1, 2, 1, 200, 200, true}, 83);
   test_elementwise(*kern, *dev);
+  g_current = "determinism check";
+  test_deterministic(*dev);
   // Rejections are readable errors.
   try {
     auto q = usp::Tensor::empty({1, 8, 1, 48}, usp::DType::f16, *dev);
@@ -324,7 +381,7 @@ int main(int argc, char** argv) {
     else
       test_kernels();
   } catch (const std::exception& e) {
-    std::printf("FAIL: exception: %s\n", e.what());
+    std::printf("FAIL: exception: %s (during: %s)\n", e.what(), g_current.c_str());
     return 1;
   }
   std::printf("%s: %d checks, %d failed\n", comm ? "cuda-local comm" : "cuda kernel",

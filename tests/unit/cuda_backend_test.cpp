@@ -103,6 +103,26 @@ TEST(CudaBackend, CudaEntryPointsThrowWithoutGpu) {
   EXPECT_EQ(usp::cuda::device_count(), 0);
 }
 
+TEST(CudaBackend, KernelImplementationNamesAreChecked) {
+  // The default (USP_CUDA_FWD / USP_CUDA_BWD unset in the test environment) is mma for both.
+  EXPECT_EQ(usp::cuda::default_forward(), "mma");
+  EXPECT_EQ(usp::cuda::default_backward(), "mma");
+  if (!usp::cuda::compiled()) GTEST_SKIP() << "built without CUDA: make_kernel only says so";
+  // The names are checked before any GPU is looked for.
+  auto e = capture([] { (void)usp::cuda::make_kernel(0, nullptr, "mma", "fast"); });
+  EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
+  EXPECT_TRUE(has(e.what(), "backward = 'fast'")) << e.what();
+  EXPECT_TRUE(has(e.what(), "USP_CUDA_BWD")) << e.what();
+  auto e2 = capture([] { (void)usp::cuda::make_kernel(0, nullptr, "tensor", ""); });
+  EXPECT_EQ(e2.kind(), usp::ErrorKind::invalid_argument);
+  EXPECT_TRUE(has(e2.what(), "forward = 'tensor'")) << e2.what();
+  EXPECT_TRUE(has(e2.what(), "USP_CUDA_FWD")) << e2.what();
+  if (usp::cuda::device_count() == 0) return;
+  EXPECT_EQ(usp::cuda::make_kernel(0, nullptr, "mma", "wmma")->name(), "cuda-mma-bwd-wmma");
+  EXPECT_EQ(usp::cuda::make_kernel(0, nullptr, "wmma", "wmma")->name(), "cuda-wmma");
+  EXPECT_EQ(usp::cuda::make_kernel(0, nullptr, "mma", "mma")->name(), "cuda-mma");
+}
+
 TEST(CudaBackend, ProcessPerRankBackendsAreNotThreadLaunched) {
   for (const char* b : {"mpi", "nccl"}) {
     auto e = capture([&] { usp::run_ranks(b, 2, [](usp::Communicator&) {}); });

@@ -1,7 +1,8 @@
 // usp-cuda-bench: times the CUDA block kernel, forward and forward+backward, b=2, h=16, fp16,
 // causal, on (d=128, s=8192), (d=128, s=32768), (d=16, s=32768) (or one shape from the flags).
 // TFLOPS = 4·b·s²·h·d / 2 (causal) per forward, ×3.5 for forward+backward.
-// The forward is USP_CUDA_FWD's (mma when unset), named on the "device:" header line.
+// The forward and backward are USP_CUDA_FWD's and USP_CUDA_BWD's (mma when unset), named on the
+// "device:" header line.
 // Prints one "RESULT <fwd|fwdbwd> d<d> s<s> ms=<ms> tflops=<t>" line per measurement.
 #include <algorithm>
 #include <chrono>
@@ -62,9 +63,10 @@ int main(int argc, char** argv) {
   }
   try {
     auto kern = usp::cuda::make_kernel(0);
-    // The forward (USP_CUDA_FWD=wmma|mma) is named on the header line: gpu-check runs both.
-    std::printf("device: %s, kernel %s (forward %s)\n", usp::cuda::device_description(0).c_str(),
-                kern->name().c_str(), usp::cuda::default_forward().c_str());
+    // The implementations (USP_CUDA_FWD / USP_CUDA_BWD = wmma|mma) are named on the header line.
+    std::printf("device: %s, kernel %s (forward %s, backward %s)\n",
+                usp::cuda::device_description(0).c_str(), kern->name().c_str(),
+                usp::cuda::default_forward().c_str(), usp::cuda::default_backward().c_str());
     auto dev = usp::cuda::make_allocator(0);
     const int b = 2, h = 16;
     for (auto [d, s] : shapes) {
