@@ -8,6 +8,8 @@ namespace {
 // The pool and worker index of the task this thread is running (null / -1 outside tasks).
 thread_local const ThreadPool* t_pool = nullptr;
 thread_local int t_worker = -1;
+// The running slots a Hold on this thread took (0: none).
+thread_local int t_held = 0;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads, ThreadPoolGate* gate) : gate_(gate) {
@@ -72,11 +74,12 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
     return;
   }
   // Slots are taken before the pool, so a caller never holds the pool while it waits for the
-  // gate. A call from inside another pool's task takes none: its thread already runs on slots.
+  // gate. A call from inside another pool's task takes none: its thread already runs on slots;
+  // neither does a call inside a Hold, which took them for the whole operation.
   const int want = static_cast<int>(std::min<std::size_t>(n, static_cast<std::size_t>(size_)));
-  const GateSlots slots(t_pool == nullptr ? gate_ : nullptr, want, &account_);
+  const GateSlots slots(t_pool == nullptr && t_held == 0 ? gate_ : nullptr, want, &account_);
   std::lock_guard<std::mutex> run_lock(run_mutex_);
-  const int active = std::min(slots.taken(), want);
+  const int active = std::min(t_held > 0 ? t_held : slots.taken(), want);
   if (active == 1) {
     const ThreadPool* outer_pool = t_pool;
     const int outer = t_worker;
@@ -115,6 +118,16 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
     error_ = nullptr;
   }
   if (err) std::rethrow_exception(err);
+}
+
+ThreadPool::Hold::Hold(ThreadPool& pool)
+    : outer_(t_pool == nullptr && t_held == 0),
+      slots_(outer_ ? pool.gate_ : nullptr, pool.size_, &pool.account_) {
+  if (outer_) t_held = slots_.taken();
+}
+
+ThreadPool::Hold::~Hold() {
+  if (outer_) t_held = 0;
 }
 
 }  // namespace usp::detail

@@ -37,6 +37,24 @@ class ThreadPool {
   // throws is rethrown here (remaining tasks are skipped).
   void parallel_for(std::size_t n, const std::function<void(std::size_t, int)>& fn);
 
+  // Takes the pool's running slots once for a scope (an operation of several parallel_for
+  // phases): the parallel_for calls inside it, from the same thread, use those slots instead of
+  // returning them to the gate and queueing again between phases, so a rank's kernel call runs
+  // through without other ranks' phases interleaved. While a thread holds slots, its parallel_for
+  // calls on any pool take none (as calls from inside a task); nested holds and holds from inside
+  // a task take nothing more.
+  class Hold {
+   public:
+    explicit Hold(ThreadPool& pool);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    bool outer_;  // this hold took the slots
+    GateSlots slots_;
+  };
+
  private:
   void worker_loop(int worker);
   void run_tasks(int worker);

@@ -175,6 +175,42 @@ TEST(UspThreadPoolGate, NestedCallIntoAnotherPoolTakesNoSlot) {
   EXPECT_EQ(n.load(), 12);
 }
 
+TEST(UspThreadPoolGate, AHoldKeepsItsSlotsAcrossPhases) {
+  // One slot: phases inside a hold must not queue for it again (they would wait for themselves),
+  // and another pool's call waits until the hold ends, not between the phases.
+  ThreadPoolGate gate(1);
+  ThreadPool mine(2, &gate), other(1, &gate);
+  std::mutex m;
+  std::vector<char> order;
+  auto note = [&](char c) {
+    std::lock_guard g(m);
+    order.push_back(c);
+  };
+  std::thread rival;
+  {
+    const ThreadPool::Hold hold(mine);
+    rival = std::thread([&] { other.parallel_for(1, [&](std::size_t, int) { note('o'); }); });
+    wait_for_waiters(gate, 1);  // the rival queues behind the hold
+    std::atomic<int> workers_seen{0};
+    for (int phase = 0; phase < 3; ++phase) {
+      mine.parallel_for(8, [&](std::size_t, int worker) {
+        if (worker != 0) workers_seen.fetch_add(1);
+      });
+      note('m');
+      EXPECT_EQ(gate.waiting(), 1) << "phase " << phase << ": the rival still waits";
+    }
+    EXPECT_EQ(workers_seen.load(), 0) << "one slot held: the caller alone runs the tasks";
+    const ThreadPool::Hold nested(mine);  // takes nothing more
+    mine.parallel_for(2, [&](std::size_t, int) {});
+  }
+  rival.join();
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(std::string(order.begin(), order.end()), "mmmo");
+  EXPECT_EQ(gate.waiting(), 0);
+  EXPECT_EQ(gate.acquire(1), 1);  // the slot came back
+  gate.release(1);
+}
+
 TEST(UspThreadPoolGate, EnvironmentValueIsParsedOrRejected) {
   EXPECT_EQ(usp::detail::parse_cpu_slots("3"), 3);
   EXPECT_EQ(usp::detail::parse_cpu_slots("0"), 0);

@@ -52,6 +52,7 @@ void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskM
   check_host(q, "q");
   check_scale(scale);
   const Problem p = make_problem(q, k, mask, scale);
+  const detail::ThreadPool::Hold hold(pool_);  // one turn at the cores for the whole call
   if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return;
   run_forward(p, context(), q, k, v, out, lse);
 }
@@ -65,6 +66,7 @@ bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tenso
                 " must be fp32 (the accumulator)");
   Problem p = make_problem(q, k, mask, scale);
   p.fold = true;
+  const detail::ThreadPool::Hold hold(pool_);
   if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return true;
   run_forward(p, context(), q, k, v, out, lse);
   return true;
@@ -77,6 +79,7 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   check_host(q, "q");
   check_scale(scale);
   const Problem p = make_problem(q, k, mask, scale);
+  const detail::ThreadPool::Hold hold(pool_);
   if (use_amx(ops_, q) &&
       amx::backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate))
     return;
