@@ -34,7 +34,8 @@ struct Layout {
     nkt = p.k_tiles();
     g = p.group();
     sq_pad = nqt * kBr;
-    chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(kBwdChunks, nkt));
+    chunks = std::clamp<std::int64_t>(nkt / kBwdChunkTiles,
+                                      std::min<std::int64_t>(nkt, kBwdMinChunks), kBwdChunks);
     const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
     const auto key_tiles = static_cast<std::size_t>(nkt);
     const auto rows = static_cast<std::size_t>(g * sq_pad);

@@ -12,9 +12,13 @@ inline constexpr int kMaxD = 256;  // largest head size
 inline constexpr int kFwdTiles = 4;
 // Key tiles one backward task keeps dk/dv accumulators for while it walks the query tiles.
 inline constexpr int kBwdTiles = 4;
-// Most key-tile chunks of the backward: each chunk owns an fp32 dq partial sum, summed in chunk
-// order at the end, so the result does not depend on the thread count.
+// Key-tile chunks of the backward: each chunk owns an fp32 dq partial sum, summed in chunk order
+// at the end, so the result does not depend on the thread count. A problem with nkt key tiles
+// gets nkt / kBwdChunkTiles chunks, at least min(nkt, kBwdMinChunks) (tasks for the threads) and
+// at most kBwdChunks: short key ranges (a ring step's block) write and sum fewer partials.
 inline constexpr int kBwdChunks = 8;
+inline constexpr int kBwdMinChunks = 4;
+inline constexpr int kBwdChunkTiles = 16;
 
 // n rounded up to a multiple of kVec.
 constexpr int pad_vec(int n) {
