@@ -273,21 +273,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
 
 template <class T, int D>
 void run_backward(const AttnArgs& a, cudaStream_t stream) {
-  constexpr int smem = BwdSmem<D>::kTotal;
-  USP_CUDA_CHECK(
-      cudaFuncSetAttribute(dkdv_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  USP_CUDA_CHECK(
-      cudaFuncSetAttribute(dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  if (a.sk > 0) {
-    dim3 grid((a.sk + kTileM - 1) / kTileM, a.batch * a.kv_heads);
-    dkdv_kernel<T, D><<<grid, kThreads, smem, stream>>>(a);
-    check_launch("attention backward dK/dV");
-  }
-  if (a.sq > 0) {
-    dim3 grid((a.sq + kTileM - 1) / kTileM, a.batch * a.heads);
-    dq_kernel<T, D><<<grid, kThreads, smem, stream>>>(a);
-    check_launch("attention backward dQ");
-  }
+  launch_backward_pair(dkdv_kernel<T, D>, dq_kernel<T, D>, BwdSmem<D>::kTotal, kTileM, kThreads, a,
+                       stream, "");
 }
 
 }  // namespace

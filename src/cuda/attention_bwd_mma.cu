@@ -107,15 +107,6 @@ __device__ __forceinline__ void products(float (&c1)[N / 8][4], float (&c2)[N / 
   }
 }
 
-// The A operand of 16-wide k-step kk from accumulators c (tiles 2kk and 2kk + 1), as 16-bit.
-template <class T, int N>
-__device__ __forceinline__ void as_a(std::uint32_t (&a)[4], const float (&c)[N / 8][4], int kk) {
-  a[0] = pack2<T>(c[2 * kk][0], c[2 * kk][1]);
-  a[1] = pack2<T>(c[2 * kk][2], c[2 * kk][3]);
-  a[2] = pack2<T>(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-  a[3] = pack2<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
-}
-
 // acc += C · Mt for the N rows of the streamed tile Mt (rows = k, D columns = n), with C given as
 // accumulators (16 × N).
 template <class T, int D, int N>
@@ -125,7 +116,7 @@ __device__ __forceinline__ void accumulate_cm(float (&acc)[D / 8][4], const floa
 #pragma unroll
   for (int kk = 0; kk < N / 16; ++kk) {
     std::uint32_t a[4];
-    as_a<T, N>(a, c, kk);
+    acc_as_a<T>(a, c, kk);
 #pragma unroll
     for (int dd = 0; dd < D / 16; ++dd) {
       std::uint32_t bf[4];
@@ -405,21 +396,8 @@ __global__ void __launch_bounds__(kBwThreads, kMinBlocks<D>) dq_mma_kernel(AttnA
 
 template <class T, int D>
 void run_backward_mma(const AttnArgs& a, cudaStream_t stream) {
-  constexpr int smem = BwdMma<D>::kTotal;
-  USP_CUDA_CHECK(cudaFuncSetAttribute(dkdv_mma_kernel<T, D>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  USP_CUDA_CHECK(
-      cudaFuncSetAttribute(dq_mma_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  if (a.sk > 0) {
-    dim3 grid((a.sk + kOwn - 1) / kOwn, a.batch * a.kv_heads);
-    dkdv_mma_kernel<T, D><<<grid, kBwThreads, smem, stream>>>(a);
-    check_launch("attention backward dK/dV (mma)");
-  }
-  if (a.sq > 0) {
-    dim3 grid((a.sq + kOwn - 1) / kOwn, a.batch * a.heads);
-    dq_mma_kernel<T, D><<<grid, kBwThreads, smem, stream>>>(a);
-    check_launch("attention backward dQ (mma)");
-  }
+  launch_backward_pair(dkdv_mma_kernel<T, D>, dq_mma_kernel<T, D>, BwdMma<D>::kTotal, kOwn,
+                       kBwThreads, a, stream, " (mma)");
 }
 
 }  // namespace

@@ -232,10 +232,8 @@ __global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(A
     // a0 = P[g][2t..], a1 = P[g+8][2t..], a2 = P[g][8+2t..], a3 = P[g+8][8+2t..].
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
-      const std::uint32_t pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]),
-                                   pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                                   pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                   pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      std::uint32_t pa[4];
+      acc_as_a<T>(pa, s, kk);
 #pragma unroll
       for (int dd = 0; dd < D / 16; ++dd) {
         std::uint32_t vf[4];

@@ -129,4 +129,15 @@ __device__ __forceinline__ std::uint32_t pack2<__nv_bfloat16>(float lo, float hi
   return *reinterpret_cast<std::uint32_t*>(&h);
 }
 
+// The A operand of 16-wide k-step kk from m16n8 accumulators c of a 16 × 8NT product (tiles 2kk
+// and 2kk + 1): the accumulator layout of two adjacent 8-column tiles is the A layout of one
+// 16-wide k-step, so a P or dS tile feeds the next product without leaving registers.
+template <class T, int NT>
+__device__ __forceinline__ void acc_as_a(std::uint32_t (&a)[4], const float (&c)[NT][4], int kk) {
+  a[0] = pack2<T>(c[2 * kk][0], c[2 * kk][1]);
+  a[1] = pack2<T>(c[2 * kk][2], c[2 * kk][3]);
+  a[2] = pack2<T>(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+  a[3] = pack2<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
 }  // namespace usp::cuda::detail
