@@ -107,26 +107,6 @@ __device__ __forceinline__ void products(float (&c1)[N / 8][4], float (&c2)[N / 
   }
 }
 
-// acc += C · Mt for the N rows of the streamed tile Mt (rows = k, D columns = n), with C given as
-// accumulators (16 × N).
-template <class T, int D, int N>
-__device__ __forceinline__ void accumulate_cm(float (&acc)[D / 8][4], const float (&c)[N / 8][4],
-                                              const T* Mt, const Lane& l) {
-  constexpr int P = D + 8;
-#pragma unroll
-  for (int kk = 0; kk < N / 16; ++kk) {
-    std::uint32_t a[4];
-    acc_as_a<T>(a, c, kk);
-#pragma unroll
-    for (int dd = 0; dd < D / 16; ++dd) {
-      std::uint32_t bf[4];
-      ldmatrix_x4_trans(bf, smem_addr(Mt + l.t_off + kk * 16 * P + dd * 16));
-      mma_16816<T>(acc[2 * dd], a, bf[0], bf[1]);
-      mma_16816<T>(acc[2 * dd + 1], a, bf[2], bf[3]);
-    }
-  }
-}
-
 // Writes the warp's 16 × D fp32 accumulators (rows row0 = first + g and row0 + 8) to dst, scaled,
 // optionally added to what is there; rows ≥ limit are skipped.
 template <int D>
@@ -280,8 +260,8 @@ __global__ void __launch_bounds__(kBwThreads, kMinBlocks<D>) dkdv_mma_kernel(Att
     }
 
     // dV += Pᵀ dO, dK += dSᵀ Q (the softmax scale is applied to dK at the end).
-    accumulate_cm<T, D, N>(dv, st, dOt, l);
-    accumulate_cm<T, D, N>(dk, dp, Qt, l);
+    mma_acc_tile<T, D, N>(dv, st, dOt, l.t_off);
+    mma_acc_tile<T, D, N>(dk, dp, Qt, l.t_off);
   }
   cp_async_wait<0>();
 
@@ -386,7 +366,7 @@ __global__ void __launch_bounds__(kBwThreads, kMinBlocks<D>) dq_mma_kernel(AttnA
     }
 
     // dQ += dS K (the softmax scale is applied at the end).
-    accumulate_cm<T, D, N>(dq, dp, Kt, l);
+    mma_acc_tile<T, D, N>(dq, dp, Kt, l.t_off);
   }
   cp_async_wait<0>();
 

@@ -230,18 +230,7 @@ __global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(A
 
     // O += P V: 16-key step kk takes S tiles 2kk (keys 0-7) and 2kk + 1 (keys 8-15) as
     // a0 = P[g][2t..], a1 = P[g+8][2t..], a2 = P[g][8+2t..], a3 = P[g+8][8+2t..].
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      std::uint32_t pa[4];
-      acc_as_a<T>(pa, s, kk);
-#pragma unroll
-      for (int dd = 0; dd < D / 16; ++dd) {
-        std::uint32_t vf[4];
-        ldmatrix_x4_trans(vf, smem_addr(Vt + v_off + kk * 16 * kP + dd * 16));
-        mma_16816<T>(o[2 * dd], pa, vf[0], vf[1]);
-        mma_16816<T>(o[2 * dd + 1], pa, vf[2], vf[3]);
-      }
-    }
+    mma_acc_tile<T, D, kBN>(o, s, Vt, v_off);
   }
 
   // Epilogue: full row sums over the quad; O / l; lse = ln(Σ exp) = (m + log2 l) · ln 2; rows

@@ -140,4 +140,26 @@ __device__ __forceinline__ void acc_as_a(std::uint32_t (&a)[4], const float (&c)
   a[3] = pack2<T>(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
+// acc += C · M for one warp: acc the 16 × D product as m16n8 accumulators, C (16 × N) given as
+// m16n8 accumulators too (a P or dS tile, repacked with acc_as_a), M the N × D tile in shared
+// memory (rows = k, pitch D + 8 elements) read with ldmatrix .trans from this lane's element
+// offset trans_off = (8·((lane / 8) % 2) + lane % 8)·(D + 8) + 8·(lane / 16).
+template <class T, int D, int N>
+__device__ __forceinline__ void mma_acc_tile(float (&acc)[D / 8][4], const float (&c)[N / 8][4],
+                                             const T* M, int trans_off) {
+  constexpr int kPitch = D + 8;
+#pragma unroll
+  for (int kk = 0; kk < N / 16; ++kk) {
+    std::uint32_t a[4];
+    acc_as_a<T>(a, c, kk);
+#pragma unroll
+    for (int dd = 0; dd < D / 16; ++dd) {
+      std::uint32_t bf[4];
+      ldmatrix_x4_trans(bf, smem_addr(M + trans_off + kk * 16 * kPitch + dd * 16));
+      mma_16816<T>(acc[2 * dd], a, bf[0], bf[1]);
+      mma_16816<T>(acc[2 * dd + 1], a, bf[2], bf[3]);
+    }
+  }
+}
+
 }  // namespace usp::cuda::detail
