@@ -5,10 +5,12 @@
 #include <cstring>
 #include <exception>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <utility>
 
 #include "usp/error.hpp"
+#include "util/thread_pool_gate.hpp"
 
 namespace usp::detail {
 namespace {
@@ -207,6 +209,9 @@ void run_local(int world_size, const std::function<void(Communicator&)>& fn,
   USP_CHECK_ARG(timeout.count() > 0, "run_local: timeout must be > 0 ms, got ", timeout.count());
   USP_CHECK_ARG(static_cast<bool>(fn), "run_local: the rank function is empty");
   auto world = std::make_shared<detail::LocalWorld>(world_size);
+  // Ranks share the cores: the kernel threads that hold running slots get a CPU each.
+  std::optional<detail::ThreadPoolGate::LocalRanks> sharing;
+  if (world_size > 1) sharing.emplace(detail::ThreadPoolGate::process());
   std::vector<int> members(static_cast<std::size_t>(world_size));
   std::iota(members.begin(), members.end(), 0);
 

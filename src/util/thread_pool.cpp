@@ -8,13 +8,15 @@ namespace {
 // The pool and worker index of the task this thread is running (null / -1 outside tasks).
 thread_local const ThreadPool* t_pool = nullptr;
 thread_local int t_worker = -1;
-// The running slots a Hold on this thread took (0: none).
+// The running slots a Hold on this thread took (0: none), and the Hold's slots.
 thread_local int t_held = 0;
+thread_local const GateSlots* t_held_slots = nullptr;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads, ThreadPoolGate* gate) : gate_(gate) {
   if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
   size_ = threads < 1 ? 1 : threads;
+  worker_cpus_.assign(static_cast<std::size_t>(size_), -1);
   threads_.reserve(static_cast<std::size_t>(size_ - 1));
   for (int w = 1; w < size_; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
 }
@@ -50,6 +52,7 @@ void ThreadPool::run_tasks(int worker) {
 
 void ThreadPool::worker_loop(int worker) {
   std::uint64_t seen = 0;
+  int cpu = -1;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -57,7 +60,9 @@ void ThreadPool::worker_loop(int worker) {
       if (stop_) return;
       seen = generation_;
       if (worker >= active_) continue;  // not needed this time: fewer slots than workers
+      cpu = worker_cpus_[static_cast<std::size_t>(worker)];
     }
+    place_worker(cpu);  // on its slot's CPU when the gate pins slots
     run_tasks(worker);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -80,6 +85,7 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
   const GateSlots slots(t_pool == nullptr && t_held == 0 ? gate_ : nullptr, want, &account_);
   std::lock_guard<std::mutex> run_lock(run_mutex_);
   const int active = std::min(t_held > 0 ? t_held : slots.taken(), want);
+  const GateSlots& placed = t_held > 0 ? *t_held_slots : slots;
   if (active == 1) {
     const ThreadPool* outer_pool = t_pool;
     const int outer = t_worker;
@@ -105,6 +111,7 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
     error_ = nullptr;
     active_ = active;
     busy_ = active - 1;
+    for (int w = 1; w < active; ++w) worker_cpus_[static_cast<std::size_t>(w)] = placed.cpu(w);
     ++generation_;
   }
   wake_.notify_all();
@@ -123,11 +130,17 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
 ThreadPool::Hold::Hold(ThreadPool& pool)
     : outer_(t_pool == nullptr && t_held == 0),
       slots_(outer_ ? pool.gate_ : nullptr, pool.size_, &pool.account_) {
-  if (outer_) t_held = slots_.taken();
+  if (outer_) {
+    t_held = slots_.taken();
+    t_held_slots = &slots_;
+  }
 }
 
 ThreadPool::Hold::~Hold() {
-  if (outer_) t_held = 0;
+  if (outer_) {
+    t_held = 0;
+    t_held_slots = nullptr;
+  }
 }
 
 }  // namespace usp::detail

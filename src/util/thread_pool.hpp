@@ -70,8 +70,9 @@ class ThreadPool {
   std::condition_variable done_;
   std::uint64_t generation_ = 0;
   bool stop_ = false;
-  int busy_ = 0;    // helper threads still working on the current generation
-  int active_ = 0;  // workers [0, active_) run the current generation
+  int busy_ = 0;                  // helper threads still working on the current generation
+  int active_ = 0;                // workers [0, active_) run the current generation
+  std::vector<int> worker_cpus_;  // per worker, the CPU of its slot this generation (-1: none)
 
   const std::function<void(std::size_t, int)>* fn_ = nullptr;
   std::size_t n_ = 0;

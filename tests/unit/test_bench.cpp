@@ -490,6 +490,7 @@ TEST(BenchCli, HelpDocumentsTheFormula) {
   EXPECT_NE(r.out.find("--compare-seed"), std::string::npos);
   EXPECT_NE(r.out.find("--vs-single-rank"), std::string::npos);
   EXPECT_NE(r.out.find("USP_CPU_SLOTS"), std::string::npos);
+  EXPECT_NE(r.out.find("USP_CPU_PIN"), std::string::npos);
 }
 
 TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {

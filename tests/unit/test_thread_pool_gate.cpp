@@ -2,21 +2,27 @@
 #include "util/thread_pool_gate.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "usp/comm.hpp"
 #include "usp/error.hpp"
+#include "util/cpu_pin.hpp"
 #include "util/thread_pool.hpp"
 
 namespace {
 
 using usp::detail::GateSlots;
+using usp::detail::PinMode;
 using usp::detail::ThreadPool;
 using usp::detail::ThreadPoolGate;
 
@@ -209,6 +215,147 @@ TEST(UspThreadPoolGate, AHoldKeepsItsSlotsAcrossPhases) {
   EXPECT_EQ(gate.waiting(), 0);
   EXPECT_EQ(gate.acquire(1), 1);  // the slot came back
   gate.release(1);
+}
+
+// The CPUs the calling thread may run on.
+std::vector<int> my_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  EXPECT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+TEST(UspThreadPoolGate, PinnedSlotsComeWithDistinctCpus) {
+  // Made-up CPU numbers: the gate only hands them out (nothing is pinned here).
+  ThreadPoolGate gate(2, PinMode::always, {5, 9, 11});
+  EXPECT_TRUE(gate.pinning());
+  std::vector<int> a, b, c;
+  ASSERT_EQ(gate.acquire(1, nullptr, &a), 1);
+  ASSERT_EQ(gate.acquire(1, nullptr, &b), 1);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_NE(a[0], b[0]);
+  for (int cpu : {a[0], b[0]}) EXPECT_TRUE(cpu == 5 || cpu == 9) << cpu << ": only 2 slots";
+  const int freed = a[0];
+  gate.release(1, nullptr, 0, &a);
+  ASSERT_EQ(gate.acquire(1, nullptr, &c), 1);
+  EXPECT_EQ(c, std::vector<int>{freed}) << "the CPU given back is the one free";
+  gate.release(1, nullptr, 0, &c);
+  gate.release(1, nullptr, 0, &b);
+  std::vector<int> both;
+  ASSERT_EQ(gate.acquire(2, nullptr, &both), 2);
+  std::sort(both.begin(), both.end());
+  EXPECT_EQ(both, (std::vector<int>{5, 9}));
+  gate.release(2, nullptr, 0, &both);
+}
+
+TEST(UspThreadPoolGate, SlotsArePinnedOnlyWhenAskedAndPossible) {
+  std::vector<int> cpus{0, 1};
+  auto pinned = [&](ThreadPoolGate& gate) {
+    std::vector<int> got{42};
+    const int n = gate.acquire(1, nullptr, &got);
+    gate.release(n, nullptr, 0, &got);
+    return !got.empty();
+  };
+  ThreadPoolGate never(2, PinMode::never, cpus), too_many(3, PinMode::always, cpus),
+      unlimited(0, PinMode::always, cpus), ranks(2, PinMode::with_local_ranks, cpus);
+  EXPECT_FALSE(pinned(never));
+  EXPECT_FALSE(pinned(too_many)) << "3 slots on 2 CPUs: no CPU of its own for each";
+  EXPECT_FALSE(pinned(unlimited));
+  EXPECT_FALSE(ranks.pinning());
+  EXPECT_FALSE(pinned(ranks)) << "no local ranks run";
+  {
+    const ThreadPoolGate::LocalRanks running(ranks);
+    EXPECT_TRUE(ranks.pinning());
+    EXPECT_TRUE(pinned(ranks));
+  }
+  EXPECT_FALSE(ranks.pinning());
+  EXPECT_FALSE(pinned(ranks));
+}
+
+TEST(UspThreadPoolGate, AHolderRunsOnItsSlotsCpuAndGetsItsCpusBack) {
+  const std::vector<int> cpus = usp::detail::allowed_cpus();
+  EXPECT_EQ(cpus, my_cpus());
+  if (cpus.size() < 2) GTEST_SKIP() << "needs 2 CPUs, this thread may use " << cpus.size();
+  ThreadPoolGate gate(2, PinMode::always, cpus);
+  // Two threads hold a slot each at the same time: each is pinned to one CPU, not the same one.
+  std::mutex m;
+  std::condition_variable cv;
+  int inside = 0;
+  std::vector<std::vector<int>> seen(2), after(2);
+  auto holder = [&](int i) {
+    {
+      const GateSlots s(&gate, 1);
+      seen[static_cast<std::size_t>(i)] = my_cpus();
+      EXPECT_EQ(seen[static_cast<std::size_t>(i)], std::vector<int>{s.cpu(0)});
+      std::unique_lock lk(m);
+      ++inside;
+      cv.notify_all();
+      cv.wait(lk, [&] { return inside == 2; });
+    }
+    after[static_cast<std::size_t>(i)] = my_cpus();
+  };
+  std::thread a(holder, 0), b(holder, 1);
+  a.join();
+  b.join();
+  ASSERT_EQ(seen[0].size(), 1u);
+  ASSERT_EQ(seen[1].size(), 1u);
+  EXPECT_NE(seen[0][0], seen[1][0]);
+  EXPECT_EQ(after[0], cpus);
+  EXPECT_EQ(after[1], cpus);
+
+  // A pool's helper runs on the second slot's CPU.
+  ThreadPool pool(2, &gate);
+  std::vector<std::vector<int>> worker_cpus(2);
+  std::atomic<int> arrived{0};
+  pool.parallel_for(2, [&](std::size_t, int worker) {
+    worker_cpus[static_cast<std::size_t>(worker)] = my_cpus();
+    arrived.fetch_add(1);  // keep both workers in: each runs one task
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (arrived.load() < 2 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+  });
+  ASSERT_EQ(worker_cpus[0].size(), 1u);
+  ASSERT_EQ(worker_cpus[1].size(), 1u);
+  EXPECT_NE(worker_cpus[0][0], worker_cpus[1][0]);
+  EXPECT_EQ(my_cpus(), cpus) << "the caller got its CPUs back";
+}
+
+TEST(UspThreadPoolGate, LocalRanksTurnOnPinningOfTheProcessGate) {
+  ThreadPoolGate& gate = ThreadPoolGate::process();
+  const bool possible =
+      usp::detail::parse_cpu_pin(std::getenv("USP_CPU_PIN")) == PinMode::with_local_ranks &&
+      gate.slots() > 0 && static_cast<std::size_t>(gate.slots()) <= my_cpus().size();
+  if (!possible) GTEST_SKIP() << "USP_CPU_PIN / USP_CPU_SLOTS rule pinning out here";
+  EXPECT_FALSE(gate.pinning());
+  std::atomic<int> pinned{0};
+  usp::run_local(2, [&](usp::Communicator&) {
+    if (gate.pinning()) pinned.fetch_add(1);
+  });
+  EXPECT_EQ(pinned.load(), 2);
+  EXPECT_FALSE(gate.pinning());
+  usp::run_local(1, [&](usp::Communicator&) { EXPECT_FALSE(gate.pinning()) << "one rank"; });
+}
+
+TEST(UspThreadPoolGate, PinEnvironmentValueIsParsedOrRejected) {
+  EXPECT_EQ(usp::detail::parse_cpu_pin(nullptr), PinMode::with_local_ranks);
+  EXPECT_EQ(usp::detail::parse_cpu_pin(""), PinMode::with_local_ranks);
+  EXPECT_EQ(usp::detail::parse_cpu_pin("0"), PinMode::never);
+  EXPECT_EQ(usp::detail::parse_cpu_pin("1"), PinMode::always);
+  for (const char* bad : {"yes", "2", "-1", "01"}) {
+    try {
+      usp::detail::parse_cpu_pin(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const usp::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("USP_CPU_PIN='") + bad + "'"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("must be 0"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(UspThreadPoolGate, EnvironmentValueIsParsedOrRejected) {

@@ -54,7 +54,9 @@ Measurement:
                        ranks on 2 cores: 1 thread each), the threads that compute at once are
                        still capped at the cores: each kernel call takes running slots from a
                        process-wide pool (USP_CPU_SLOTS, default the cores; 0 = no cap) and
-                       ranks that find none queue, least slot-time used first.
+                       ranks that find none queue, least slot-time used first. With several
+                       local ranks each slot also has a CPU of its own, and the thread holding
+                       it is pinned there for the call (USP_CPU_PIN=0: never pin; 1: always).
   --check              before timing, run every row once and compare each rank's shard with a
                        single-rank run (u = r = 1, same kernel and memory, in rank 0's process)
                        of the same data; print the max relative error
