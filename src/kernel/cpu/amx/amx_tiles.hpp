@@ -130,12 +130,11 @@ USP_AMX inline void tile_gemm(int m_tiles, int n_tiles, int kchunks, const char*
   }
 }
 
-// 2^x in fp32 (the softmax calls it with x <= 0; -inf gives 0): x = n + f with n = floor(x)
+// 2^x in fp32 for finite x <= 0 (the softmax's unmasked scores): x = n + f with n = floor(x)
 // and f in [0, 1) in one instruction (vreduceps), 2^f by a degree-5 polynomial interpolating it at
 // the Chebyshev nodes (relative error 1.0e-7, 1.8e-7 with fp32 rounding), 2^n by scalef (which
-// takes floor(x) itself). Inputs below -150 give 0.
-USP_AMX inline __m512 exp2_ps(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x);
+// takes floor(x) itself and gives 0 far below -150). -inf gives NaN: use exp2_ps.
+USP_AMX inline __m512 exp2_finite_ps(__m512 x) {
   const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF);
   __m512 p = _mm512_set1_ps(1.8937540581920975e-03f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.94959042337237e-03f));
@@ -145,6 +144,41 @@ USP_AMX inline __m512 exp2_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.999998983500245e-01f));
   return _mm512_scalef_ps(p, x);
 }
+
+// 2^x for x <= 0 including -inf (masked scores), which gives 0.
+USP_AMX inline __m512 exp2_ps(__m512 x) {
+  return exp2_finite_ps(_mm512_max_ps(_mm512_set1_ps(-150.0f), x));
+}
+
+// Lane r of the result is op over the 16 floats of v[r] (v: 16 vectors, `stride` floats apart,
+// 64-byte aligned): the horizontal reductions of 16 rows at once, 30 shuffles and 15 ops instead
+// of 16 separate reductions.
+template <class Op>
+USP_AMX inline __m512 reduce_rows16(const float* v, long stride, Op op) {
+  __m512 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i) {  // rows 2i, 2i+1: per 128-bit lane, partials over lane pairs
+    const __m512 x = _mm512_load_ps(v + 2 * i * stride),
+                 y = _mm512_load_ps(v + (2 * i + 1) * stride);
+    a[i] = op(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
+  }
+  for (int i = 0; i < 4; ++i) {  // rows 4i..4i+3: per 128-bit lane, one partial each
+    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+    b[i] =
+        op(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  for (int i = 0; i < 2; ++i)  // pairs of 128-bit lanes combined
+    c[i] = op(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return op(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+            _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+struct MaxOp {
+  USP_AMX __m512 operator()(__m512 a, __m512 b) const { return _mm512_max_ps(a, b); }
+};
+struct AddOp {
+  USP_AMX __m512 operator()(__m512 a, __m512 b) const { return _mm512_add_ps(a, b); }
+};
 
 // Two fp32 vectors rounded to nearest-even bf16, lo in the low 16 elements.
 USP_AMX inline __m512i to_bf16(__m512 lo, __m512 hi) {

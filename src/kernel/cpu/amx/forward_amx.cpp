@@ -53,7 +53,7 @@ struct Shape {
     panel = Carve::round(2 * k_panel) + Carve::round(2 * sp * static_cast<std::size_t>(dp));
     worker = Carve::round(2 * r * static_cast<std::size_t>(dk)) +
              Carve::round(6 * static_cast<std::size_t>(strip) * static_cast<std::size_t>(bk)) +
-             Carve::round(4 * r * static_cast<std::size_t>(dp)) + 4 * Carve::round(4 * r);
+             Carve::round(4 * r * static_cast<std::size_t>(dp)) + 3 * Carve::round(4 * r);
   }
 };
 
@@ -81,7 +81,6 @@ struct Worker {
   float* o;      // [rows][dp]
   float* m;      // [rows] running max (base-2 units)
   float* l;      // [rows] running sum
-  float* tmax;   // [rows] the tile's row max, then its row sum
   float* alpha;  // [rows] rescaling of the accumulator rows
 };
 
@@ -95,33 +94,36 @@ int visible(const Problem& p, std::int64_t i, std::int64_t j0, int bk) {
 
 // Online softmax of one strip of S (rows [s0, s0 + st) of the block, `valid` of them real): P
 // (bf16) for the strip, running max and sum, and the accumulator rows rescaled where the max grew.
-// The per-row statistics are updated 16 rows at a time.
+// Row maxima and sums are reduced 16 rows at a time (reduce_rows16), from per-row vectors parked
+// in the strip's P buffer (before P is written) and in the S rows (once read).
 USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, int s0, int st,
                            int valid, std::int64_t i0, std::int64_t j0, bool masked, float c) {
   const int bk = sh.bk, dp = sh.dp;
   const __m512 vc = _mm512_set1_ps(c);
   const __m512 neg_inf = _mm512_set1_ps(kNegInf);
-  float* tmax = w.tmax + s0;
   float* alpha = w.alpha + s0;
   float* m = w.m + s0;
   float* l = w.l + s0;
-  for (int r = 0; r < valid; ++r) {
+  float* parked = reinterpret_cast<float*>(w.pb);  // st × 16 floats fit: bk >= 32
+  for (int r = 0; r < st; ++r) {
     float* srow = w.s + r * bk;
-    if (masked) {
-      const int end = visible(p, i0 + s0 + r, j0, bk);
-      std::fill(srow + end, srow + bk, kNegInf);
+    __m512 mx = neg_inf;
+    if (r < valid) {
+      if (masked) {
+        const int end = visible(p, i0 + s0 + r, j0, bk);
+        std::fill(srow + end, srow + bk, kNegInf);
+      }
+      for (int j = 0; j < bk; j += 32)
+        mx = _mm512_max_ps(mx,
+                           _mm512_max_ps(_mm512_load_ps(srow + j), _mm512_load_ps(srow + j + 16)));
     }
-    __m512 mx = _mm512_max_ps(_mm512_load_ps(srow), _mm512_load_ps(srow + 16));
-    for (int j = 32; j < bk; j += 32)
-      mx =
-          _mm512_max_ps(mx, _mm512_max_ps(_mm512_load_ps(srow + j), _mm512_load_ps(srow + j + 16)));
-    tmax[r] = _mm512_reduce_max_ps(mx);
+    _mm512_store_ps(parked + r * 16, mx);
   }
-  for (int r = valid; r < st; ++r) tmax[r] = kNegInf;
   // m_new = max(m, c·tile max); alpha = 2^(m − m_new), 1 while both are -inf.
   for (int r = 0; r < st; r += 16) {
     const __m512 m_old = _mm512_load_ps(m + r);
-    const __m512 m_new = _mm512_max_ps(m_old, _mm512_mul_ps(vc, _mm512_load_ps(tmax + r)));
+    const __m512 m_new =
+        _mm512_max_ps(m_old, _mm512_mul_ps(vc, reduce_rows16(parked + r * 16, 16, MaxOp{})));
     const __mmask16 none = _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ);
     const __m512 a =
         _mm512_mask_blend_ps(none, exp2_ps(_mm512_sub_ps(m_old, m_new)), _mm512_set1_ps(1.0f));
@@ -129,32 +131,34 @@ USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, i
     _mm512_store_ps(alpha + r, a);
   }
   for (int r = 0; r < st; ++r) {
-    const float* srow = w.s + r * bk;
+    float* srow = w.s + r * bk;
     bf16* prow = w.pb + r * bk;
+    __m512 sum = _mm512_setzero_ps();
     if (r >= valid || m[r] == kNegInf) {  // no key visible to this row so far
       for (int j = 0; j < bk; j += 32) _mm512_store_si512(prow + j, _mm512_setzero_si512());
-      tmax[r] = 0.0f;
-      continue;
+    } else {
+      const __m512 vm = _mm512_set1_ps(-m[r]);
+      for (int j = 0; j < bk; j += 32) {
+        const __m512 x0 = _mm512_fmadd_ps(vc, _mm512_load_ps(srow + j), vm);
+        const __m512 x1 = _mm512_fmadd_ps(vc, _mm512_load_ps(srow + j + 16), vm);
+        // Only masked tiles hold -inf scores; elsewhere x is finite.
+        const __m512 e0 = masked ? exp2_ps(x0) : exp2_finite_ps(x0);
+        const __m512 e1 = masked ? exp2_ps(x1) : exp2_finite_ps(x1);
+        _mm512_store_si512(prow + j, to_bf16(e0, e1));
+        sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
+      }
+      if (alpha[r] != 1.0f) {
+        float* orow = w.o + static_cast<long>(s0 + r) * dp;
+        const __m512 va = _mm512_set1_ps(alpha[r]);
+        for (int j = 0; j < dp; j += 16)
+          _mm512_store_ps(orow + j, _mm512_mul_ps(va, _mm512_load_ps(orow + j)));
+      }
     }
-    const __m512 vm = _mm512_set1_ps(-m[r]);
-    __m512 sum = _mm512_setzero_ps();
-    for (int j = 0; j < bk; j += 32) {
-      const __m512 e0 = exp2_ps(_mm512_fmadd_ps(vc, _mm512_load_ps(srow + j), vm));
-      const __m512 e1 = exp2_ps(_mm512_fmadd_ps(vc, _mm512_load_ps(srow + j + 16), vm));
-      _mm512_store_si512(prow + j, to_bf16(e0, e1));
-      sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
-    }
-    tmax[r] = _mm512_reduce_add_ps(sum);  // now the tile's row sum
-    if (alpha[r] != 1.0f) {
-      float* orow = w.o + static_cast<long>(s0 + r) * dp;
-      const __m512 va = _mm512_set1_ps(alpha[r]);
-      for (int j = 0; j < dp; j += 16)
-        _mm512_store_ps(orow + j, _mm512_mul_ps(va, _mm512_load_ps(orow + j)));
-    }
+    _mm512_store_ps(srow, sum);  // the row of S is read: park its sum there
   }
   for (int r = 0; r < st; r += 16)
     _mm512_store_ps(l + r, _mm512_fmadd_ps(_mm512_load_ps(l + r), _mm512_load_ps(alpha + r),
-                                           _mm512_load_ps(tmax + r)));
+                                           reduce_rows16(w.s + r * bk, bk, AddOp{})));
 }
 
 USP_AMX void query_block(const Problem& p, const Shape& sh, const Worker& w, const View& vq,
@@ -228,7 +232,6 @@ bool forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor&
     w.o = carve.take<float>(rows * static_cast<std::size_t>(sh.dp));
     w.m = carve.take<float>(rows);
     w.l = carve.take<float>(rows);
-    w.tmax = carve.take<float>(rows);
     w.alpha = carve.take<float>(rows);
   }
   char* const panels = carve.take<char>(0);
