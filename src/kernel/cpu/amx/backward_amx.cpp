@@ -87,18 +87,38 @@ const T* at(const char* base, std::size_t offset) {
   return reinterpret_cast<const T*>(base + offset);
 }
 
+// 2^x; Finite: x is known finite (no masked score, no row without keys), no -inf clamp needed.
+template <bool Finite>
+USP_AMX inline __m512 exp2_probs(__m512 x) {
+  if constexpr (Finite) {
+    return exp2_finite_ps(x);
+  } else {
+    return exp2_ps(x);
+  }
+}
+
+// Whether all n values are finite (no row past sq or without keys, whose lse2 is +inf).
+USP_AMX inline bool all_finite(const float* v, int n) {
+  const __m512 inf = _mm512_set1_ps(kInf);
+  __mmask16 any = 0;
+  for (int j = 0; j < n; j += 16)
+    any |= _mm512_cmp_ps_mask(_mm512_loadu_ps(v + j), inf, _CMP_EQ_OQ);
+  return any == 0;
+}
+
 // One row of probabilities and score gradients over `n` columns (a multiple of 16): P =
 // 2^(c·s − lse2) (lse2 = +inf gives 0), masked columns (s = -inf) give 0, dS = P·(dP − D). The
 // statistics are per column (transposed tiles) when lse2/D point to `n` values, per row when
-// scalar.
+// scalar. Finite: the caller knows that neither -inf scores nor +inf lse2 occur.
+template <bool Finite>
 USP_AMX inline void probs_row_t(const float* s, const float* dp, const float* lse2, const float* D,
                                 int n, float c, bf16* pb, bf16* dsb) {
   const __m512 vc = _mm512_set1_ps(c);
   for (int j = 0; j < n; j += 32) {
     const __m512 p0 =
-        exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), _mm512_loadu_ps(lse2 + j)));
-    const __m512 p1 =
-        exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), _mm512_loadu_ps(lse2 + j + 16)));
+        exp2_probs<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), _mm512_loadu_ps(lse2 + j)));
+    const __m512 p1 = exp2_probs<Finite>(
+        _mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), _mm512_loadu_ps(lse2 + j + 16)));
     const __m512 d0 =
         _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), _mm512_loadu_ps(D + j)));
     const __m512 d1 =
@@ -108,12 +128,13 @@ USP_AMX inline void probs_row_t(const float* s, const float* dp, const float* ls
   }
 }
 
+template <bool Finite>
 USP_AMX inline void probs_row(const float* s, const float* dp, float lse2, float D, int n, float c,
                               bf16* dsb) {
   const __m512 vc = _mm512_set1_ps(c), vl = _mm512_set1_ps(lse2), vd = _mm512_set1_ps(D);
   for (int j = 0; j < n; j += 32) {
-    const __m512 p0 = exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), vl));
-    const __m512 p1 = exp2_ps(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), vl));
+    const __m512 p0 = exp2_probs<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), vl));
+    const __m512 p1 = exp2_probs<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), vl));
     const __m512 d0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), vd));
     const __m512 d1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_load_ps(dp + j + 16), vd));
     _mm512_store_si512(dsb + j, to_bf16(d0, d1));
@@ -172,13 +193,20 @@ USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const 
       memory_fence();
       const float* lse2 = at<float>(base, sh.lse2) + r0;
       const float* D = at<float>(base, sh.D) + r0;
+      // No score masked (every query of the tile sees the tile's last key) and no +inf lse2.
+      const bool finite =
+          (!causal || p.first_query(j0 + n - 1) <= i0) && all_finite(lse2, q_tiles * 16);
       for (int j = 0; j < n; ++j) {
         float* srow = w.s + j * kT;
         if (causal) {  // queries before the first that sees key j0 + j
           const std::int64_t first = p.first_query(j0 + j) - i0;
           if (first > 0) std::fill(srow, srow + std::min<std::int64_t>(first, kT), -kInf);
         }
-        probs_row_t(srow, w.dp + j * kT, lse2, D, kT, c, w.pb + j * kT, w.dsb + j * kT);
+        if (finite) {
+          probs_row_t<true>(srow, w.dp + j * kT, lse2, D, kT, c, w.pb + j * kT, w.dsb + j * kT);
+        } else {
+          probs_row_t<false>(srow, w.dp + j * kT, lse2, D, kT, c, w.pb + j * kT, w.dsb + j * kT);
+        }
       }
       memory_fence();
       // dv += Pᵀ·dout, dk += dSᵀ·q: B tiles (query chunk k, column block nb) at
@@ -234,7 +262,11 @@ USP_AMX void query_tile(const Problem& p, const Shape& sh, const Worker& w, cons
             static_cast<int>(std::clamp<std::int64_t>(last_key(p, i0 + r) - j0 + 1, 0, kT));
         std::fill(srow + end, srow + kT, -kInf);
       }
-      probs_row(srow, w.dp + r * kT, lse2[r], D[r], kT, c, w.dsb + r * kT);
+      if (!masked && lse2[r] != kInf) {
+        probs_row<true>(srow, w.dp + r * kT, lse2[r], D[r], kT, c, w.dsb + r * kT);
+      } else {
+        probs_row<false>(srow, w.dp + r * kT, lse2[r], D[r], kT, c, w.dsb + r * kT);
+      }
     }
     memory_fence();
     tile_gemm(m_tiles, dp / 16, kT / 32, reinterpret_cast<const char*>(w.dsb), 2L * kT,
