@@ -493,6 +493,17 @@ TEST(BenchCli, HelpDocumentsTheFormula) {
   EXPECT_NE(r.out.find("USP_CPU_PIN"), std::string::npos);
 }
 
+TEST(BenchCli, MemoryRefusalCountsTheKernelScratch) {
+  // 2x4 at 8M tokens: each rank's kernel calls need GiBs of scratch on top of its tensors.
+  const Result r = run_bench("--seq-len 8388608 --fwd-only false");
+  EXPECT_EQ(r.code, 2);
+  const std::string mark = " GiB of it kernel scratch";
+  const auto at = r.err.find(mark);
+  ASSERT_NE(at, std::string::npos) << r.err;
+  const auto start = r.err.rfind(' ', at - 1) + 1;
+  EXPECT_GT(std::stod(r.err.substr(start, at - start)), 0.5) << r.err;
+}
+
 TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {
   // A problem that is not the seed's (head size 16) has no seed row to compare with.
   const Result r = run_bench(

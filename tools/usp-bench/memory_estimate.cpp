@@ -5,6 +5,9 @@
 #include <sstream>
 #include <string>
 
+#include "usp/error.hpp"
+#include "usp/kernel.hpp"
+
 namespace usp::bench {
 
 MemoryModel memory_model(const Problem& p, const RowConfig& c) {
@@ -44,6 +47,21 @@ MemoryModel memory_model(const Problem& p, const RowConfig& c) {
   }
   m.estimate = e;
   return m;
+}
+
+std::uint64_t kernel_scratch_bytes(const Problem& p, const RowConfig& c, int threads) {
+  const std::int64_t s = c.seq_len / c.ring, h = p.nheads / c.ulysses;
+  const std::int64_t hkv = std::max(p.kv_heads / c.ulysses, 1);
+  try {
+    std::uint64_t bytes =
+        cpu_kernel_scratch_bytes(false, p.batch, s, s, h, hkv, p.head_size, threads);
+    if (!c.fwd_only)
+      bytes = std::max<std::uint64_t>(
+          bytes, cpu_kernel_scratch_bytes(true, p.batch, s, s, h, hkv, p.head_size, threads));
+    return bytes;
+  } catch (const Error&) {  // a head size the CPU kernel refuses: the run reports it itself
+    return 0;
+  }
 }
 
 std::uint64_t mem_available_bytes() {

@@ -67,9 +67,11 @@ void validate_row(const Options& o, const RowConfig& c) {
 }
 
 // Host memory only: the GPU backends keep their tensors on the device.
-void check_memory(const Options& o, const Machine& m, const RowConfig& c, std::uint64_t available) {
+void check_memory(const Options& o, const Machine& m, const RowConfig& c, int threads,
+                  std::uint64_t available) {
   if (available == 0 || o.backend == "cuda-local" || o.backend == "nccl") return;
-  const std::uint64_t per_rank = memory_model(o.problem, c).estimate;
+  const std::uint64_t scratch = kernel_scratch_bytes(o.problem, c, threads);
+  const std::uint64_t per_rank = memory_model(o.problem, c).estimate + scratch;
   const int here = m.host_ranks > 0 ? m.host_ranks : c.world();  // ranks sharing this memory
   std::uint64_t need = per_rank * static_cast<std::uint64_t>(here);
   if (o.check) {
@@ -80,14 +82,16 @@ void check_memory(const Options& o, const Machine& m, const RowConfig& c, std::u
     const auto d = static_cast<std::uint64_t>(p.head_size);
     const std::uint64_t q = b * s * static_cast<std::uint64_t>(p.nheads) * d;
     const std::uint64_t kv = b * s * static_cast<std::uint64_t>(p.kv_heads) * d;
-    // The single-rank run plus its results kept as doubles (out, lse, and dq, dk, dv).
-    need += memory_model(p, single).estimate +
+    // The single-rank run (with the row's total threads) plus its results kept as doubles (out,
+    // lse, and dq, dk, dv).
+    need += memory_model(p, single).estimate + kernel_scratch_bytes(p, single, threads * here) +
             8 * (q + b * s * static_cast<std::uint64_t>(p.nheads) + (c.fwd_only ? 0 : q + 2 * kv)) +
             need / 2;  // the distributed results converted for comparison
   }
   if (need > available)
     throw UsageError("not enough memory for " + c.describe() + ": it needs about " + gib(need) +
-                     " (" + gib(per_rank) + " per rank × " + std::to_string(here) + " ranks" +
+                     " (" + gib(per_rank) + " per rank, " + gib(scratch) +
+                     " of it kernel scratch, × " + std::to_string(here) + " ranks" +
                      (o.check ? ", plus the --check reference" : "") + ") but only " +
                      gib(available) + " is available; use shorter --seq-len");
 }
@@ -149,8 +153,9 @@ Plan make_plan(const Options& o, const Machine& m) {
   const std::uint64_t available = mem_available_bytes();
   for (const RowConfig& c : plan.rows) {
     validate_row(o, c);
-    check_memory(o, m, c, available);
-    plan.threads.push_back(threads_per_rank(o, c, m));
+    const int threads = threads_per_rank(o, c, m);
+    check_memory(o, m, c, threads, available);
+    plan.threads.push_back(threads);
   }
   return plan;
 }
