@@ -25,6 +25,9 @@ void* Allocator::allocate(std::size_t bytes) {
   std::size_t peak = peak_.load(std::memory_order_relaxed);
   while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
   }
+  std::size_t most = high_water_.load(std::memory_order_relaxed);
+  while (now > most && !high_water_.compare_exchange_weak(most, now, std::memory_order_relaxed)) {
+  }
   count_.fetch_add(1, std::memory_order_relaxed);
   return p;
 }
@@ -103,9 +106,9 @@ void* HostAllocator::do_allocate(std::size_t bytes) {
 void HostAllocator::do_deallocate(void* p, std::size_t bytes) noexcept {
   const std::size_t rounded = rounded_size(bytes);
   if (caching() && rounded >= kCacheMinBytes) {
-    // Twice the peak: the blocks one iteration of a ring frees add up to more than the peak
-    // (different phases free different buffers), and a smaller cache evicts what comes back.
-    const std::size_t cap = std::min(kCacheMaxBytes, 2 * stats().peak);
+    // Twice the high-water mark: the blocks one iteration of a ring frees add up to more than the
+    // peak (different phases free different buffers), and a smaller cache evicts what comes back.
+    const std::size_t cap = std::min(kCacheMaxBytes, 2 * high_water());
     std::lock_guard g(cache_m_);
     if (rounded <= cap) {
       // Room for it: the blocks cached longest ago go back to the system first.

@@ -36,10 +36,13 @@ class Allocator {
  protected:
   virtual void* do_allocate(std::size_t bytes) = 0;
   virtual void do_deallocate(void* p, std::size_t bytes) noexcept = 0;
+  // The most bytes ever live at once (reset_peak() leaves it alone).
+  std::size_t high_water() const { return high_water_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<std::size_t> current_{0};
   std::atomic<std::size_t> peak_{0};
+  std::atomic<std::size_t> high_water_{0};
   std::atomic<std::size_t> count_{0};
 };
 
@@ -47,11 +50,13 @@ class Allocator {
 //
 // Freed blocks of at least kCacheMinBytes are kept for a later request of the same rounded size
 // (a ring step allocates the same buffers every iteration; fresh large blocks come from the OS
-// and cost a page fault per 4 KiB on first touch). The cache holds at most twice the allocator's
-// peak and at most kCacheMaxBytes, dropping the blocks cached longest ago first; it is emptied
-// before an allocation fails. stats() count live bytes only, never cached ones, so the process may
-// hold up to cached_bytes() more than the peak says (release_cached() returns them). No cache in
-// builds with AddressSanitizer (caching() is false), so that use after free stays visible.
+// and cost a page fault per 4 KiB on first touch). The cache holds at most twice the most bytes
+// the allocator ever held live (not the peak since reset_peak(): a benchmark that resets it
+// between warm-up and timing would otherwise shrink the cache and drop the blocks its next
+// iteration needs) and at most kCacheMaxBytes, dropping the blocks cached longest ago first; it is
+// emptied before an allocation fails. stats() count live bytes only, never cached ones, so the
+// process may hold up to cached_bytes() more than the peak says (release_cached() returns them). No
+// cache in builds with AddressSanitizer (caching() is false), so that use after free stays visible.
 class HostAllocator final : public Allocator {
  public:
   static constexpr std::size_t kCacheMinBytes = std::size_t{256} << 10;
