@@ -19,15 +19,20 @@ const char* device_name(Device d) {
   return "unknown";
 }
 
+namespace {
+// mark = max(mark, value), atomically.
+void raise_to(std::atomic<std::size_t>& mark, std::size_t value) {
+  std::size_t seen = mark.load(std::memory_order_relaxed);
+  while (value > seen && !mark.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+}  // namespace
+
 void* Allocator::allocate(std::size_t bytes) {
   void* p = do_allocate(bytes);
   const std::size_t now = current_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  std::size_t peak = peak_.load(std::memory_order_relaxed);
-  while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-  }
-  std::size_t most = high_water_.load(std::memory_order_relaxed);
-  while (now > most && !high_water_.compare_exchange_weak(most, now, std::memory_order_relaxed)) {
-  }
+  raise_to(peak_, now);
+  raise_to(high_water_, now);
   count_.fetch_add(1, std::memory_order_relaxed);
   return p;
 }

@@ -34,6 +34,10 @@ bool ThreadPoolGate::pinning() {
   return pinning_locked();
 }
 
+std::size_t ThreadPoolGate::place_of(int cpu) const {
+  return static_cast<std::size_t>(std::find(cpus_.begin(), cpus_.end(), cpu) - cpus_.begin());
+}
+
 void ThreadPoolGate::claim_cpus(int n, std::vector<int>& cpus) {
   // Pinned holders hold at most slots_ places, so n free ones exist.
   auto take = [&](std::size_t place) {
@@ -45,8 +49,7 @@ void ThreadPoolGate::claim_cpus(int n, std::vector<int>& cpus) {
   for (std::size_t place = 0; place < cpus_.size() && cpus.size() < static_cast<std::size_t>(n);
        ++place)
     if (!cpu_taken_[place]) take(place);
-  t_last_place =
-      static_cast<int>(std::find(cpus_.begin(), cpus_.end(), cpus.front()) - cpus_.begin());
+  t_last_place = static_cast<int>(place_of(cpus.front()));
 }
 
 bool ThreadPoolGate::first(const Waiter& w) const {
@@ -82,9 +85,7 @@ void ThreadPoolGate::release(int taken, GateAccount* account, double seconds,
     std::lock_guard g(m_);
     free_ += taken;
     if (cpus != nullptr)
-      for (int cpu : *cpus)
-        cpu_taken_[static_cast<std::size_t>(std::find(cpus_.begin(), cpus_.end(), cpu) -
-                                            cpus_.begin())] = 0;
+      for (int cpu : *cpus) cpu_taken_[place_of(cpu)] = 0;
     if (account != nullptr) account->used += seconds * taken;
   }
   cv_.notify_all();

@@ -85,6 +85,7 @@ class ThreadPoolGate {
   bool first(const Waiter& w) const;
   bool pinning_locked() const;
   void claim_cpus(int n, std::vector<int>& cpus);
+  std::size_t place_of(int cpu) const;  // the index of cpu in cpus_
 
   const int slots_;
   const PinMode pin_;
