@@ -1,6 +1,6 @@
 // AVX-512 inner loops: a register-blocked micro-GEMM (up to 6 rows × 64 columns of accumulators)
-// and vectorized exp2 / row reductions. Compiled for the generic target and entered only after a
-// run-time CPU check.
+// and the softmax rows (exp2 from exp2_avx512.hpp) and row reductions. Compiled for the generic
+// target and entered only after a run-time CPU check.
 #include "kernel/cpu/tile_ops.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -12,6 +12,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <immintrin.h>
+
+#include "kernel/cpu/exp2_avx512.hpp"
 #else
 #define USP_HAVE_AVX512_OPS 0
 #endif
@@ -118,24 +120,7 @@ USP_AVX512 void gemm_tn(int M, int N, int K, const float* A, int lda, const floa
   gemm_any<true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
-// 2^x for x in fp32: x = n + f with n integer and |f| <= 1/2, 2^f by its degree-7 Taylor
-// polynomial (truncation error < 1e-8 relative), 2^n applied by scalef. Inputs below -150 give 0,
-// NaN stays NaN.
-USP_AVX512 inline __m512 exp2_ps(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x);  // NaN in x is returned as x
-  x = _mm512_min_ps(_mm512_set1_ps(128.0f), x);
-  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_set1_ps(1.525273380405984e-05f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381608e-04f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-02f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
+using simd::exp2_ps;
 
 USP_AVX512 float row_max(const float* x, int n) {
   __m512 m = _mm512_set1_ps(-__builtin_inff());

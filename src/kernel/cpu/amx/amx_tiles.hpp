@@ -12,6 +12,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <immintrin.h>
+
+#include "kernel/cpu/exp2_avx512.hpp"
 #else
 #define USP_HAVE_AMX_PATH 0
 #endif
@@ -130,25 +132,9 @@ USP_AMX inline void tile_gemm(int m_tiles, int n_tiles, int kchunks, const char*
   }
 }
 
-// 2^x in fp32 for finite x <= 0 (the softmax's unmasked scores): x = n + f with n = floor(x)
-// and f in [0, 1) in one instruction (vreduceps), 2^f by a degree-5 polynomial interpolating it at
-// the Chebyshev nodes (relative error 1.0e-7, 1.8e-7 with fp32 rounding), 2^n by scalef (which
-// takes floor(x) itself and gives 0 far below -150). -inf gives NaN: use exp2_ps.
-USP_AMX inline __m512 exp2_finite_ps(__m512 x) {
-  const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF);
-  __m512 p = _mm512_set1_ps(1.8937540581920975e-03f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.94959042337237e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.586033707720827e-02f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4014181820146044e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931544896632286e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.999998983500245e-01f));
-  return _mm512_scalef_ps(p, x);
-}
-
-// 2^x for x <= 0 including -inf (masked scores), which gives 0.
-USP_AMX inline __m512 exp2_ps(__m512 x) {
-  return exp2_finite_ps(_mm512_max_ps(_mm512_set1_ps(-150.0f), x));
-}
+using simd::exp2_finite_ps;
+using simd::exp2_ps;
+using simd::exp2_sel;
 
 // Lane r of the result is op over the 16 floats of v[r] (v: 16 vectors, `stride` floats apart,
 // 64-byte aligned): the horizontal reductions of 16 rows at once, 30 shuffles and 15 ops instead

@@ -87,16 +87,6 @@ const T* at(const char* base, std::size_t offset) {
   return reinterpret_cast<const T*>(base + offset);
 }
 
-// 2^x; Finite: x is known finite (no masked score, no row without keys), no -inf clamp needed.
-template <bool Finite>
-USP_AMX inline __m512 exp2_probs(__m512 x) {
-  if constexpr (Finite) {
-    return exp2_finite_ps(x);
-  } else {
-    return exp2_ps(x);
-  }
-}
-
 // Whether all n values are finite (no row past sq or without keys, whose lse2 is +inf).
 USP_AMX inline bool all_finite(const float* v, int n) {
   const __m512 inf = _mm512_set1_ps(kInf);
@@ -116,8 +106,8 @@ USP_AMX inline void probs_row_t(const float* s, const float* dp, const float* ls
   const __m512 vc = _mm512_set1_ps(c);
   for (int j = 0; j < n; j += 32) {
     const __m512 p0 =
-        exp2_probs<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), _mm512_loadu_ps(lse2 + j)));
-    const __m512 p1 = exp2_probs<Finite>(
+        exp2_sel<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), _mm512_loadu_ps(lse2 + j)));
+    const __m512 p1 = exp2_sel<Finite>(
         _mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), _mm512_loadu_ps(lse2 + j + 16)));
     const __m512 d0 =
         _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), _mm512_loadu_ps(D + j)));
@@ -133,8 +123,8 @@ USP_AMX inline void probs_row(const float* s, const float* dp, float lse2, float
                               bf16* dsb) {
   const __m512 vc = _mm512_set1_ps(c), vl = _mm512_set1_ps(lse2), vd = _mm512_set1_ps(D);
   for (int j = 0; j < n; j += 32) {
-    const __m512 p0 = exp2_probs<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), vl));
-    const __m512 p1 = exp2_probs<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), vl));
+    const __m512 p0 = exp2_sel<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), vl));
+    const __m512 p1 = exp2_sel<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), vl));
     const __m512 d0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), vd));
     const __m512 d1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_load_ps(dp + j + 16), vd));
     _mm512_store_si512(dsb + j, to_bf16(d0, d1));

@@ -92,6 +92,20 @@ int visible(const Problem& p, std::int64_t i, std::int64_t j0, int bk) {
   return static_cast<int>(std::clamp<std::int64_t>(last - j0 + 1, 0, bk));
 }
 
+// P = 2^(c·s − m) of one row of S, rounded to bf16 into prow; returns the 16 partial sums of the
+// unrounded P. Finite: the row holds no -inf score.
+template <bool Finite>
+USP_AMX inline __m512 probs_row(const float* srow, bf16* prow, int bk, __m512 vc, __m512 vm) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int j = 0; j < bk; j += 32) {
+    const __m512 e0 = exp2_sel<Finite>(_mm512_fmadd_ps(vc, _mm512_load_ps(srow + j), vm));
+    const __m512 e1 = exp2_sel<Finite>(_mm512_fmadd_ps(vc, _mm512_load_ps(srow + j + 16), vm));
+    _mm512_store_si512(prow + j, to_bf16(e0, e1));
+    sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
+  }
+  return sum;
+}
+
 // Online softmax of one strip of S (rows [s0, s0 + st) of the block, `valid` of them real): P
 // (bf16) for the strip, running max and sum, and the accumulator rows rescaled where the max grew.
 // Row maxima and sums are reduced 16 rows at a time (reduce_rows16), from per-row vectors parked
@@ -124,9 +138,10 @@ USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, i
     const __m512 m_old = _mm512_load_ps(m + r);
     const __m512 m_new =
         _mm512_max_ps(m_old, _mm512_mul_ps(vc, reduce_rows16(parked + r * 16, 16, MaxOp{})));
-    const __mmask16 none = _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ);
+    // 1 exactly where the maximum stays (both -inf included): those rows skip the rescale.
+    const __mmask16 same = _mm512_cmp_ps_mask(m_new, m_old, _CMP_EQ_OQ);
     const __m512 a =
-        _mm512_mask_blend_ps(none, exp2_ps(_mm512_sub_ps(m_old, m_new)), _mm512_set1_ps(1.0f));
+        _mm512_mask_blend_ps(same, exp2_ps(_mm512_sub_ps(m_old, m_new)), _mm512_set1_ps(1.0f));
     _mm512_store_ps(m + r, m_new);
     _mm512_store_ps(alpha + r, a);
   }
@@ -137,16 +152,10 @@ USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, i
     if (r >= valid || m[r] == kNegInf) {  // no key visible to this row so far
       for (int j = 0; j < bk; j += 32) _mm512_store_si512(prow + j, _mm512_setzero_si512());
     } else {
+      // Only masked tiles hold -inf scores; elsewhere x is finite.
       const __m512 vm = _mm512_set1_ps(-m[r]);
-      for (int j = 0; j < bk; j += 32) {
-        const __m512 x0 = _mm512_fmadd_ps(vc, _mm512_load_ps(srow + j), vm);
-        const __m512 x1 = _mm512_fmadd_ps(vc, _mm512_load_ps(srow + j + 16), vm);
-        // Only masked tiles hold -inf scores; elsewhere x is finite.
-        const __m512 e0 = masked ? exp2_ps(x0) : exp2_finite_ps(x0);
-        const __m512 e1 = masked ? exp2_ps(x1) : exp2_finite_ps(x1);
-        _mm512_store_si512(prow + j, to_bf16(e0, e1));
-        sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
-      }
+      sum = masked ? probs_row<false>(srow, prow, bk, vc, vm)
+                   : probs_row<true>(srow, prow, bk, vc, vm);
       if (alpha[r] != 1.0f) {
         float* orow = w.o + static_cast<long>(s0 + r) * dp;
         const __m512 va = _mm512_set1_ps(alpha[r]);
