@@ -52,6 +52,14 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 // check it before MpiSession to tell a user who forgot mpirun what to run instead.
 bool mpi_launched();
 
+// The exit code every rank of a job returns once it is done, from each rank's `status` (0 ok, 1
+// failed, 2 invalid argument): the ranks all-gather their status on `control` (a communicator
+// that carries nothing else at this point); every rank gets 2 if any rank has 2, else 1 if any
+// has 1, else 0. A failed rank waits at most a few seconds for the others (they may be blocked
+// waiting for it), then ends the whole job with MPI_Abort, so no rank is left waiting. A rank
+// that succeeded waits as long as control's timeout.
+int agree_exit_code(MpiSession& session, Communicator& control, int status);
+
 // Runs fn(world) as this process's rank of an MPI job and ends MPI; returns the exit code.
 // A rank whose fn throws prints "usp: rank R: <message>" to stderr. The ranks then compare
 // outcomes: when all of them arrive (failed ranks wait at most a few seconds), every rank returns

@@ -26,6 +26,9 @@ void MpiSession::abort(int, const std::string&) {
 std::unique_ptr<Communicator> make_mpi_communicator() {
   unavailable();
 }
+int agree_exit_code(MpiSession&, Communicator&, int) {
+  unavailable();
+}
 int run_mpi(int*, char***, const std::function<void(Communicator&)>&, std::chrono::milliseconds) {
   unavailable();
 }

@@ -1,10 +1,10 @@
 // What a tool does as one process of an mpirun job besides its work: agree with the other ranks
 // on the command line before starting, and on the exit code at the end, so that bad input ends
 // every rank with exit 2 and one message, and a failure on one rank never leaves the others
-// waiting. Header-only: shared by usp-bench and usp-attn.
+// waiting (the exit code itself: usp::agree_exit_code). Header-only: shared by usp-bench and
+// usp-attn.
 #pragma once
 
-#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <sstream>
@@ -14,8 +14,6 @@
 
 #include "rank_exchange.hpp"
 #include "usp/comm.hpp"
-#include "usp/comm_mpi.hpp"
-#include "usp/error.hpp"
 
 namespace usp::tools {
 
@@ -112,33 +110,6 @@ inline std::vector<std::string> error_lines(const std::vector<std::string>& per_
     lines.push_back(who + ": " + message);
   }
   return lines;
-}
-
-// How long a failed rank waits for the others to report before ending the job.
-constexpr std::chrono::seconds kFailureGrace{3};
-
-// The exit code every rank returns: the ranks all-gather their status (0 ok, 1 failure, 2 bad
-// input) on `control`; the result is 2 if any rank has 2, else 1 if any has 1, else 0. A failed
-// rank waits at most kFailureGrace for the others (they may be blocked waiting for it), then ends
-// the whole job with MPI_Abort, so no rank is left waiting.
-inline int agree_exit(MpiSession& session, Communicator& control, int status) {
-  std::vector<int> all(static_cast<std::size_t>(control.size()));
-  if (status != 0) control.set_timeout(std::chrono::milliseconds(kFailureGrace));
-  try {
-    control.allgather(&status, all.data(), sizeof status);
-  } catch (const Error& e) {
-    if (status != 0)
-      session.abort(status, "other ranks did not finish within " +
-                                std::to_string(kFailureGrace.count()) +
-                                " s of this failure; ending the job");
-    session.abort(1, e.what());
-  }
-  int code = 0;
-  for (int s : all) {
-    if (s == 2) code = 2;
-    if (s != 0 && code == 0) code = 1;
-  }
-  return code;
 }
 
 }  // namespace usp::tools

@@ -139,7 +139,7 @@ int main_processes(int argc, char** argv) {
     status = 2;
   }
   std::fflush(stdout);
-  return tools::agree_exit(*session, *control, status);
+  return agree_exit_code(*session, *control, status);
 }
 
 }  // namespace usp::attn_tool

@@ -189,7 +189,7 @@ int main_processes(int* argc, char*** argv, const std::vector<std::string>& args
     std::cerr << "usp-bench: error: rank " << rank << ": " << e.what() << "\n";
     status = 1;
   }
-  return tools::agree_exit(*session, *control, status);
+  return agree_exit_code(*session, *control, status);
 }
 
 }  // namespace usp::bench

@@ -21,6 +21,26 @@ std::string with_rank(int rank, const std::string& message) {
 
 }  // namespace
 
+int agree_exit_code(MpiSession& session, Communicator& control, int status) {
+  std::vector<int> all(static_cast<std::size_t>(control.size()));
+  if (status != 0) control.set_timeout(std::chrono::milliseconds(kFailureGrace));
+  try {
+    control.allgather(&status, all.data(), sizeof status);
+  } catch (const Error& e) {
+    if (status != 0)
+      session.abort(status, "other ranks did not finish within " +
+                                std::to_string(kFailureGrace.count()) +
+                                " s of this failure; ending the job");
+    session.abort(1, e.what());
+  }
+  int code = 0;
+  for (int s : all) {
+    if (s == 2) code = 2;
+    if (s != 0 && code == 0) code = 1;
+  }
+  return code;
+}
+
 int run_mpi(int* argc, char*** argv, const std::function<void(Communicator&)>& fn,
             std::chrono::milliseconds timeout) {
   std::unique_ptr<MpiSession> session;
@@ -49,22 +69,8 @@ int run_mpi(int* argc, char*** argv, const std::function<void(Communicator&)>& f
   }
   std::fflush(stderr);
 
-  std::vector<int> all(static_cast<std::size_t>(session->size()));
-  control->set_timeout(status ? std::chrono::milliseconds(kFailureGrace) : timeout);
-  try {
-    control->allgather(&status, all.data(), sizeof status);
-  } catch (const Error& e) {
-    if (status)
-      session->abort(status, "other ranks did not finish within " +
-                                 std::to_string(kFailureGrace.count()) +
-                                 " s of this failure; ending the job");
-    session->abort(1, e.what());
-  }
-  int code = 0;
-  for (int s : all) {
-    if (s == 2) code = 2;
-    if (s == 1 && code == 0) code = 1;
-  }
+  if (status == 0) control->set_timeout(timeout);
+  const int code = agree_exit_code(*session, *control, status);
   control.reset();
   session.reset();  // MPI_Finalize
   return code;
