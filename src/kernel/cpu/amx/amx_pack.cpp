@@ -29,6 +29,15 @@ void pack_rows(const View& t, std::int64_t b, std::int64_t r0, int n, std::int64
   }
 }
 
+void pack_transposed(const View& t, std::int64_t b, std::int64_t r0, int n, std::int64_t head,
+                     int d, std::uint16_t* dst, int dp, int rows_pad) {
+  std::fill(dst, dst + static_cast<long>(dp) * rows_pad, std::uint16_t{0});
+  for (int r = 0; r < n; ++r) {
+    const std::uint16_t* src = row_ptr(t, b, r0 + r, head);
+    for (int c = 0; c < d; ++c) dst[static_cast<long>(c) * rows_pad + r] = src[c];
+  }
+}
+
 #if USP_HAVE_AMX_PATH
 
 USP_AMX void pack_pairs_d(const View& t, std::int64_t b, std::int64_t r0, int n, std::int64_t head,
@@ -66,10 +75,6 @@ USP_AMX void pack_pairs_row(const View& t, std::int64_t b, std::int64_t r0, int 
                             std::int64_t head, int d, std::uint16_t* dst, int dp, int rows_pad) {
   // Tile (chunk kc, column block nb) element [pair][col][parity] = t[kc·32 + 2·pair + parity][nb·16
   // + col]: the 16 columns of two rows interleaved.
-  alignas(64) static constexpr std::uint16_t kIdx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
-                                                         37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
-                                                         11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-  const __m512i idx = _mm512_load_si512(kIdx);
   for (int kc = 0; kc < rows_pad / 32; ++kc) {
     std::uint16_t* chunk = dst + static_cast<long>(kc) * 32 * dp;
     const int valid = std::clamp(n - kc * 32, 0, 32);
@@ -82,7 +87,7 @@ USP_AMX void pack_pairs_row(const View& t, std::int64_t b, std::int64_t r0, int 
               reinterpret_cast<const __m256i*>(row_ptr(t, b, r, head) + nb * 16)));
           const __m512i hi = _mm512_castsi256_si512(_mm256_loadu_si256(
               reinterpret_cast<const __m256i*>(row_ptr(t, b, r + 1, head) + nb * 16)));
-          _mm512_store_si512(tile + pr * 32, _mm512_permutex2var_epi16(lo, idx, hi));
+          _mm512_store_si512(tile + pr * 32, interleave_lo(lo, hi));
         }
         continue;
       }

@@ -171,6 +171,21 @@ USP_AMX inline __m512i to_bf16(__m512 lo, __m512 hi) {
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
+// Rows a and b of 32 bf16 interleaved element by element, the layout of a B tile row (pairs of
+// the reduction): lo = a[0], b[0], ..., a[15], b[15]; hi = a[16], b[16], ..., a[31], b[31].
+USP_AMX inline __m512i interleave_lo(__m512i a, __m512i b) {
+  alignas(64) static constexpr std::uint16_t kIdx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                                         37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                                         11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  return _mm512_permutex2var_epi16(a, _mm512_load_si512(kIdx), b);
+}
+USP_AMX inline __m512i interleave_hi(__m512i a, __m512i b) {
+  alignas(64) static constexpr std::uint16_t kIdx[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21,
+                                                         53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58,
+                                                         27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  return _mm512_permutex2var_epi16(a, _mm512_load_si512(kIdx), b);
+}
+
 // The 16 bf16 in the low or high half of v, widened exactly to fp32.
 USP_AMX inline __m512 bf16_lo_ps(__m512i v) {
   return _mm512_castsi512_ps(

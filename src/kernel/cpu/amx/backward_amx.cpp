@@ -1,15 +1,16 @@
-// AMX backward, the structure of the fp32 one (backward.cpp) on bf16 tiles. P = exp(scale·QKᵀ −
-// lse) is recomputed per tile, dS = P∘(dP − D) with D = rowsum(dout∘out). For each batch of
-// (batch, kv head) groups:
-//   pack:   K and V with pairs of d (B operands of Q·Kᵀ and dout·Vᵀ), K with pairs of keys (B of
-//           dS·K); Q and dout of the group's heads with pairs of d and with pairs of rows (B of
-//           K·Qᵀ, V·doutᵀ, Pᵀ·dout, dSᵀ·Q); lse in base 2 and D per row;
-//   pass 1: one task per (group, key tile) owns dk/dv of the tile and loops over the query tiles
-//           of every head sharing the kv head, computing the transposed tiles Sᵀ = K·Qᵀ and
-//           dPᵀ = V·doutᵀ (keys are the tile rows, so dv += Pᵀ·dout and dk += dSᵀ·Q take them as
-//           A operands directly);
-//   pass 2: one task per (group, head, query tile) owns dq of the tile: S = Q·Kᵀ, dP = dout·Vᵀ,
-//           dq += dS·K.
+// AMX backward on bf16 tiles, five tile products per (key tile, query tile) and one pass over
+// the scores. P = exp(scale·QKᵀ − lse) is recomputed per tile, dS = P∘(dP − D) with D =
+// rowsum(dout∘out). For each batch of (batch, kv head) groups:
+//   pack:   K transposed (A of Kᵀ·dSᵀ); Q and dout of the group's heads with pairs of d and with
+//           pairs of rows (B of K·Qᵀ, V·doutᵀ, Pᵀ·dout, dSᵀ·Q); lse in base 2 and D per row;
+//   main:   the key tiles are dealt to the backward's chunks (backward_panels: the fp32 path's
+//           count), tile kt to chunk kt mod chunks; one task per (group, chunk) walks its key
+//           tiles in order. Per key tile it owns dk/dv and loops over the query tiles of every
+//           head sharing the kv head: the transposed tiles Sᵀ = K·Qᵀ and dPᵀ = V·doutᵀ (keys are
+//           the tile rows, so dv += Pᵀ·dout and dk += dSᵀ·Q take them as A operands directly),
+//           and the chunk's fp32 dq partial dqᵀ += Kᵀ·dSᵀ (dSᵀ with pairs of keys interleaved);
+//   reduce: one task per (group, head, query tile) sums the chunks' partials in chunk order into
+//           dq.
 // P and dS are rounded to bf16 for the tile products; everything else is fp32. Every output
 // element is written by one task in a fixed order: the same bits for any thread count.
 #include <algorithm>
@@ -35,9 +36,9 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 struct Shape {
   int d, dk, dp;
-  std::int64_t g, nqt, nkt, sq_pad, sk_pad;
+  std::int64_t g, nqt, nkt, sq_pad, sk_pad, chunks;
   // Offsets in bytes of one group's panels.
-  std::size_t kpd, vpd, kpr, qpd, opd, qpr, opr, lse2, D, panel;
+  std::size_t ktr, qpd, opd, qpr, opr, lse2, D, dqp, panel;
   std::size_t worker;
   explicit Shape(const Problem& p) {
     d = static_cast<int>(p.d);
@@ -48,6 +49,7 @@ struct Shape {
     nkt = (p.sk + kT - 1) / kT;
     sq_pad = nqt * kT;
     sk_pad = nkt * kT;
+    chunks = backward_panels(p).tasks_per_group;
     const auto sk = static_cast<std::size_t>(sk_pad), rows = static_cast<std::size_t>(g * sq_pad);
     const auto udk = static_cast<std::size_t>(dk), udp = static_cast<std::size_t>(dp);
     std::size_t at = 0;
@@ -56,15 +58,14 @@ struct Shape {
       at += Carve::round(bytes);
       return r;
     };
-    kpd = take(2 * sk * udk);
-    vpd = take(2 * sk * udk);
-    kpr = take(2 * sk * udp);
+    ktr = take(2 * sk * udp);  // [nkt][dp][kT]
     qpd = take(2 * rows * udk);
     opd = take(2 * rows * udk);
     qpr = take(2 * rows * udp);
     opr = take(2 * rows * udp);
     lse2 = take(4 * rows);
     D = take(4 * rows);
+    dqp = take(4 * static_cast<std::size_t>(chunks) * rows * udp);  // [chunks][g][nqt][dp][kT]
     panel = at;
     worker = 2 * Carve::round(2 * kT * udk) + 2 * Carve::round(4 * kT * kT) +
              2 * Carve::round(2 * kT * kT) + 2 * Carve::round(4 * kT * udp);
@@ -78,7 +79,8 @@ struct Worker {
   float* dp;    // [kT][kT] dP
   bf16* pb;     // [kT][kT] P in bf16
   bf16* dsb;    // [kT][kT] dS in bf16
-  float* acc1;  // [kT][dp] dk or dq
+  bf16* dsv;    // dSᵀ with pairs of keys interleaved (pairs_row layout), in dp's place once read
+  float* acc1;  // [kT][dp] dk; [dp][kT] dqᵀ in the reduce
   float* acc2;  // [kT][dp] dv
 };
 
@@ -118,24 +120,23 @@ USP_AMX inline void probs_row_t(const float* s, const float* dp, const float* ls
   }
 }
 
-template <bool Finite>
-USP_AMX inline void probs_row(const float* s, const float* dp, float lse2, float D, int n, float c,
-                              bf16* dsb) {
-  const __m512 vc = _mm512_set1_ps(c), vl = _mm512_set1_ps(lse2), vd = _mm512_set1_ps(D);
-  for (int j = 0; j < n; j += 32) {
-    const __m512 p0 = exp2_sel<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j), vl));
-    const __m512 p1 = exp2_sel<Finite>(_mm512_fmsub_ps(vc, _mm512_load_ps(s + j + 16), vl));
-    const __m512 d0 = _mm512_mul_ps(p0, _mm512_sub_ps(_mm512_load_ps(dp + j), vd));
-    const __m512 d1 = _mm512_mul_ps(p1, _mm512_sub_ps(_mm512_load_ps(dp + j + 16), vd));
-    _mm512_store_si512(dsb + j, to_bf16(d0, d1));
+// dSᵀ [kT keys][kT queries] as the B operand of dqᵀ += Kᵀ·dSᵀ: tile (key chunk kc, query block
+// nb) at dsv + kc·32·kT + nb·512 holds [16 key pairs][16 queries][2 keys].
+USP_AMX void pair_keys(const bf16* dsb, bf16* dsv) {
+  for (int pr = 0; pr < kT / 2; ++pr) {
+    const bf16* even = dsb + 2 * pr * kT;
+    bf16* dst = dsv + (pr / 16) * 32 * kT + (pr % 16) * 32;
+    for (int h = 0; h < kT / 32; ++h) {
+      const __m512i a = _mm512_load_si512(even + 32 * h), b = _mm512_load_si512(even + kT + 32 * h);
+      _mm512_store_si512(dst + 2 * h * 512, interleave_lo(a, b));
+      _mm512_store_si512(dst + (2 * h + 1) * 512, interleave_hi(a, b));
+    }
   }
 }
 
-// Last visible key of query i (may be < 0).
-std::int64_t last_key(const Problem& p, std::int64_t i) {
-  if (p.mask == MaskMode::causal) return std::min(p.sk - 1, i);
-  if (p.mask == MaskMode::causal_strict) return std::min(p.sk - 1, i - 1);
-  return p.sk - 1;
+// First query tile that sees key tile kt (the last one when none does).
+std::int64_t first_qtile(const Problem& p, std::int64_t kt) {
+  return std::min(p.sq - 1, p.first_query(kt * kT)) / kT;
 }
 
 void store_grad_row(const float* src, float* dst, int d, float factor, bool accumulate) {
@@ -150,10 +151,12 @@ struct Views {
   View q, k, v, o, l, dout, dq, dk, dv;
 };
 
-// Pass 1: dk, dv of keys [j0, j0 + n) of group (bi, hk).
+// dk, dv of keys [j0, j0 + n) of group (bi, hk), and their share of dqᵀ into the chunk's
+// partial dqp ([g][nqt][dp][kT]), which the chunk's first key tile writes (`first`) and the
+// others add to.
 USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
-                      const char* base, std::int64_t bi, std::int64_t hk, std::int64_t j0,
-                      bool accumulate) {
+                      const char* base, float* dqp, bool first, std::int64_t bi, std::int64_t hk,
+                      std::int64_t j0, bool accumulate) {
   const int n = static_cast<int>(std::min<std::int64_t>(kT, p.sk - j0));
   const int m_tiles = (n + 15) / 16;
   const int dk = sh.dk, dp = sh.dp, d = sh.d;
@@ -164,7 +167,8 @@ USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const 
   std::fill(w.acc2, w.acc2 + static_cast<long>(kT) * dp, 0.0f);
   std::fill(w.pb, w.pb + kT * kT, bf16{0});
   std::fill(w.dsb, w.dsb + kT * kT, bf16{0});
-  const std::int64_t qt0 = std::min(p.sq - 1, p.first_query(j0)) / kT;
+  const std::int64_t qt0 = first_qtile(p, j0 / kT);
+  const char* ktr = base + sh.ktr + 2 * static_cast<std::size_t>(j0) * dp;
   const bool causal = p.mask != MaskMode::none;
   TileScope tiles;
   for (std::int64_t hi_in = 0; hi_in < sh.g; ++hi_in) {
@@ -198,6 +202,7 @@ USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const 
           probs_row_t<false>(srow, w.dp + j * kT, lse2, D, kT, c, w.pb + j * kT, w.dsb + j * kT);
         }
       }
+      pair_keys(w.dsb, w.dsv);
       memory_fence();
       // dv += Pᵀ·dout, dk += dSᵀ·q: B tiles (query chunk k, column block nb) at
       // panel + (r0/32 + k)·32·dp + nb·512.
@@ -207,6 +212,10 @@ USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const 
       tile_gemm(m_tiles, dp / 16, kT / 32, reinterpret_cast<const char*>(w.dsb), 2L * kT,
                 base + sh.qpr + 2 * r0 * dp, 2L * 32 * dp, 2L * 512,
                 reinterpret_cast<char*>(w.acc1), 4L * dp, true);
+      // dqᵀ (+)= Kᵀ·dSᵀ: A = Kᵀ rows (d) at 2·kT bytes, B tile (key chunk, query block) of dsv.
+      tile_gemm(dp / 16, q_tiles, kT / 32, ktr, 2L * kT, reinterpret_cast<const char*>(w.dsv),
+                2L * 32 * kT, 2L * 512,
+                reinterpret_cast<char*>(dqp + (hi_in * sh.nqt + qt) * dp * kT), 4L * kT, !first);
     }
   }
   memory_fence();
@@ -218,55 +227,36 @@ USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const 
   }
 }
 
-// Pass 2: dq of query rows [i0, i0 + rows) of head hi (hi_in within group (bi, hk)).
-USP_AMX void query_tile(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
-                        const char* base, std::int64_t bi, std::int64_t hi, std::int64_t hi_in,
-                        std::int64_t i0, bool accumulate) {
+// dq of query rows [i0, i0 + rows) of head hi (hi_in within its group): the partials of the
+// chunks that reach the tile (every chunk whose first key tile is seen from it), in chunk order.
+USP_AMX void reduce_dq(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
+                       const char* base, std::int64_t bi, std::int64_t hi, std::int64_t hi_in,
+                       std::int64_t qt, bool accumulate) {
+  const std::int64_t i0 = qt * kT;
   const int rows = static_cast<int>(std::min<std::int64_t>(kT, p.sq - i0));
-  const int m_tiles = (rows + 15) / 16;
-  const int dk = sh.dk, dp = sh.dp, d = sh.d;
-  const float c = p.scale * kLog2e;
-  const std::size_t r0 = static_cast<std::size_t>(hi_in * sh.sq_pad + i0);
-  const float* lse2 = at<float>(base, sh.lse2) + r0;
-  const float* D = at<float>(base, sh.D) + r0;
-  pack_rows(vw.q, bi, i0, rows, hi, d, w.a1, dk, m_tiles * 16);
-  pack_rows(vw.dout, bi, i0, rows, hi, d, w.a2, dk, m_tiles * 16);
-  std::fill(w.acc1, w.acc1 + static_cast<long>(kT) * dp, 0.0f);
-  std::fill(w.dsb, w.dsb + kT * kT, bf16{0});
-  const std::int64_t kend = p.key_end(i0 + rows);
-  TileScope tiles;
-  for (std::int64_t j0 = 0; j0 < kend; j0 += kT) {
-    memory_fence();
-    tile_gemm(m_tiles, kT / 16, dk / 32, reinterpret_cast<const char*>(w.a1), 2L * dk,
-              base + sh.kpd + 2 * static_cast<std::size_t>(j0) * dk, 2L * 512, 2L * 16 * dk,
-              reinterpret_cast<char*>(w.s), 4L * kT, false);
-    tile_gemm(m_tiles, kT / 16, dk / 32, reinterpret_cast<const char*>(w.a2), 2L * dk,
-              base + sh.vpd + 2 * static_cast<std::size_t>(j0) * dk, 2L * 512, 2L * 16 * dk,
-              reinterpret_cast<char*>(w.dp), 4L * kT, false);
-    memory_fence();
-    const bool masked = j0 + kT > p.sk || p.tile_needs_mask(i0, j0 + kT);
-    for (int r = 0; r < rows; ++r) {
-      float* srow = w.s + r * kT;
-      if (masked) {
-        const int end =
-            static_cast<int>(std::clamp<std::int64_t>(last_key(p, i0 + r) - j0 + 1, 0, kT));
-        std::fill(srow + end, srow + kT, -kInf);
-      }
-      if (!masked && lse2[r] != kInf) {
-        probs_row<true>(srow, w.dp + r * kT, lse2[r], D[r], kT, c, w.dsb + r * kT);
-      } else {
-        probs_row<false>(srow, w.dp + r * kT, lse2[r], D[r], kT, c, w.dsb + r * kT);
-      }
+  const int dp = sh.dp, d = sh.d;
+  const std::size_t block = static_cast<std::size_t>(dp) * kT;  // one [dp][kT] partial tile
+  float* acc = w.acc1;
+  bool any = false;
+  for (std::int64_t ch = 0; ch < sh.chunks; ++ch) {
+    if (first_qtile(p, ch) > qt) continue;
+    const float* part = at<float>(base, sh.dqp) +
+                        ((ch * sh.g + hi_in) * sh.nqt + qt) * static_cast<std::int64_t>(block);
+    for (std::size_t e = 0; e < block; e += 16) {
+      const __m512 x = _mm512_load_ps(part + e);
+      _mm512_store_ps(acc + e, any ? _mm512_add_ps(_mm512_load_ps(acc + e), x) : x);
     }
-    memory_fence();
-    tile_gemm(m_tiles, dp / 16, kT / 32, reinterpret_cast<const char*>(w.dsb), 2L * kT,
-              base + sh.kpr + 2 * static_cast<std::size_t>(j0) * dp, 2L * 32 * dp, 2L * 512,
-              reinterpret_cast<char*>(w.acc1), 4L * dp, true);
+    any = true;
   }
-  memory_fence();
-  for (int r = 0; r < rows; ++r)
-    store_grad_row(w.acc1 + static_cast<long>(r) * dp,
-                   static_cast<float*>(vw.dq.at(bi, i0 + r, hi)), d, p.scale, accumulate);
+  if (!any) std::fill(acc, acc + block, 0.0f);
+  for (int r = 0; r < rows; ++r) {
+    auto* dst = static_cast<float*>(vw.dq.at(bi, i0 + r, hi));
+    for (int cc = 0; cc < d; ++cc) {
+      const float v =
+          p.scale * acc[static_cast<std::size_t>(cc) * kT + static_cast<std::size_t>(r)];
+      dst[cc] = accumulate ? dst[cc] + v : v;
+    }
+  }
 }
 
 }  // namespace
@@ -283,7 +273,7 @@ bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor
   if (bytes < workers + sh.panel) return false;
   const std::int64_t groups = p.b * p.hkv, g = sh.g, nqt = sh.nqt, nkt = sh.nkt;
   const std::int64_t want = threads > 1 ? 8 * threads : 1;
-  const std::int64_t tasks = std::max(nkt, g * nqt);
+  const std::int64_t tasks = sh.chunks;
   const std::int64_t per_batch =
       std::min({groups, (want + tasks - 1) / tasks,
                 static_cast<std::int64_t>((bytes - workers) / sh.panel)});
@@ -299,6 +289,7 @@ bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor
     w.dp = carve.take<float>(kT * kT);
     w.pb = carve.take<bf16>(kT * kT);
     w.dsb = carve.take<bf16>(kT * kT);
+    w.dsv = reinterpret_cast<bf16*>(w.dp);
     w.acc1 = carve.take<float>(kT * udp);
     w.acc2 = carve.take<float>(kT * udp);
   }
@@ -324,10 +315,8 @@ bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor
       if (t < nkt) {
         const std::int64_t j0 = t * kT;
         const int n = static_cast<int>(std::min<std::int64_t>(kT, p.sk - j0));
-        const auto uj = static_cast<std::size_t>(j0);
-        pack_pairs_d(vw.k, bi, j0, n, hk, sh.d, bf(sh.kpd, uj * udk), sh.dk, kT);
-        pack_pairs_d(vw.v, bi, j0, n, hk, sh.d, bf(sh.vpd, uj * udk), sh.dk, kT);
-        pack_pairs_row(vw.k, bi, j0, n, hk, sh.d, bf(sh.kpr, uj * udp), sh.dp, kT);
+        pack_transposed(vw.k, bi, j0, n, hk, sh.d, bf(sh.ktr, static_cast<std::size_t>(j0) * udp),
+                        sh.dp, kT);
         return;
       }
       const std::int64_t hi_in = (t - nkt) / nqt, qt = (t - nkt) % nqt;
@@ -360,13 +349,19 @@ bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor
       }
     });
 
-    cx.pool.parallel_for(static_cast<std::size_t>(count * nkt), [&](std::size_t task, int worker) {
-      const auto kt = static_cast<std::int64_t>(task) / count;
-      const auto slot = static_cast<std::int64_t>(task) % count;
-      const std::int64_t grp = first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
-      key_tile(p, sh, ws[static_cast<std::size_t>(worker)], vw, panel(slot), bi, hk, kt * kT,
-               accumulate);
-    });
+    const std::int64_t chunks = sh.chunks;
+    cx.pool.parallel_for(
+        static_cast<std::size_t>(count * chunks), [&](std::size_t task, int worker) {
+          const auto ch = static_cast<std::int64_t>(task) / count;
+          const auto slot = static_cast<std::int64_t>(task) % count;
+          const std::int64_t grp = first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
+          char* base = panel(slot);
+          float* dqp = reinterpret_cast<float*>(base + sh.dqp) +
+                       ch * g * nqt * static_cast<std::int64_t>(sh.dp) * kT;
+          for (std::int64_t kt = ch; kt < nkt; kt += chunks)
+            key_tile(p, sh, ws[static_cast<std::size_t>(worker)], vw, base, dqp, kt == ch, bi, hk,
+                     kt * kT, accumulate);
+        });
 
     const std::int64_t per_tile = count * g;
     cx.pool.parallel_for(
@@ -375,8 +370,8 @@ bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor
           const std::int64_t qt = nqt - 1 - t / per_tile;
           const std::int64_t slot = (t % per_tile) / g, hi_in = t % g;
           const std::int64_t grp = first + slot, bi = grp / p.hkv, hk = grp % p.hkv;
-          query_tile(p, sh, ws[static_cast<std::size_t>(worker)], vw, panel(slot), bi,
-                     hk * g + hi_in, hi_in, qt * kT, accumulate);
+          reduce_dq(p, sh, ws[static_cast<std::size_t>(worker)], vw, panel(slot), bi,
+                    hk * g + hi_in, hi_in, qt, accumulate);
         });
   }
   return true;
