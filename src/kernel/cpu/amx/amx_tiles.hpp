@@ -132,6 +132,32 @@ USP_AMX inline void tile_gemm(int m_tiles, int n_tiles, int kchunks, const char*
   }
 }
 
+// C[32][n_tiles·16] = A[32][64]·B (two row tiles, K = 64): A's four tiles stay in registers for
+// every column block, so each 16 columns cost two B tile loads, four products and two C stores
+// (tile_gemm reloads A per 2×2 block: a third more tile traffic at this K). B tile (k, n) at
+// b + k·b_kstep + n·b_nstep.
+USP_AMX inline void tile_gemm_32x64(int n_tiles, const char* a, long a_stride, const char* b,
+                                    long b_kstep, long b_nstep, char* c, long c_stride) {
+  _tile_loadd(4, a, a_stride);
+  _tile_loadd(5, a + 64, a_stride);
+  _tile_loadd(6, a + 16 * a_stride, a_stride);
+  _tile_loadd(7, a + 16 * a_stride + 64, a_stride);
+  for (int n = 0; n < n_tiles; ++n) {
+    const char* bn = b + n * b_nstep;
+    char* cn = c + n * 64;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_loadd(2, bn, 64);
+    _tile_loadd(3, bn + b_kstep, 64);
+    _tile_dpbf16ps(0, 4, 2);
+    _tile_dpbf16ps(1, 6, 2);
+    _tile_dpbf16ps(0, 5, 3);
+    _tile_dpbf16ps(1, 7, 3);
+    _tile_stored(0, cn, c_stride);
+    _tile_stored(1, cn + 16 * c_stride, c_stride);
+  }
+}
+
 using simd::exp2_finite_ps;
 using simd::exp2_ps;
 using simd::exp2_sel;

@@ -189,9 +189,14 @@ USP_AMX void query_block(const Problem& p, const Shape& sh, const Worker& w, con
       // S = Q·Kᵀ for the strip: A = Q rows, B tile (chunk c, key block n) at kpack + (j0/16 +
       // n)·16·dk + c·512.
       memory_fence();
-      tile_gemm(st / 16, bk / 16, dk / 32, reinterpret_cast<const char*>(w.q + s0 * dk), 2L * dk,
-                reinterpret_cast<const char*>(kpack + j0 * dk), 2L * 512, 2L * 16 * dk,
-                reinterpret_cast<char*>(w.s), 4L * bk, false);
+      if (st == 32 && dk == 64)
+        tile_gemm_32x64(bk / 16, reinterpret_cast<const char*>(w.q + s0 * dk), 2L * dk,
+                        reinterpret_cast<const char*>(kpack + j0 * dk), 2L * 512, 2L * 16 * dk,
+                        reinterpret_cast<char*>(w.s), 4L * bk);
+      else
+        tile_gemm(st / 16, bk / 16, dk / 32, reinterpret_cast<const char*>(w.q + s0 * dk), 2L * dk,
+                  reinterpret_cast<const char*>(kpack + j0 * dk), 2L * 512, 2L * 16 * dk,
+                  reinterpret_cast<char*>(w.s), 4L * bk, false);
       memory_fence();
       softmax_strip(p, sh, w, s0, st, std::clamp(rows - s0, 0, st), i0, j0, masked, c);
       memory_fence();
