@@ -14,6 +14,7 @@
 
 #include "kernel_test_util.hpp"
 #include "usp/cpu.hpp"
+#include "usp/dtype.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 #include "usp/memory.hpp"
@@ -148,6 +149,45 @@ TEST(KernelAmx, RowsWithoutKeysAreZeroWithNegInfLse) {
     for (std::int64_t c = 0; c < 64; ++c)
       EXPECT_EQ(*static_cast<float*>(out.ptr({0, 0, h, c})), 0.0f);
   }
+}
+
+// Scores that climb along the keys by ~92 bits per 128-key tile, ~370 in all: the forward's
+// running maximum, which it keeps while P stays below 2^16, must be raised on every tile (and the
+// rows redone) or P overflows,
+// for a row that starts below its later keys and for one whose first tile already holds its
+// maximum (the keys fall again after the middle).
+TEST(KernelAmx, RunningMaximumRaisedWhenScoresClimb) {
+  USP_SKIP_WITHOUT_AMX();
+  std::mt19937 rng(test::fresh_seed());
+  Problem p;
+  p.b = 1;
+  p.sq = 48;
+  p.sk = 1024;
+  p.h = 2;
+  p.hkv = 1;
+  p.d = 64;
+  p.mask = MaskMode::none;
+  p.dtype = DType::bf16;
+  test::Inputs in = test::make_inputs(p, rng);
+  auto* q = static_cast<std::uint16_t*>(in.q.data());
+  auto* k = static_cast<std::uint16_t*>(in.k.data());
+  for (std::int64_t i = 0; i < p.sq; ++i)  // head 0 climbs with the keys, head 1 falls
+    for (std::int64_t hh = 0; hh < p.h; ++hh)
+      q[(i * p.h + hh) * p.d] = f32_to_bf16(hh == 0 ? 1.0f : -1.0f);
+  for (std::int64_t j = 0; j < p.sk; ++j) {
+    const float ramp = j < p.sk / 2 ? static_cast<float>(j) : static_cast<float>(p.sk - j);
+    k[j * p.d] = f32_to_bf16(4 * ramp);  // scale 1/8: ~92 bits (base 2) of score per 128 keys
+  }
+  Tensor out = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
+  Tensor lse = Tensor::empty({p.b, p.h, p.sq}, DType::f32);
+  shared_kernel().forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
+  const auto ref = reference::forward(in.q, in.k, in.v, p.mask, in.scale);
+  const auto l = to_doubles(lse);
+  double max_lse = 0;
+  for (std::size_t i = 0; i < l.size(); ++i)
+    max_lse = std::max(max_lse, std::abs(l[i] - ref.lse[i]) / std::max(1.0, std::abs(ref.lse[i])));
+  EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-2);
+  EXPECT_LE(max_lse, 1e-5);
 }
 
 TEST(KernelAmx, SameBitsForAnyThreadCount) {

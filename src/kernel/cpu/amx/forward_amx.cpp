@@ -106,6 +106,48 @@ USP_AMX inline __m512 probs_row(const float* srow, bf16* prow, int bk, __m512 vc
   return sum;
 }
 
+// How far P may grow above 1 before a row's running maximum is raised: 2^16 (see
+// softmax_strip_stale).
+constexpr float kStaleLimit = 65536.0f;
+
+USP_AMX inline void scale_row(float* row, int n, float a) {
+  const __m512 va = _mm512_set1_ps(a);
+  for (int j = 0; j < n; j += 16)
+    _mm512_store_ps(row + j, _mm512_mul_ps(va, _mm512_load_ps(row + j)));
+}
+
+// The strip's online softmax when no score is masked and every row already has a running maximum
+// m: P = 2^(c·s − m) against m as it stands, without a pass for the tile's maxima (m only shifts
+// P and l alike; lse = m + log l either way). A row where some P would exceed kStaleLimit (a lane
+// of its partial sums does; each lane adds bk/16 values) takes its tile maximum, raises m,
+// rescales its accumulator row and is redone, as softmax_strip does for every row.
+USP_AMX void softmax_strip_stale(const Shape& sh, const Worker& w, int s0, int st, float c) {
+  const int bk = sh.bk, dp = sh.dp;
+  const __m512 vc = _mm512_set1_ps(c), limit = _mm512_set1_ps(kStaleLimit);
+  float* alpha = w.alpha + s0;
+  float* m = w.m + s0;
+  float* l = w.l + s0;
+  for (int r = 0; r < st; ++r) {
+    float* srow = w.s + r * bk;
+    bf16* prow = w.pb + r * bk;
+    __m512 sum = probs_row<true>(srow, prow, bk, vc, _mm512_set1_ps(-m[r]));
+    alpha[r] = 1.0f;
+    if (_mm512_cmp_ps_mask(sum, limit, _CMP_GT_OQ) != 0) {
+      __m512 mx = _mm512_load_ps(srow);
+      for (int j = 16; j < bk; j += 16) mx = _mm512_max_ps(mx, _mm512_load_ps(srow + j));
+      const float m_new = std::max(m[r], c * _mm512_reduce_max_ps(mx));
+      alpha[r] = std::exp2(m[r] - m_new);
+      m[r] = m_new;
+      sum = probs_row<true>(srow, prow, bk, vc, _mm512_set1_ps(-m_new));
+      scale_row(w.o + static_cast<long>(s0 + r) * dp, dp, alpha[r]);
+    }
+    _mm512_store_ps(srow, sum);  // the row of S is read: park its sum there
+  }
+  for (int r = 0; r < st; r += 16)
+    _mm512_store_ps(l + r, _mm512_fmadd_ps(_mm512_load_ps(l + r), _mm512_load_ps(alpha + r),
+                                           reduce_rows16(w.s + r * bk, bk, AddOp{})));
+}
+
 // Online softmax of one strip of S (rows [s0, s0 + st) of the block, `valid` of them real): P
 // (bf16) for the strip, running max and sum, and the accumulator rows rescaled where the max grew.
 // Row maxima and sums are reduced 16 rows at a time (reduce_rows16), from per-row vectors parked
@@ -118,6 +160,11 @@ USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, i
   float* alpha = w.alpha + s0;
   float* m = w.m + s0;
   float* l = w.l + s0;
+  if (!masked && valid == st) {
+    bool all_started = true;
+    for (int r = 0; r < st; ++r) all_started = all_started && m[r] != kNegInf;
+    if (all_started) return softmax_strip_stale(sh, w, s0, st, c);
+  }
   float* parked = reinterpret_cast<float*>(w.pb);  // st × 16 floats fit: bk >= 32
   for (int r = 0; r < st; ++r) {
     float* srow = w.s + r * bk;
@@ -156,12 +203,7 @@ USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, i
       const __m512 vm = _mm512_set1_ps(-m[r]);
       sum = masked ? probs_row<false>(srow, prow, bk, vc, vm)
                    : probs_row<true>(srow, prow, bk, vc, vm);
-      if (alpha[r] != 1.0f) {
-        float* orow = w.o + static_cast<long>(s0 + r) * dp;
-        const __m512 va = _mm512_set1_ps(alpha[r]);
-        for (int j = 0; j < dp; j += 16)
-          _mm512_store_ps(orow + j, _mm512_mul_ps(va, _mm512_load_ps(orow + j)));
-      }
+      if (alpha[r] != 1.0f) scale_row(w.o + static_cast<long>(s0 + r) * dp, dp, alpha[r]);
     }
     _mm512_store_ps(srow, sum);  // the row of S is read: park its sum there
   }
