@@ -151,7 +151,9 @@ USP_AMX void softmax_strip_stale(const Shape& sh, const Worker& w, int s0, int s
 // Online softmax of one strip of S (rows [s0, s0 + st) of the block, `valid` of them real): P
 // (bf16) for the strip, running max and sum, and the accumulator rows rescaled where the max grew.
 // Row maxima and sums are reduced 16 rows at a time (reduce_rows16), from per-row vectors parked
-// in the strip's P buffer (before P is written) and in the S rows (once read).
+// in the strip's P buffer (before P is written) and in the S rows (once read). Once every row of
+// the strip has a running maximum and the tile has no masked score, softmax_strip_stale does it
+// in one pass instead.
 USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, int s0, int st,
                            int valid, std::int64_t i0, std::int64_t j0, bool masked, float c) {
   const int bk = sh.bk, dp = sh.dp;
