@@ -26,7 +26,6 @@ class ScopedPin {
   ~ScopedPin();
   ScopedPin(const ScopedPin&) = delete;
   ScopedPin& operator=(const ScopedPin&) = delete;
-  bool pinned() const { return pinned_; }
 
  private:
   bool pinned_ = false;
