@@ -1,6 +1,6 @@
 // AVX-512 inner loops: a register-blocked micro-GEMM (up to 6 rows × 64 columns of accumulators)
-// and the softmax rows (exp2 from exp2_avx512.hpp) and row reductions. Compiled for the generic
-// target and entered only after a run-time CPU check.
+// and the softmax rows (exp2, row maximum and scaling from softmax_avx512.hpp). Compiled for the
+// generic target and entered only after a run-time CPU check.
 #include "kernel/cpu/tile_ops.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -13,7 +13,7 @@
 #endif
 #include <immintrin.h>
 
-#include "kernel/cpu/exp2_avx512.hpp"
+#include "kernel/cpu/softmax_avx512.hpp"
 #else
 #define USP_HAVE_AVX512_OPS 0
 #endif
@@ -121,12 +121,8 @@ USP_AVX512 void gemm_tn(int M, int N, int K, const float* A, int lda, const floa
 }
 
 using simd::exp2_ps;
-
-USP_AVX512 float row_max(const float* x, int n) {
-  __m512 m = _mm512_set1_ps(-__builtin_inff());
-  for (int j = 0; j < n; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + j));
-  return _mm512_reduce_max_ps(m);
-}
+using simd::row_max;
+using simd::scale_row;
 
 USP_AVX512 float exp2_row(float* x, int n, float c, float sub) {
   const __m512 vc = _mm512_set1_ps(c);
@@ -138,12 +134,6 @@ USP_AVX512 float exp2_row(float* x, int n, float c, float sub) {
     s = _mm512_add_ps(s, e);
   }
   return _mm512_reduce_add_ps(s);
-}
-
-USP_AVX512 void scale_row(float* x, int n, float a) {
-  const __m512 va = _mm512_set1_ps(a);
-  for (int j = 0; j < n; j += 16)
-    _mm512_storeu_ps(x + j, _mm512_mul_ps(va, _mm512_loadu_ps(x + j)));
 }
 
 USP_AVX512 void ds_row(const float* p, float* dp, int n, float D) {

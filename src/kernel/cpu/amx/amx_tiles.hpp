@@ -13,7 +13,7 @@
 #endif
 #include <immintrin.h>
 
-#include "kernel/cpu/exp2_avx512.hpp"
+#include "kernel/cpu/softmax_avx512.hpp"
 #else
 #define USP_HAVE_AMX_PATH 0
 #endif
@@ -161,6 +161,8 @@ USP_AMX inline void tile_gemm_32x64(int n_tiles, const char* a, long a_stride, c
 using simd::exp2_finite_ps;
 using simd::exp2_ps;
 using simd::exp2_sel;
+using simd::row_max;
+using simd::scale_row;
 
 // Lane r of the result is op over the 16 floats of v[r] (v: 16 vectors, `stride` floats apart,
 // 64-byte aligned): the horizontal reductions of 16 rows at once, 30 shuffles and 15 ops instead

@@ -110,12 +110,6 @@ USP_AMX inline __m512 probs_row(const float* srow, bf16* prow, int bk, __m512 vc
 // softmax_strip_stale).
 constexpr float kStaleLimit = 65536.0f;
 
-USP_AMX inline void scale_row(float* row, int n, float a) {
-  const __m512 va = _mm512_set1_ps(a);
-  for (int j = 0; j < n; j += 16)
-    _mm512_store_ps(row + j, _mm512_mul_ps(va, _mm512_load_ps(row + j)));
-}
-
 // The strip's online softmax when no score is masked and every row already has a running maximum
 // m: P = 2^(c·s − m) against m as it stands, without a pass for the tile's maxima (m only shifts
 // P and l alike; lse = m + log l either way). A row where some P would exceed kStaleLimit (a lane
@@ -133,9 +127,7 @@ USP_AMX void softmax_strip_stale(const Shape& sh, const Worker& w, int s0, int s
     __m512 sum = probs_row<true>(srow, prow, bk, vc, _mm512_set1_ps(-m[r]));
     alpha[r] = 1.0f;
     if (_mm512_cmp_ps_mask(sum, limit, _CMP_GT_OQ) != 0) {
-      __m512 mx = _mm512_load_ps(srow);
-      for (int j = 16; j < bk; j += 16) mx = _mm512_max_ps(mx, _mm512_load_ps(srow + j));
-      const float m_new = std::max(m[r], c * _mm512_reduce_max_ps(mx));
+      const float m_new = std::max(m[r], c * row_max(srow, bk));
       alpha[r] = std::exp2(m[r] - m_new);
       m[r] = m_new;
       sum = probs_row<true>(srow, prow, bk, vc, _mm512_set1_ps(-m_new));
