@@ -54,7 +54,7 @@ struct Layout {
 
 // First query tile that sees key tile kt.
 std::int64_t first_qtile(const Problem& p, std::int64_t kt) {
-  return std::min(p.sq - 1, p.first_query(kt * kBc)) / kBr;
+  return p.first_query_tile(kt * kBc, kBr);
 }
 
 // Key tiles [start[c], start[c + 1]) form chunk c; the chunks get about equal numbers of visible

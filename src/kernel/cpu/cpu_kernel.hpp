@@ -95,6 +95,9 @@ struct Problem {
   std::int64_t key_end(std::int64_t i1) const;
   // First query row that sees key j0 or later.
   std::int64_t first_query(std::int64_t j0) const;
+  // The query tile (of tile_rows rows) of the first query that sees key j0 or later; the last
+  // tile when no query does.
+  std::int64_t first_query_tile(std::int64_t j0, int tile_rows) const;
   // Whether the tile (rows from i0, keys from j0..j1) needs per-element masking.
   bool tile_needs_mask(std::int64_t i0, std::int64_t j1) const;
 };

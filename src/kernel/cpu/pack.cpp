@@ -123,6 +123,10 @@ std::int64_t Problem::first_query(std::int64_t j0) const {
   return 0;
 }
 
+std::int64_t Problem::first_query_tile(std::int64_t j0, int tile_rows) const {
+  return std::min(sq - 1, first_query(j0)) / tile_rows;
+}
+
 bool Problem::tile_needs_mask(std::int64_t i0, std::int64_t j1) const {
   switch (mask) {
     case MaskMode::none:

@@ -136,7 +136,7 @@ USP_AMX void pair_keys(const bf16* dsb, bf16* dsv) {
 
 // First query tile that sees key tile kt (the last one when none does).
 std::int64_t first_qtile(const Problem& p, std::int64_t kt) {
-  return std::min(p.sq - 1, p.first_query(kt * kT)) / kT;
+  return p.first_query_tile(kt * kT, kT);
 }
 
 void store_grad_row(const float* src, float* dst, int d, float factor, bool accumulate) {
