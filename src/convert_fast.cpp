@@ -1,4 +1,4 @@
-// AVX-512 conversions for usp::convert (see convert_fast.hpp).
+// Vector conversions for usp::convert (see convert_fast.hpp).
 #include "convert_fast.hpp"
 
 #include "usp/dtype.hpp"
@@ -26,22 +26,38 @@ __attribute__((target("avx512f"))) void f32_to_f16_avx512(const float* src, std:
   for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
-bool has_avx512f() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
+__attribute__((target("avx,f16c"))) void f32_to_f16_f16c(const float* src, std::uint16_t* dst,
+                                                         std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h =
+        _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 }  // namespace
 
-bool f32_to_f16_fast(const float* src, std::uint16_t* dst, std::size_t n) {
-  if (!has_avx512f()) return false;
-  f32_to_f16_avx512(src, dst, n);
-  return true;
+bool f32_to_f16_fast(const float* src, std::uint16_t* dst, std::size_t n, CpuPath path) {
+  switch (path) {
+    case CpuPath::avx512:
+    case CpuPath::amx:
+      f32_to_f16_avx512(src, dst, n);
+      return true;
+    case CpuPath::avx2:
+      f32_to_f16_f16c(src, dst, n);
+      return true;
+    case CpuPath::generic:
+    case CpuPath::neon:
+      break;
+  }
+  return false;
 }
 
 #else
 
-bool f32_to_f16_fast(const float*, std::uint16_t*, std::size_t) {
+bool f32_to_f16_fast(const float*, std::uint16_t*, std::size_t, CpuPath) {
   return false;
 }
 

@@ -6,9 +6,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "usp/cpu.hpp"
+
 namespace usp::detail {
 
-// fp32 → fp16 with AVX-512F (vcvtps2ph).
-bool f32_to_f16_fast(const float* src, std::uint16_t* dst, std::size_t n);
+// fp32 → fp16 with vcvtps2ph: 16 lanes on the avx512 and amx paths, 8 (F16C) on avx2. `path` is
+// one the CPU can run (usp::cpu_path()).
+bool f32_to_f16_fast(const float* src, std::uint16_t* dst, std::size_t n, CpuPath path);
 
 }  // namespace usp::detail

@@ -112,9 +112,11 @@ void convert(const void* src, DType src_t, void* dst, DType dst_t, std::size_t n
     std::memmove(dst, src, n * dtype_size(src_t));
     return;
   }
-  // The vector conversion unless USP_CPU_PATH=generic asks for the portable code everywhere.
-  if (src_t == DType::f32 && dst_t == DType::f16 && cpu_path() != CpuPath::generic &&
-      detail::f32_to_f16_fast(static_cast<const float*>(src), static_cast<std::uint16_t*>(dst), n))
+  // The vector conversion of the CPU path (none for USP_CPU_PATH=generic, which asks for the
+  // portable code everywhere).
+  if (src_t == DType::f32 && dst_t == DType::f16 &&
+      detail::f32_to_f16_fast(static_cast<const float*>(src), static_cast<std::uint16_t*>(dst), n,
+                              cpu_path()))
     return;
   auto with_store = [&](auto load) {
     switch (dst_t) {

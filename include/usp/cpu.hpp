@@ -4,8 +4,10 @@
 // request). The path is chosen on every call to cpu_path(): the best the CPU supports, unless the
 // environment variable USP_CPU_PATH forces one:
 //   USP_CPU_PATH=generic   portable C++ (runs anywhere; what CI uses to test the slow path)
+//   USP_CPU_PATH=avx2      AVX2 + FMA + F16C (x86-64 CPUs without AVX-512)
 //   USP_CPU_PATH=avx512    AVX-512 F/BW/VL/DQ + FMA
 //   USP_CPU_PATH=amx       AMX tiles (bf16) on top of AVX-512
+//   USP_CPU_PATH=neon      Advanced SIMD (every aarch64 CPU)
 //   unset, empty or auto   the best available
 // Forcing a path this CPU cannot run is an error, never a silent fallback.
 #pragma once
@@ -31,6 +33,8 @@ struct CpuFeatures {
   bool amx_tile = false;
   // The CPU reports AMX in cpuid (whether or not the OS lets this process use it).
   bool amx_in_cpuid = false;
+  // aarch64 Advanced SIMD (always there on aarch64, never on x86).
+  bool neon = false;
 };
 
 // The features of the CPU this process runs on (detected on first call; thread-safe).
@@ -39,15 +43,16 @@ const CpuFeatures& cpu_features();
 // The names of the features that are present, space-separated ("avx2 fma ... amx_tile").
 std::string cpu_features_string(const CpuFeatures& f);
 
-enum class CpuPath : std::uint8_t { generic, avx512, amx };
+enum class CpuPath : std::uint8_t { generic, avx2, avx512, amx, neon };
 
-// "generic", "avx512", "amx".
+// "generic", "avx2", "avx512", "amx", "neon".
 const char* cpu_path_name(CpuPath p);
 
 // Whether a CPU with features `f` can run path `p`.
 bool cpu_path_supported(CpuPath p, const CpuFeatures& f);
 
-// The fastest path a CPU with features `f` supports.
+// The fastest path a CPU with features `f` supports: amx, avx512, avx2, neon, generic, the first
+// that it can run.
 CpuPath best_cpu_path(const CpuFeatures& f);
 
 // The path to use now: best_cpu_path(cpu_features()) unless USP_CPU_PATH forces one (read on every

@@ -85,17 +85,37 @@ CpuFeatures detect() {
   f.amx_tile = amx_usable;
   f.amx_bf16 = amx_usable;
 #endif
+#if defined(__aarch64__)
+  f.neon = true;  // Advanced SIMD is part of the aarch64 base architecture
+#endif
   return f;
 }
 
-const char* avx512_needs[] = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"};
-
 std::vector<std::string> missing_for(CpuPath p, const CpuFeatures& f) {
   std::vector<std::string> miss;
-  if (p == CpuPath::generic) return miss;
-  const bool have[] = {f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.fma};
-  for (std::size_t i = 0; i < std::size(have); ++i)
-    if (!have[i]) miss.emplace_back(avx512_needs[i]);
+  auto need = [&miss](bool have, const char* name) {
+    if (!have) miss.emplace_back(name);
+  };
+  switch (p) {
+    case CpuPath::generic:
+      return miss;
+    case CpuPath::neon:
+      need(f.neon, "neon");
+      return miss;
+    case CpuPath::avx2:
+      need(f.avx2, "avx2");
+      need(f.fma, "fma");
+      need(f.f16c, "f16c");
+      return miss;
+    case CpuPath::avx512:
+    case CpuPath::amx:
+      break;
+  }
+  need(f.avx512f, "avx512f");
+  need(f.avx512bw, "avx512bw");
+  need(f.avx512vl, "avx512vl");
+  need(f.avx512dq, "avx512dq");
+  need(f.fma, "fma");
   if (p == CpuPath::amx) {
     if (!f.amx_tile) miss.emplace_back("amx_tile");
     if (!f.amx_bf16) miss.emplace_back("amx_bf16");
@@ -128,7 +148,8 @@ std::string cpu_features_string(const CpuFeatures& f) {
                                               {f.avx512_bf16, "avx512_bf16"},
                                               {f.avx512_fp16, "avx512_fp16"},
                                               {f.amx_bf16, "amx_bf16"},
-                                              {f.amx_tile, "amx_tile"}};
+                                              {f.amx_tile, "amx_tile"},
+                                              {f.neon, "neon"}};
   std::string s;
   for (const auto& [on, name] : all) {
     if (!on) continue;
@@ -142,10 +163,14 @@ const char* cpu_path_name(CpuPath p) {
   switch (p) {
     case CpuPath::generic:
       return "generic";
+    case CpuPath::avx2:
+      return "avx2";
     case CpuPath::avx512:
       return "avx512";
     case CpuPath::amx:
       return "amx";
+    case CpuPath::neon:
+      return "neon";
   }
   return "unknown";
 }
@@ -155,8 +180,8 @@ bool cpu_path_supported(CpuPath p, const CpuFeatures& f) {
 }
 
 CpuPath best_cpu_path(const CpuFeatures& f) {
-  if (cpu_path_supported(CpuPath::amx, f)) return CpuPath::amx;
-  if (cpu_path_supported(CpuPath::avx512, f)) return CpuPath::avx512;
+  for (CpuPath p : {CpuPath::amx, CpuPath::avx512, CpuPath::avx2, CpuPath::neon})
+    if (cpu_path_supported(p, f)) return p;
   return CpuPath::generic;
 }
 
@@ -170,10 +195,11 @@ std::optional<CpuPath> parse_cpu_path(const char* value) {
   if (value == nullptr) return std::nullopt;
   const std::string_view v = trim(value);
   if (v.empty() || v == "auto") return std::nullopt;
-  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx})
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512, CpuPath::amx, CpuPath::neon})
     if (v == cpu_path_name(p)) return p;
   USP_CHECK_ARG(false, kCpuPathEnv, "='", value,
-                "' names no CPU path; expected generic, avx512, amx or auto (or leave it unset)");
+                "' names no CPU path; expected generic, avx2, avx512, amx, neon or auto (or leave "
+                "it unset)");
   return std::nullopt;
 }
 

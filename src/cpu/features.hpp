@@ -12,8 +12,9 @@ namespace usp::detail {
 inline constexpr const char* kCpuPathEnv = "USP_CPU_PATH";
 
 // Parses a USP_CPU_PATH value: nullptr, "" and "auto" mean "not forced" (nullopt); "generic",
-// "avx512" and "amx" (case-sensitive, surrounding blanks ignored) name a path. Anything else throws
-// Error (invalid_argument) naming the variable, the value and the accepted values.
+// "avx2", "avx512", "amx" and "neon" (case-sensitive, surrounding blanks ignored) name a path.
+// Anything else throws Error (invalid_argument) naming the variable, the value and the accepted
+// values.
 std::optional<CpuPath> parse_cpu_path(const char* value);
 
 // The path for a CPU with features `f` when USP_CPU_PATH holds `env_value` (nullptr: unset).

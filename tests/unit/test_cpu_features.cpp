@@ -19,9 +19,20 @@ CpuFeatures no_simd() {
   return CpuFeatures{};
 }
 
-CpuFeatures avx512_only() {
+CpuFeatures avx2_only() {
   CpuFeatures f;
   f.avx2 = f.fma = f.f16c = true;
+  return f;
+}
+
+CpuFeatures aarch64() {
+  CpuFeatures f;
+  f.neon = true;
+  return f;
+}
+
+CpuFeatures avx512_only() {
+  CpuFeatures f = avx2_only();
   f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512_bf16 = true;
   f.amx_in_cpuid = true;  // the CPU has AMX but the OS refused it
   return f;
@@ -76,15 +87,17 @@ TEST(CpuPathParse, UnsetEmptyAndAutoMeanNotForced) {
 
 TEST(CpuPathParse, NamesEveryPath) {
   EXPECT_EQ(parse_cpu_path("generic"), CpuPath::generic);
+  EXPECT_EQ(parse_cpu_path("avx2"), CpuPath::avx2);
   EXPECT_EQ(parse_cpu_path("avx512"), CpuPath::avx512);
   EXPECT_EQ(parse_cpu_path("amx"), CpuPath::amx);
+  EXPECT_EQ(parse_cpu_path("neon"), CpuPath::neon);
   EXPECT_EQ(parse_cpu_path(" amx\n"), CpuPath::amx);
-  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx})
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512, CpuPath::amx, CpuPath::neon})
     EXPECT_EQ(parse_cpu_path(usp::cpu_path_name(p)), p);
 }
 
 TEST(CpuPathParse, UnknownValueNamesVariableValueAndChoices) {
-  for (const char* bad : {"AVX512", "sse", "generic,amx", "avx-512"}) {
+  for (const char* bad : {"AVX512", "sse", "generic,amx", "avx-512", "AVX2", "sve"}) {
     try {
       parse_cpu_path(bad);
       ADD_FAILURE() << "no error for '" << bad << "'";
@@ -93,27 +106,34 @@ TEST(CpuPathParse, UnknownValueNamesVariableValueAndChoices) {
       const std::string msg = e.what();
       EXPECT_NE(msg.find("USP_CPU_PATH"), std::string::npos) << msg;
       EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
-      EXPECT_NE(msg.find("generic, avx512, amx"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("generic, avx2, avx512, amx, neon"), std::string::npos) << msg;
     }
   }
 }
 
 TEST(CpuPathSelect, BestPathFollowsFeatures) {
   EXPECT_EQ(select_cpu_path(no_simd(), nullptr), CpuPath::generic);
+  EXPECT_EQ(select_cpu_path(avx2_only(), nullptr), CpuPath::avx2);
+  EXPECT_EQ(select_cpu_path(aarch64(), nullptr), CpuPath::neon);
   EXPECT_EQ(select_cpu_path(avx512_only(), nullptr), CpuPath::avx512);
   EXPECT_EQ(select_cpu_path(with_amx(), nullptr), CpuPath::amx);
   EXPECT_EQ(select_cpu_path(with_amx(), "auto"), CpuPath::amx);
   CpuFeatures partial = avx512_only();
   partial.avx512vl = false;  // AVX-512 without VL is not enough for the avx512 path
-  EXPECT_EQ(select_cpu_path(partial, nullptr), CpuPath::generic);
+  EXPECT_EQ(select_cpu_path(partial, nullptr), CpuPath::avx2);
   EXPECT_FALSE(usp::cpu_path_supported(CpuPath::avx512, partial));
   EXPECT_TRUE(usp::cpu_path_supported(CpuPath::generic, partial));
+  CpuFeatures no_f16c = avx2_only();
+  no_f16c.f16c = false;  // the avx2 path converts fp16 with F16C
+  EXPECT_EQ(select_cpu_path(no_f16c, nullptr), CpuPath::generic);
 }
 
 TEST(CpuPathSelect, ForcingGenericWorksEverywhere) {
-  for (const CpuFeatures& f : {no_simd(), avx512_only(), with_amx()})
+  for (const CpuFeatures& f : {no_simd(), avx2_only(), aarch64(), avx512_only(), with_amx()})
     EXPECT_EQ(select_cpu_path(f, "generic"), CpuPath::generic);
   EXPECT_EQ(select_cpu_path(with_amx(), "avx512"), CpuPath::avx512);
+  EXPECT_EQ(select_cpu_path(with_amx(), "avx2"), CpuPath::avx2);
+  EXPECT_EQ(select_cpu_path(avx512_only(), "avx2"), CpuPath::avx2);
 }
 
 TEST(CpuPathSelect, ForcingAnUnavailablePathErrors) {
@@ -130,12 +150,28 @@ TEST(CpuPathSelect, ForcingAnUnavailablePathErrors) {
   EXPECT_NE(msg.find("USP_CPU_PATH=amx"), std::string::npos) << msg;
   EXPECT_NE(msg.find("lacks amx_tile, amx_bf16"), std::string::npos) << msg;
   EXPECT_NE(msg.find("best path here is avx512"), std::string::npos) << msg;
+
+  kind = usp::ErrorKind::internal;
+  msg = error_of(aarch64(), "avx2", &kind);
+  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
+  EXPECT_NE(msg.find("lacks avx2, fma, f16c"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("best path here is neon"), std::string::npos) << msg;
+
+  kind = usp::ErrorKind::internal;
+  msg = error_of(with_amx(), "neon", &kind);
+  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
+  EXPECT_NE(msg.find("USP_CPU_PATH=neon"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("lacks neon"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("best path here is amx"), std::string::npos) << msg;
 }
 
 TEST(CpuPathNames, AreDistinct) {
   EXPECT_STREQ(usp::cpu_path_name(CpuPath::generic), "generic");
+  EXPECT_STREQ(usp::cpu_path_name(CpuPath::avx2), "avx2");
   EXPECT_STREQ(usp::cpu_path_name(CpuPath::avx512), "avx512");
   EXPECT_STREQ(usp::cpu_path_name(CpuPath::amx), "amx");
+  EXPECT_STREQ(usp::cpu_path_name(CpuPath::neon), "neon");
+  EXPECT_EQ(usp::cpu_features_string(aarch64()), "neon");
   EXPECT_EQ(usp::cpu_features_string(no_simd()), "(none)");
   EXPECT_EQ(usp::cpu_features_string(with_amx()),
             "avx2 fma f16c avx512f avx512bw avx512vl avx512dq avx512_bf16 amx_bf16 amx_tile");
@@ -170,7 +206,8 @@ TEST(CpuPathEnv, DetectedFeaturesAreConsistent) {
   }
   EXPECT_EQ(f.amx_tile, f.amx_bf16);
   // Each path this CPU supports can be forced; one it lacks cannot.
-  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx}) {
+  for (CpuPath p :
+       {CpuPath::generic, CpuPath::avx2, CpuPath::avx512, CpuPath::amx, CpuPath::neon}) {
     ScopedEnv env("USP_CPU_PATH", usp::cpu_path_name(p));
     if (usp::cpu_path_supported(p, f)) {
       EXPECT_EQ(usp::cpu_path(), p);

@@ -136,6 +136,9 @@ int run(const Options& o) {
                           ? o.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.path) ::setenv("USP_CPU_PATH", o.path->c_str(), 1);
+  // Ratios compare like with like: the AVX2 kernel against an AVX2 matmul (read by oneDNN when
+  // it first dispatches, so before the reference is made).
+  if (o.path && *o.path == "avx2") ::setenv("DNNL_MAX_CPU_ISA", "AVX2", 0);
   (void)usp::cpu_path();  // a forced path the CPU lacks fails here, before any work
   auto kernel = usp::make_cpu_kernel(threads);
   auto mm = o.no_matmul ? make_no_matmul_ref("skipped (--no-matmul)") : make_matmul_ref(threads);

@@ -127,8 +127,10 @@ Options parse_options(const std::vector<std::string>& args) {
       if (o.fp16_ref == usp::DType::f16) throw UsageError("--fp16-ref must be fp32 or bf16");
     } else if (flag == "--path") {
       const std::string p = value();
-      if (p != "generic" && p != "avx512" && p != "amx" && p != "auto")
-        throw UsageError("--path: unknown path '" + p + "' (expected generic, avx512, amx, auto)");
+      if (p != "generic" && p != "avx2" && p != "avx512" && p != "amx" && p != "neon" &&
+          p != "auto")
+        throw UsageError("--path: unknown path '" + p +
+                         "' (expected generic, avx2, avx512, amx, neon, auto)");
       o.path = p;
     } else if (flag == "--csv") {
       o.csv = value();
@@ -179,7 +181,9 @@ Usage: usp-kernel-bench [flags]
   --warmup N         untimed calls before timing               (default 1)
   --matmul-size N    edge of the square reference matmul       (default 2048)
   --fp16-ref DT      reference for fp16 when oneDNN lacks f16: fp32 or bf16 (default fp32)
-  --path P           set USP_CPU_PATH=P (generic, avx512, amx, auto) before making the kernel
+  --path P           set USP_CPU_PATH=P (generic, avx2, avx512, amx, neon, auto) before making
+                     the kernel; avx2 also holds oneDNN to AVX2 (DNNL_MAX_CPU_ISA=AVX2 unless
+                     set), so that both sides run the same instruction set
   --no-matmul        skip the oneDNN reference (e.g. to profile the kernel alone)
   --quick            smoke test: s=256, 256³ matmul, 1 repeat, no warmup (explicit flags win)
   --csv FILE         also write the results as CSV

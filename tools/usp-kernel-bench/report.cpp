@@ -17,6 +17,14 @@ std::string opt(const std::optional<double>& v, int digits) {
   return v ? fixed(*v, digits) : std::string("n/a");
 }
 
+// A rate with one decimal, or three significant digits below 10 (a tiny case on a slow or loaded
+// CPU never prints as 0.0).
+std::string rate(double v) {
+  int digits = 1;
+  for (double x = v; x > 0 && x < 10 && digits < 6; x *= 10) ++digits;
+  return fixed(v, digits);
+}
+
 const char* mask_label(usp::MaskMode m) {
   return m == usp::MaskMode::none ? "full" : usp::mask_name(m);
 }
@@ -54,8 +62,8 @@ std::string markdown_row(const Row& r) {
   if (r.matmul_substituted && r.matmul_gflops())
     mm += std::string(" (") + usp::dtype_name(r.matmul_dtype) + ")";
   os << "| " << r.d << " | " << usp::dtype_name(r.dtype) << " | " << mask_label(r.mask) << " | "
-     << pass_name(r.pass) << " | " << fixed(r.gflops, 1) << " | " << mm << " | "
-     << opt(r.ratio(), 3) << " |\n";
+     << pass_name(r.pass) << " | " << rate(r.gflops) << " | " << mm << " | " << opt(r.ratio(), 3)
+     << " |\n";
   return os.str();
 }
 
@@ -83,7 +91,7 @@ std::string csv_row(const Row& r, const std::string& kernel_name) {
   std::ostringstream os;
   os << r.d << ',' << usp::dtype_name(r.dtype) << ',' << mask_label(r.mask) << ','
      << pass_name(r.pass) << ',' << r.b << ',' << r.s << ',' << r.h << ',' << r.threads << ','
-     << fixed(r.seconds, 6) << ',' << fixed(r.gflops, 2) << ',' << opt(r.square_gflops, 2) << ','
+     << fixed(r.seconds, 6) << ',' << rate(r.gflops) << ',' << opt(r.square_gflops, 2) << ','
      << opt(r.shaped_gflops, 2) << ',' << opt(r.matmul_gflops(), 2) << ','
      << usp::dtype_name(r.matmul_dtype) << ',' << opt(r.ratio(), 4) << ",\"" << kernel_name
      << "\"\n";

@@ -1,5 +1,6 @@
-// The inner loops of the CPU kernel over packed fp32 tiles, in a portable version and an AVX-512
-// version chosen at run time.
+// The inner loops of the CPU kernel over packed fp32 tiles: a portable version, a hand-written
+// AVX-512 one, and AVX2 and NEON ones from one vector source (tile_ops_simd.hpp), chosen at run
+// time by usp::cpu_path().
 #pragma once
 
 #include "usp/dtype.hpp"
@@ -45,8 +46,13 @@ struct TileOps {
 const TileOps& generic_tile_ops();
 // Null when the CPU lacks AVX-512 (F, BW, VL, DQ) and FMA.
 const TileOps* avx512_tile_ops();
-// By usp::cpu_path(): AVX-512 when available, unless USP_CPU_PATH=generic forces the portable ops
-// (read on every call, so a test can pick the portable path for the kernels it constructs).
+// Null when the CPU lacks AVX2, FMA and F16C.
+const TileOps* avx2_tile_ops();
+// Null except on aarch64.
+const TileOps* neon_tile_ops();
+// The ops of usp::cpu_path() (read on every call, so a test can pick a path with USP_CPU_PATH for
+// the kernels it constructs): generic, avx2, neon, or the AVX-512 ops for avx512 and amx (the AMX
+// path runs its bf16 tiles on top of them).
 const TileOps& best_tile_ops();
 
 }  // namespace usp::cpu

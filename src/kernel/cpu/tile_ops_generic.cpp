@@ -77,10 +77,23 @@ const TileOps& generic_tile_ops() {
 }
 
 const TileOps& best_tile_ops() {
-  // One decision for the whole library: usp::cpu_path() (USP_CPU_PATH may force it). The AMX
-  // path has no tile ops of its own yet and runs the AVX-512 ones.
-  if (cpu_path() == CpuPath::generic) return generic_tile_ops();
-  const TileOps* fast = avx512_tile_ops();
+  // One decision for the whole library: usp::cpu_path() (USP_CPU_PATH may force it), which only
+  // names a path the CPU can run.
+  const TileOps* fast = nullptr;
+  switch (cpu_path()) {
+    case CpuPath::generic:
+      break;
+    case CpuPath::avx2:
+      fast = avx2_tile_ops();
+      break;
+    case CpuPath::avx512:
+    case CpuPath::amx:
+      fast = avx512_tile_ops();
+      break;
+    case CpuPath::neon:
+      fast = neon_tile_ops();
+      break;
+  }
   return fast != nullptr ? *fast : generic_tile_ops();
 }
 
