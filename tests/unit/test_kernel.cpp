@@ -147,6 +147,47 @@ TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
   EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
 }
 
+// A NaN in a query row makes every score of that row NaN: its output and lse are NaN, as in the
+// float64 reference, never the zeros and -inf of a row that sees no key (a vector maximum drops
+// NaN lanes, and with the masked scores at -inf nothing finite would be left). Other rows keep
+// their values.
+TEST(KernelNonFinite, NanInAQueryRowGivesNanInThatRowOnly) {
+  for (DType t : {DType::f32, DType::bf16, DType::f16})
+    for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " " + mask_name(mask));
+      auto kernel = make_cpu_kernel(2);
+      std::mt19937 rng(test::fresh_seed());
+      const std::int64_t s = 100, d = 32;
+      Tensor q = test::random_tensor({1, s, 2, d}, DType::f32, rng);
+      const std::int64_t row = 5;  // causal: its visible keys are NaN, the rest of the tile -inf
+      *static_cast<float*>(q.ptr({0, row, 1, 5})) = std::numeric_limits<float>::quiet_NaN();
+      q = to_dtype(q, t);
+      const Tensor k = test::random_tensor({1, s, 1, d}, t, rng);
+      const Tensor v = test::random_tensor({1, s, 1, d}, t, rng);
+      Tensor out = Tensor::empty({1, s, 2, d}, t), lse = Tensor::empty({1, 2, s}, DType::f32);
+      kernel->forward(q, k, v, mask, 0.25f, out, lse);
+      const std::vector<double> o = to_doubles(out), l = to_doubles(lse);
+      for (std::int64_t h = 0; h < 2; ++h)
+        for (std::int64_t i = 0; i < s; ++i) {
+          const bool nan_row = h == 1 && i == row;
+          const double li = l[static_cast<std::size_t>(h * s + i)];
+          if (nan_row) {
+            EXPECT_TRUE(std::isnan(li)) << li;
+          } else if (!(mask == MaskMode::causal_strict && i == 0)) {
+            EXPECT_TRUE(std::isfinite(li)) << h << " " << i << " " << li;
+          }
+          for (std::int64_t c = 0; c < d; ++c) {
+            const double x = o[static_cast<std::size_t>((i * 2 + h) * d + c)];
+            if (nan_row) {
+              ASSERT_TRUE(std::isnan(x)) << c << " " << x;
+            } else {
+              ASSERT_TRUE(std::isfinite(x)) << h << " " << i << " " << c;
+            }
+          }
+        }
+    }
+}
+
 TEST(KernelMasked, SingleTokenStrictSeesNothing) {
   auto kernel = make_cpu_kernel(1);
   std::mt19937 rng(test::fresh_seed());

@@ -41,9 +41,13 @@ void gemm_tn(int M, int N, int K, const float* A, int lda, const float* B, int l
   }
 }
 
+// NaN when x holds one (the softmax then gives NaN, as the reference does), else the maximum.
 float row_max(const float* x, int n) {
   float m = -std::numeric_limits<float>::infinity();
-  for (int j = 0; j < n; ++j) m = std::max(m, x[j]);
+  for (int j = 0; j < n; ++j) {
+    if (x[j] != x[j]) return x[j];
+    m = std::max(m, x[j]);
+  }
   return m;
 }
 

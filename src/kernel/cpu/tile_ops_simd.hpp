@@ -141,6 +141,13 @@ USP_SIMD_TARGET void ds_row(const float* p, float* dp, int n, float D) {
     S::store(dp + j, S::mul(S::load(p + j), S::sub(S::load(dp + j), vd)));
 }
 
+// NaN if x[0, n) holds one, else -inf.
+inline float first_nan(const float* x, int n) {
+  for (int j = 0; j < n; ++j)
+    if (x[j] != x[j]) return x[j];
+  return -__builtin_inff();
+}
+
 // TileOps::softmax_step. Three passes, so that the rows' dependency chains overlap: the rows'
 // tile maxima; the new running maxima and rescale factors, kLanes rows per vector; the
 // exponentials, sums and accumulator rescaling.
@@ -162,7 +169,13 @@ USP_SIMD_TARGET void softmax_step(float* s, int rows, int n, int lds, float c, f
       tmax[r] = kNegInf;
       m_old[r] = r < nr ? m[r0 + r] : kNegInf;
     }
-    for (int r = 0; r < nr; ++r) tmax[r] = row_max<S>(s0 + static_cast<long>(r) * lds, n);
+    for (int r = 0; r < nr; ++r) {
+      const float* x = s0 + static_cast<long>(r) * lds;
+      tmax[r] = row_max<S>(x, n);
+      // The vector maximum drops NaN scores; where no finite one is left the row would pass for
+      // one that sees no key. A NaN maximum makes its sums and outputs NaN, as in the reference.
+      if (tmax[r] == kNegInf) tmax[r] = first_nan(x, n);
+    }
     for (int r = 0; r < nr_pad; r += W) {
       const V mo = S::load(m_old + r);
       // A row without a visible score keeps its maximum: c·(-inf) = -inf never wins.
