@@ -72,8 +72,11 @@ Measurement:
                        show the run of median latency
   --breakdown          per rank: compute time, communication wait, total communication time and
                        the fraction of communication hidden behind compute (1 − wait/total)
-Output (stdout: a markdown report; the table has exactly the seed's columns):
-  --gflops             add a speed(GFLOPS) column (CPU speeds show as 0.0 TFLOPS at 1 decimal)
+Output (stdout: a markdown report; the tables have the seed's columns, then these):
+  --gflops             add a speed(GFLOPS) column (2 decimals); on by default with the CPU
+                       backends (local, mpi), whose speeds show as 0.0 TFLOPS at the seed's
+                       1 decimal
+  --no-gflops          leave it out
   --compare-seed       add the seed's latency and ours/seed for rows that exist in the seed
   --csv FILE           every row with all fields and the configuration
   --json FILE          the configuration, the machine, every row and per-rank statistics

@@ -107,8 +107,8 @@ const std::set<std::string> kValueFlags = {"--preset",    "--ring-type",  "--seq
                                            "--backend",   "--threads",    "--seed",    "--world",
                                            "--csv",       "--json",       "--plot",    "--repeats"};
 const std::set<std::string> kSwitches = {
-    "--causal", "--no-causal", "--check", "--breakdown", "--compare-seed",
-    "--gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};
+    "--causal",    "--no-causal", "--check", "--breakdown", "--compare-seed",  "--gflops",
+    "--no-gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};
 
 }  // namespace
 
@@ -141,7 +141,7 @@ std::vector<RowConfig> Section::rows() const {
 
 Options parse_options(const std::vector<std::string>& args) {
   std::map<std::string, std::string> values;  // last occurrence wins
-  std::optional<bool> causal;
+  std::optional<bool> causal, gflops;
   Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i];
@@ -158,7 +158,8 @@ Options parse_options(const std::vector<std::string>& args) {
       if (flag == "--breakdown") o.breakdown = true;
       if (flag == "--vs-single-rank") o.vs_single_rank = true;
       if (flag == "--compare-seed") o.compare_seed = true;
-      if (flag == "--gflops") o.gflops = true;
+      if (flag == "--gflops") gflops = true;
+      if (flag == "--no-gflops") gflops = false;
       if (flag == "--progress") o.progress = true;
       if (flag == "--help" || flag == "-h") o.help = true;
       continue;
@@ -262,6 +263,7 @@ Options parse_options(const std::vector<std::string>& args) {
       throw UsageError("--backend: '" + v + "' is not local, mpi, cuda-local or nccl");
     o.backend = v == "cpu" ? "local" : v;
   }
+  o.gflops = gflops.value_or(o.backend == "local" || o.backend == "mpi");
   if (has("--threads"))
     o.threads = static_cast<int>(parse_int("--threads", values["--threads"], 1, 1024));
   o.repeats = has("--repeats")

@@ -46,7 +46,7 @@ struct Options {
   bool vs_single_rank = false;  // also time each row's global problem on one rank
   int repeats = 1;              // timed runs per row (3 with --vs-single-rank); median reported
   bool compare_seed = false;
-  bool gflops = false;
+  bool gflops = false;  // the speed(GFLOPS) column: by default with the CPU backends (local, mpi)
   bool progress = false;
   std::string csv_path, json_path, plot_path;
   bool help = false;

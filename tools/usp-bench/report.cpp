@@ -189,7 +189,9 @@ std::string markdown_report(const RunData& d) {
   else
     os << "- lengths: " << join_lengths(lengths_used(o)) << "\n";
   os << "- speed(TFLOPS) = 4·b·s²·h·d (halved when causal, ×3.5 with backward) / latency, "
-        "aggregated over all ranks; peak memory(MB/device) = max over ranks of bytes allocated "
+        "aggregated over all ranks"
+     << (o.gflops ? " (speed(GFLOPS): the same in GFLOPS)" : "")
+     << "; peak memory(MB/device) = max over ranks of bytes allocated "
         "during the timed iterations / 2^20\n";
   if (d.plan.rows.size() < [&] {
         std::size_t n = 0;
