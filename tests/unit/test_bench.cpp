@@ -231,7 +231,8 @@ TEST(BenchCli, SeedPresetPrintsThreeTablesWithTheSeedHeader) {
     }
   EXPECT_NE(r.out.find("- machine: "), std::string::npos);
   EXPECT_NE(r.out.find("- dtype: fp16"), std::string::npos);
-  EXPECT_NE(r.out.find("- lengths: 64, 128"), std::string::npos);
+  EXPECT_NE(r.out.find("- lengths: 64, 128\n"), std::string::npos);
+  EXPECT_EQ(r.out.find("lengths chosen"), std::string::npos);  // explicit lengths: no calibration
 }
 
 TEST(BenchCli, GflopsColumnByDefaultOnTheCpu) {
@@ -261,6 +262,75 @@ TEST(BenchCli, GflopsColumnByDefaultOnTheCpu) {
     for (const auto& row : tables[0].rows) EXPECT_EQ(row.size(), 9u) << flags;
     EXPECT_EQ(r.out.find("GFLOPS"), std::string::npos) << flags;
   }
+}
+
+// A run without --seq-len and --preset measures the CPU kernel and picks L, 2L, 4L from its rate
+// (which L depends on the machine; the rule's structure does not).
+TEST(BenchCli, LengthsWithoutSeqLenComeFromTheCalibration) {
+  const std::string json = tmp_path("lengths.json");
+  const Result r = run_bench(
+      "--ring-type zigzag --degrees 2x4 --head-size 16 --nheads 2 --batch-size 1 --iters 1 "
+      "--warmup 0 --json '" +
+      json + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 1u) << r.out;
+  ASSERT_EQ(tables[0].rows.size(), 3u);
+  const std::int64_t l = std::stoll(tables[0].rows[0][1]);
+  EXPECT_EQ(std::stoll(tables[0].rows[1][1]), 2 * l);
+  EXPECT_EQ(std::stoll(tables[0].rows[2][1]), 4 * l);
+  EXPECT_EQ(l % 16, 0) << l;                   // zigzag over 2x4: 2·u·r
+  EXPECT_EQ((l / 16) & (l / 16 - 1), 0) << l;  // 16 × a power of two
+  EXPECT_GE(l, 512);
+  EXPECT_LE(4 * l, 8192);
+  const std::string lengths =
+      std::to_string(l) + ", " + std::to_string(2 * l) + ", " + std::to_string(4 * l);
+  EXPECT_NE(r.out.find("- lengths scaled to this machine: " + lengths + " (the seed: "),
+            std::string::npos)
+      << r.out;
+  const auto why = r.out.find("- lengths chosen from this machine's rate: ");
+  ASSERT_NE(why, std::string::npos) << r.out;
+  const std::string line = r.out.substr(why, r.out.find('\n', why) - why);
+  EXPECT_NE(line.find("single-threaded CPU kernel"), std::string::npos) << line;
+  EXPECT_NE(line.find("ran the forward (fp16, batch size 2, 16 heads, head size 16, 512 tokens"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("the 3 rows × (0 warm-up + 1 timed iteration) compute"), std::string::npos)
+      << line;
+  EXPECT_NE(line.find("(rule: L, 2L, 4L with L = 16 × a power of two, L ≥ 512, 4L ≤ 8192"),
+            std::string::npos)
+      << line;
+
+  const std::string j = slurp(json);
+  std::remove(json.c_str());
+  JsonChecker check{j};
+  EXPECT_TRUE(check.document()) << "invalid JSON near offset " << check.i;
+  EXPECT_NE(j.find("\"lengths\": [" + lengths + "]"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"granularity\": 16"), std::string::npos);
+  EXPECT_NE(j.find("\"budget_s\": 40"), std::string::npos);
+  ASSERT_EQ(json_numbers(j, "rate_gflops").size(), 1u);
+  // The prediction is the seed's flops of the three rows (1 iteration each) at the rate.
+  const auto rate = json_numbers(j, "rate_gflops"), predicted = json_numbers(j, "predicted_s");
+  double flops = 0;
+  for (std::int64_t s : {l, 2 * l, 4 * l})
+    flops += formula_flops(1, static_cast<double>(s), 2, 16, true, true);
+  const auto all_flops = json_numbers(j, "flops");  // the calibration's call, the choice's, rows'
+  ASSERT_EQ(all_flops.size(), 2u + 3u);
+  EXPECT_NEAR(all_flops[1], flops, 1e-8 * flops);
+  ASSERT_EQ(predicted.size(), 1u);
+  EXPECT_NEAR(predicted[0], flops / (rate[0] * 1e9), 1e-6 * predicted[0]);
+}
+
+TEST(BenchCli, PresetScaledKeepsItsFixedLengths) {
+  const Result r = run_bench(
+      "--preset scaled --head-size 16 --nheads 4 --batch-size 1 --iters 1 --warmup 0 "
+      "--fwd-only true");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("- lengths scaled to this machine: 1024, 2048, 4096 (the seed: "),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("lengths chosen"), std::string::npos) << r.out;
+  EXPECT_EQ(seed_tables(r.out).size(), 3u);
 }
 
 TEST(BenchCli, SinglePresetsHaveTheirRows) {

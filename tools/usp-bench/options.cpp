@@ -190,6 +190,7 @@ Options parse_options(const std::vector<std::string>& args) {
     o.sections = preset_sections("seed");
     for (auto& s : o.sections) s.seq_lens = scaled_lengths();
     o.scaled_lengths = true;
+    o.calibrate = true;
     o.world = 8;
   } else {
     o.preset = "custom";
@@ -200,6 +201,7 @@ Options parse_options(const std::vector<std::string>& args) {
     s.fwd_only = {true};
     o.sections = {s};
     o.scaled_lengths = true;
+    o.calibrate = true;
   }
 
   if (has("--ring-type")) {
@@ -219,6 +221,7 @@ Options parse_options(const std::vector<std::string>& args) {
       lens.push_back(parse_int("--seq-len", item, 1, std::int64_t{1} << 40));
     for (auto& s : o.sections) s.seq_lens = lens;
     o.scaled_lengths = false;
+    o.calibrate = false;
   }
   if (has("--degrees")) {
     const auto d = parse_degrees("--degrees", values["--degrees"]);
@@ -263,7 +266,9 @@ Options parse_options(const std::vector<std::string>& args) {
       throw UsageError("--backend: '" + v + "' is not local, mpi, cuda-local or nccl");
     o.backend = v == "cpu" ? "local" : v;
   }
-  o.gflops = gflops.value_or(o.backend == "local" || o.backend == "mpi");
+  const bool cpu = o.backend == "local" || o.backend == "mpi";
+  o.calibrate = o.calibrate && cpu;  // the GPU backends keep scaled_lengths()
+  o.gflops = gflops.value_or(cpu);
   if (has("--threads"))
     o.threads = static_cast<int>(parse_int("--threads", values["--threads"], 1, 1024));
   o.repeats = has("--repeats")
