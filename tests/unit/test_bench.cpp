@@ -205,7 +205,8 @@ TEST(BenchCli, SeedPresetPrintsThreeTablesWithTheSeedHeader) {
   ASSERT_EQ(r.code, 0) << r.err;
   const auto tables = seed_tables(r.out);
   ASSERT_EQ(tables.size(), 3u) << r.out;
-  EXPECT_EQ(tables[0].header, kHeader);
+  // The seed's columns, then speed(GFLOPS) (by default on the CPU).
+  EXPECT_EQ(tables[0].header, std::string(kHeader) + " speed(GFLOPS) |");
   EXPECT_NE(tables[0].heading.find("seq_len and ring attention type"), std::string::npos);
   EXPECT_NE(tables[1].heading.find("seq_len and degree"), std::string::npos);
   EXPECT_NE(tables[2].heading.find("seq_len and backward"), std::string::npos);
@@ -221,15 +222,115 @@ TEST(BenchCli, SeedPresetPrintsThreeTablesWithTheSeedHeader) {
   EXPECT_EQ(tables[2].rows[3][4], "False");
   for (const auto& t : tables)
     for (const auto& row : t.rows) {
-      ASSERT_EQ(row.size(), 9u);
+      ASSERT_EQ(row.size(), 10u);  // + speed(GFLOPS), by default on the CPU
       EXPECT_EQ(row[5].size() - row[5].find('.'), 4u) << row[5];  // 3 decimals
       EXPECT_EQ(row[6].size() - row[6].find('.'), 4u) << row[6];
       EXPECT_EQ(row[7].size() - row[7].find('.'), 2u) << row[7];  // 1 decimal
       EXPECT_EQ(row[8].size() - row[8].find('.'), 2u) << row[8];
+      EXPECT_EQ(row[9].size() - row[9].find('.'), 3u) << row[9];  // 2 decimals
     }
   EXPECT_NE(r.out.find("- machine: "), std::string::npos);
   EXPECT_NE(r.out.find("- dtype: fp16"), std::string::npos);
-  EXPECT_NE(r.out.find("- lengths: 64, 128"), std::string::npos);
+  EXPECT_NE(r.out.find("- lengths: 64, 128\n"), std::string::npos);
+  EXPECT_EQ(r.out.find("lengths chosen"), std::string::npos);  // explicit lengths: no calibration
+}
+
+TEST(BenchCli, GflopsColumnByDefaultOnTheCpu) {
+  const std::string gflops = std::string(kHeader) + " speed(GFLOPS) |";
+  const std::string align = std::string(kAlign) + " :----: |";
+  for (const char* flags : {"", "--gflops", "--no-gflops --gflops", "--backend cpu"}) {
+    const Result r = run_bench(std::string("--preset seed-degree ") + kTiny + " " + flags);
+    ASSERT_EQ(r.code, 0) << flags << ": " << r.err;
+    const auto tables = seed_tables(r.out);
+    ASSERT_EQ(tables.size(), 1u) << flags;
+    EXPECT_EQ(tables[0].header, gflops) << flags;
+    EXPECT_NE(r.out.find(gflops + "\n" + align + "\n"), std::string::npos) << flags;
+    for (const auto& row : tables[0].rows) {
+      ASSERT_EQ(row.size(), 10u) << flags;
+      // The same rate as the TFLOPS column, in GFLOPS with 2 decimals.
+      EXPECT_NEAR(std::stod(row[9]) / 1000.0, std::stod(row[8]), 0.05 + 1e-9) << flags;
+    }
+    EXPECT_NE(r.out.find("(speed(GFLOPS): the same in GFLOPS)"), std::string::npos) << flags;
+  }
+  // --no-gflops (the last of the two wins): exactly the seed's columns.
+  for (const char* flags : {"--no-gflops", "--gflops --no-gflops"}) {
+    const Result r = run_bench(std::string("--preset seed-degree ") + kTiny + " " + flags);
+    ASSERT_EQ(r.code, 0) << flags << ": " << r.err;
+    const auto tables = seed_tables(r.out);
+    ASSERT_EQ(tables.size(), 1u) << flags;
+    EXPECT_EQ(tables[0].header, kHeader) << flags;
+    for (const auto& row : tables[0].rows) EXPECT_EQ(row.size(), 9u) << flags;
+    EXPECT_EQ(r.out.find("GFLOPS"), std::string::npos) << flags;
+  }
+}
+
+// A run without --seq-len and --preset measures the CPU kernel and picks L, 2L, 4L from its rate
+// (which L depends on the machine; the rule's structure does not).
+TEST(BenchCli, LengthsWithoutSeqLenComeFromTheCalibration) {
+  const std::string json = tmp_path("lengths.json");
+  const Result r = run_bench(
+      "--ring-type zigzag --degrees 2x4 --head-size 16 --nheads 2 --batch-size 1 --iters 1 "
+      "--warmup 0 --json '" +
+      json + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto tables = seed_tables(r.out);
+  ASSERT_EQ(tables.size(), 1u) << r.out;
+  ASSERT_EQ(tables[0].rows.size(), 3u);
+  const std::int64_t l = std::stoll(tables[0].rows[0][1]);
+  EXPECT_EQ(std::stoll(tables[0].rows[1][1]), 2 * l);
+  EXPECT_EQ(std::stoll(tables[0].rows[2][1]), 4 * l);
+  EXPECT_EQ(l % 16, 0) << l;                   // zigzag over 2x4: 2·u·r
+  EXPECT_EQ((l / 16) & (l / 16 - 1), 0) << l;  // 16 × a power of two
+  EXPECT_GE(l, 512);
+  EXPECT_LE(4 * l, 8192);
+  const std::string lengths =
+      std::to_string(l) + ", " + std::to_string(2 * l) + ", " + std::to_string(4 * l);
+  EXPECT_NE(r.out.find("- lengths scaled to this machine: " + lengths + " (the seed: "),
+            std::string::npos)
+      << r.out;
+  const auto why = r.out.find("- lengths chosen from this machine's rate: ");
+  ASSERT_NE(why, std::string::npos) << r.out;
+  const std::string line = r.out.substr(why, r.out.find('\n', why) - why);
+  EXPECT_NE(line.find("single-threaded CPU kernel"), std::string::npos) << line;
+  EXPECT_NE(line.find("ran the forward (fp16, batch size 2, 16 heads, head size 16, 512 tokens"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("the 3 rows × (0 warm-up + 1 timed iteration) compute"), std::string::npos)
+      << line;
+  EXPECT_NE(line.find("(rule: L, 2L, 4L with L = 16 × a power of two, L ≥ 512, 4L ≤ 8192"),
+            std::string::npos)
+      << line;
+
+  const std::string j = slurp(json);
+  std::remove(json.c_str());
+  JsonChecker check{j};
+  EXPECT_TRUE(check.document()) << "invalid JSON near offset " << check.i;
+  EXPECT_NE(j.find("\"lengths\": [" + lengths + "]"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"granularity\": 16"), std::string::npos);
+  EXPECT_NE(j.find("\"budget_s\": 40"), std::string::npos);
+  ASSERT_EQ(json_numbers(j, "rate_gflops").size(), 1u);
+  // The prediction is the seed's flops of the three rows (1 iteration each) at the rate.
+  const auto rate = json_numbers(j, "rate_gflops"), predicted = json_numbers(j, "predicted_s");
+  double flops = 0;
+  for (std::int64_t s : {l, 2 * l, 4 * l})
+    flops += formula_flops(1, static_cast<double>(s), 2, 16, true, true);
+  const auto all_flops = json_numbers(j, "flops");  // the calibration's call, the choice's, rows'
+  ASSERT_EQ(all_flops.size(), 2u + 3u);
+  EXPECT_NEAR(all_flops[1], flops, 1e-8 * flops);
+  ASSERT_EQ(predicted.size(), 1u);
+  EXPECT_NEAR(predicted[0], flops / (rate[0] * 1e9), 1e-6 * predicted[0]);
+}
+
+TEST(BenchCli, PresetScaledKeepsItsFixedLengths) {
+  const Result r = run_bench(
+      "--preset scaled --head-size 16 --nheads 4 --batch-size 1 --iters 1 --warmup 0 "
+      "--fwd-only true");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("- lengths scaled to this machine: 1024, 2048, 4096 (the seed: "),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("lengths chosen"), std::string::npos) << r.out;
+  EXPECT_EQ(seed_tables(r.out).size(), 3u);
 }
 
 TEST(BenchCli, SinglePresetsHaveTheirRows) {
@@ -248,7 +349,7 @@ TEST(BenchCli, SpeedColumnsFollowTheSeedFormula) {
   const std::string csv = tmp_path("speed.csv");
   const Result r = run_bench(
       "--ring-type basic,zigzag --degrees 2x2 --fwd-only both --seq-len 64,96 --head-size 16 "
-      "--nheads 4 --batch-size 3 --iters 2 --warmup 1 --no-causal --gflops --csv '" +
+      "--nheads 4 --batch-size 3 --iters 2 --warmup 1 --no-causal --csv '" +
       csv + "'");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto tables = seed_tables(r.out);
@@ -347,9 +448,9 @@ TEST(BenchCli, CheckAgreesWithTheSingleRankRun) {
   ASSERT_EQ(tables.size(), 1u);
   ASSERT_EQ(tables[0].rows.size(), 3u * 2u * 2u);
   for (const auto& row : tables[0].rows) {
-    ASSERT_EQ(row.size(), 10u);
-    const double err = std::stod(row[9]);
-    EXPECT_LE(err, 1e-5) << row[9];  // fp32: out and lse 1e-5, grads 1e-4
+    ASSERT_EQ(row.size(), 11u);  // + speed(GFLOPS), check
+    const double err = std::stod(row[10]);
+    EXPECT_LE(err, 1e-5) << row[10];  // fp32: out and lse 1e-5, grads 1e-4
   }
 }
 
@@ -513,9 +614,9 @@ TEST(BenchCli, CompareSeedLeavesOtherProblemsBlank) {
   const auto tables = seed_tables(r.out);
   ASSERT_EQ(tables.size(), 1u);
   ASSERT_EQ(tables[0].rows.size(), 1u);
-  ASSERT_EQ(tables[0].rows[0].size(), 11u);
-  EXPECT_EQ(tables[0].rows[0][9], "-");
+  ASSERT_EQ(tables[0].rows[0].size(), 12u);  // + speed(GFLOPS), seed latency, ours/seed
   EXPECT_EQ(tables[0].rows[0][10], "-");
+  EXPECT_EQ(tables[0].rows[0][11], "-");
   EXPECT_NE(tables[0].header.find("| seed latency(ms/iter) | ours/seed |"), std::string::npos);
 }
 

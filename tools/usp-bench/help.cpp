@@ -9,18 +9,19 @@ seed measured it on 8 × RTX 4090D, on this machine's ranks.
 Usage: usp-bench [options]
 
 With no options it runs the seed's three tables (seq_len and ring attention type, seq_len and
-degree, seq_len and backward) at global lengths scaled to this machine (1024, 2048, 4096 instead
-of the seed's 4096 … 128000), fp16, causal, batch size 2, 16 heads, head size 128, world 8.
+degree, seq_len and backward) at global lengths scaled to this machine (three lengths L, 2L, 4L
+from its measured rate, see "Lengths" below, instead of the seed's 4096 … 128000), fp16, causal,
+batch size 2, 16 heads, head size 128, world 8.
 
 What to run (lists are comma-separated; every combination is one row):
   --preset NAME        seed            the seed's three tables, its exact rows (world 8)
                        seed-ring-type  3 ring types × 6 lengths, 2x4, fwd
                        seed-degree     zigzag × 6 lengths × {2x4, 4x2}, fwd
                        seed-backward   zigzag 2x4 × 6 lengths × fwd_only {True, False}
-                       scaled          the three tables at this machine's lengths (the default)
+                       scaled          the three tables at 1024, 2048, 4096 (no calibration)
                        Any flag below overrides the preset's value in every table.
   --ring-type LIST     basic,stripe,zigzag                        (default zigzag)
-  --seq-len LIST       global sequence lengths, e.g. 4096,8192    (default 1024,2048,4096)
+  --seq-len LIST       global sequence lengths, e.g. 4096,8192    (default: see "Lengths")
   --degrees LIST       ULYSSESxRING pairs, e.g. 2x4,4x2; a row runs u·r ranks (default 2x4)
   --fwd-only V         true | false | both (or a list): forward only, or forward + backward
   --world W            require u·r = W for every row (presets set 8)
@@ -72,8 +73,11 @@ Measurement:
                        show the run of median latency
   --breakdown          per rank: compute time, communication wait, total communication time and
                        the fraction of communication hidden behind compute (1 − wait/total)
-Output (stdout: a markdown report; the table has exactly the seed's columns):
-  --gflops             add a speed(GFLOPS) column (CPU speeds show as 0.0 TFLOPS at 1 decimal)
+Output (stdout: a markdown report; the tables have the seed's columns, then these):
+  --gflops             add a speed(GFLOPS) column (2 decimals); on by default with the CPU
+                       backends (local, mpi), whose speeds show as 0.0 TFLOPS at the seed's
+                       1 decimal
+  --no-gflops          leave it out
   --compare-seed       add the seed's latency and ours/seed for rows that exist in the seed
   --csv FILE           every row with all fields and the configuration
   --json FILE          the configuration, the machine, every row and per-rank statistics
@@ -100,6 +104,18 @@ What the columns mean:
   lse (fp32), plus 2 K/V ring buffers in flight (k and v, [b, s/r, max(hkv/u,1), d] each), plus
   with backward its shard of dout, dq, dk, dv and the 2 dK/dV buffers in flight on the second
   ring (fp32, shaped like the K/V buffers) — and measured/minimum (target ≤ 1.2×).
+
+Lengths: without --seq-len and --preset, on the CPU backends (local, mpi), a calibration first
+times the CPU kernel's forward (the run's dtype, head size and mask; batch size 2, 16 heads,
+512 tokens), one single-threaded kernel per core all computing at once, as the ranks do (under a
+second), and takes the machine's rate R (the seed's flop count of a call / its median time,
+summed over the kernels). The rows then run at L, 2L, 4L, where L is the granularity of the
+rows' layouts (the least common multiple of u·r, 2·u·r for zigzag: 16 for 2x4 and 4x2) times a
+power of two, L ≥ 512 and 4L ≤ 8192, every row fitting in memory: the largest such L for which
+the whole run's flops (F of every row × (warm-up + timed iterations) × repeats, twice with
+--vs-single-rank, + 2 F with --check) / R ≤ 40 s, or the smallest L when none fits the budget.
+The report says which lengths, the rate, the predicted time and what stopped a longer L. Under
+mpirun rank 0 measures and every rank uses its rate. The GPU backends run 1024, 2048, 4096.
 
 Errors: an unknown flag, a malformed value, an impossible row (u·r ≠ --world, a length the layout
 cannot split — basic/stripe need seq_len divisible by u·r, zigzag by 2·u·r —, heads not divisible

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "calibrate.hpp"
 #include "machine.hpp"
 #include "options.hpp"
 #include "plan.hpp"
@@ -37,7 +38,12 @@ int main_threads(const std::vector<std::string>& args) {
     const std::string why = usp::backend_unavailable_reason(options.backend);
     if (!why.empty()) return usage_error(why);
     if (options.backend == "cuda-local") machine.gpu = usp::cuda::device_description(0);
-    plan = make_plan(options, machine);
+    if (options.calibrate) set_shortest_lengths(options);
+    plan = make_plan(options, machine);  // every error before the calibration runs
+    if (options.calibrate) {
+      apply_length_choice(options, machine, calibrate_cpu(options.problem, machine.cores));
+      plan = make_plan(options, machine);
+    }
   } catch (const UsageError& e) {
     return usage_error(e.what());
   } catch (const usp::Error& e) {

@@ -107,8 +107,8 @@ const std::set<std::string> kValueFlags = {"--preset",    "--ring-type",  "--seq
                                            "--backend",   "--threads",    "--seed",    "--world",
                                            "--csv",       "--json",       "--plot",    "--repeats"};
 const std::set<std::string> kSwitches = {
-    "--causal", "--no-causal", "--check", "--breakdown", "--compare-seed",
-    "--gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};
+    "--causal",    "--no-causal", "--check", "--breakdown", "--compare-seed",  "--gflops",
+    "--no-gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};
 
 }  // namespace
 
@@ -141,7 +141,7 @@ std::vector<RowConfig> Section::rows() const {
 
 Options parse_options(const std::vector<std::string>& args) {
   std::map<std::string, std::string> values;  // last occurrence wins
-  std::optional<bool> causal;
+  std::optional<bool> causal, gflops;
   Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i];
@@ -158,7 +158,8 @@ Options parse_options(const std::vector<std::string>& args) {
       if (flag == "--breakdown") o.breakdown = true;
       if (flag == "--vs-single-rank") o.vs_single_rank = true;
       if (flag == "--compare-seed") o.compare_seed = true;
-      if (flag == "--gflops") o.gflops = true;
+      if (flag == "--gflops") gflops = true;
+      if (flag == "--no-gflops") gflops = false;
       if (flag == "--progress") o.progress = true;
       if (flag == "--help" || flag == "-h") o.help = true;
       continue;
@@ -189,6 +190,7 @@ Options parse_options(const std::vector<std::string>& args) {
     o.sections = preset_sections("seed");
     for (auto& s : o.sections) s.seq_lens = scaled_lengths();
     o.scaled_lengths = true;
+    o.calibrate = true;
     o.world = 8;
   } else {
     o.preset = "custom";
@@ -199,6 +201,7 @@ Options parse_options(const std::vector<std::string>& args) {
     s.fwd_only = {true};
     o.sections = {s};
     o.scaled_lengths = true;
+    o.calibrate = true;
   }
 
   if (has("--ring-type")) {
@@ -218,6 +221,7 @@ Options parse_options(const std::vector<std::string>& args) {
       lens.push_back(parse_int("--seq-len", item, 1, std::int64_t{1} << 40));
     for (auto& s : o.sections) s.seq_lens = lens;
     o.scaled_lengths = false;
+    o.calibrate = false;
   }
   if (has("--degrees")) {
     const auto d = parse_degrees("--degrees", values["--degrees"]);
@@ -262,6 +266,9 @@ Options parse_options(const std::vector<std::string>& args) {
       throw UsageError("--backend: '" + v + "' is not local, mpi, cuda-local or nccl");
     o.backend = v == "cpu" ? "local" : v;
   }
+  const bool cpu = o.backend == "local" || o.backend == "mpi";
+  o.calibrate = o.calibrate && cpu;  // the GPU backends keep scaled_lengths()
+  o.gflops = gflops.value_or(cpu);
   if (has("--threads"))
     o.threads = static_cast<int>(parse_int("--threads", values["--threads"], 1, 1024));
   o.repeats = has("--repeats")

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
+#include "lengths.hpp"
 
 namespace usp::bench {
 
@@ -35,6 +37,11 @@ struct Options {
   std::string preset;  // what selected the tables ("seed", "seed-degree", ..., or "custom")
   std::vector<Section> sections;
   bool scaled_lengths = false;  // lengths are this machine's defaults, not the seed's
+  // No --seq-len and no --preset on a CPU backend: the lengths are chosen from the measured rate
+  // (choose_lengths) before the rows run; until then the sections hold scaled_lengths().
+  bool calibrate = false;
+  std::optional<Calibration> calibration;     // set once measured
+  std::optional<LengthChoice> length_choice;  // set once chosen
   Problem problem;
   int warmup = 1;
   int iters = 2;
@@ -46,7 +53,7 @@ struct Options {
   bool vs_single_rank = false;  // also time each row's global problem on one rank
   int repeats = 1;              // timed runs per row (3 with --vs-single-rank); median reported
   bool compare_seed = false;
-  bool gflops = false;
+  bool gflops = false;  // the speed(GFLOPS) column: by default with the CPU backends (local, mpi)
   bool progress = false;
   std::string csv_path, json_path, plot_path;
   bool help = false;

@@ -66,34 +66,15 @@ void validate_row(const Options& o, const RowConfig& c) {
                      std::to_string(u) + " (kv_heads must divide or be divisible by u)");
 }
 
-// Host memory only: the GPU backends keep their tensors on the device.
 void check_memory(const Options& o, const Machine& m, const RowConfig& c, int threads,
                   std::uint64_t available) {
-  if (available == 0 || o.backend == "cuda-local" || o.backend == "nccl") return;
-  const std::uint64_t scratch = kernel_scratch_bytes(o.problem, c, threads);
-  const std::uint64_t per_rank = memory_model(o.problem, c).estimate + scratch;
-  const int here = m.host_ranks > 0 ? m.host_ranks : c.world();  // ranks sharing this memory
-  std::uint64_t need = per_rank * static_cast<std::uint64_t>(here);
-  if (o.check) {
-    RowConfig single = c;
-    single.ulysses = single.ring = 1;
-    const Problem& p = o.problem;
-    const auto s = static_cast<std::uint64_t>(c.seq_len), b = static_cast<std::uint64_t>(p.batch);
-    const auto d = static_cast<std::uint64_t>(p.head_size);
-    const std::uint64_t q = b * s * static_cast<std::uint64_t>(p.nheads) * d;
-    const std::uint64_t kv = b * s * static_cast<std::uint64_t>(p.kv_heads) * d;
-    // The single-rank run (with the row's total threads) plus its results kept as doubles (out,
-    // lse, and dq, dk, dv).
-    need += memory_model(p, single).estimate + kernel_scratch_bytes(p, single, threads * here) +
-            8 * (q + b * s * static_cast<std::uint64_t>(p.nheads) + (c.fwd_only ? 0 : q + 2 * kv)) +
-            need / 2;  // the distributed results converted for comparison
-  }
-  if (need > available)
-    throw UsageError("not enough memory for " + c.describe() + ": it needs about " + gib(need) +
-                     " (" + gib(per_rank) + " per rank, " + gib(scratch) +
-                     " of it kernel scratch, × " + std::to_string(here) + " ranks" +
-                     (o.check ? ", plus the --check reference" : "") + ") but only " +
-                     gib(available) + " is available; use shorter --seq-len");
+  const MemoryNeed n = memory_need(o, m, c, threads);
+  if (available == 0 || n.bytes <= available) return;
+  throw UsageError("not enough memory for " + c.describe() + ": it needs about " + gib(n.bytes) +
+                   " (" + gib(n.per_rank) + " per rank, " + gib(n.scratch) +
+                   " of it kernel scratch, × " + std::to_string(n.ranks) + " ranks" +
+                   (o.check ? ", plus the --check reference" : "") + ") but only " +
+                   gib(available) + " is available; use shorter --seq-len");
 }
 
 bool on_path(const char* program) {
@@ -121,6 +102,31 @@ void check_writable(const char* flag, const std::string& path) {
 }
 
 }  // namespace
+
+MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, int threads) {
+  MemoryNeed n;
+  if (o.backend == "cuda-local" || o.backend == "nccl") return n;
+  n.scratch = kernel_scratch_bytes(o.problem, c, threads);
+  n.per_rank = memory_model(o.problem, c).estimate + n.scratch;
+  n.ranks = m.host_ranks > 0 ? m.host_ranks : c.world();  // ranks sharing this memory
+  n.bytes = n.per_rank * static_cast<std::uint64_t>(n.ranks);
+  if (o.check) {
+    RowConfig single = c;
+    single.ulysses = single.ring = 1;
+    const Problem& p = o.problem;
+    const auto s = static_cast<std::uint64_t>(c.seq_len), b = static_cast<std::uint64_t>(p.batch);
+    const auto d = static_cast<std::uint64_t>(p.head_size);
+    const std::uint64_t q = b * s * static_cast<std::uint64_t>(p.nheads) * d;
+    const std::uint64_t kv = b * s * static_cast<std::uint64_t>(p.kv_heads) * d;
+    // The single-rank run (with the row's total threads) plus its results kept as doubles (out,
+    // lse, and dq, dk, dv).
+    n.bytes +=
+        memory_model(p, single).estimate + kernel_scratch_bytes(p, single, threads * n.ranks) +
+        8 * (q + b * s * static_cast<std::uint64_t>(p.nheads) + (c.fwd_only ? 0 : q + 2 * kv)) +
+        n.bytes / 2;  // the distributed results converted for comparison
+  }
+  return n;
+}
 
 int threads_per_rank(const Options& o, const RowConfig& c, const Machine& m) {
   if (o.threads > 0) return o.threads;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "machine.hpp"
@@ -19,6 +20,17 @@ struct Plan {
 // Throws UsageError for an impossible row (degrees vs world, a length the layout cannot split,
 // heads the Ulysses degree cannot split, not enough memory) or an unwritable output path.
 Plan make_plan(const Options& o, const Machine& m);
+
+// The host memory a row needs on this machine: the upper estimate per rank plus the CPU kernel's
+// scratch, times the ranks sharing the memory, plus the single-rank reference with --check. All
+// zero for the GPU backends (their tensors live on the device).
+struct MemoryNeed {
+  std::uint64_t bytes = 0;     // in all
+  std::uint64_t per_rank = 0;  // of it per rank, kernel scratch included
+  std::uint64_t scratch = 0;   // of that the kernel scratch
+  int ranks = 0;               // ranks on this host
+};
+MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, int threads);
 
 // Kernel threads per rank: --threads, else max(1, cores / ranks on this host).
 int threads_per_rank(const Options& o, const RowConfig& c, const Machine& m);

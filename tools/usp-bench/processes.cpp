@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "../common/mpi_job.hpp"
+#include "calibrate.hpp"
 #include "machine.hpp"
 #include "options.hpp"
 #include "plan.hpp"
@@ -133,6 +134,7 @@ int main_processes(int* argc, char*** argv, const std::vector<std::string>& args
                          " (with --backend " + o.backend + " the world is the mpirun job)");
       o.world = size;
       if (o.backend == "nccl") m.gpu = cuda::device_description(rank % cuda::device_count());
+      if (o.calibrate) set_shortest_lengths(o);
       Options probe = o;
       probe.world = 0;
       plan = make_plan(probe, m);  // everything but the world size
@@ -171,6 +173,18 @@ int main_processes(int* argc, char*** argv, const std::vector<std::string>& args
   if (o.help) {
     if (root) std::cout << help_text();
     return 0;
+  }
+  // Rank 0 measures the rate while the others wait; every rank then chooses the same lengths.
+  if (o.calibrate) {
+    try {
+      Calibration cal;
+      if (root) cal = calibrate_cpu(o.problem, m.cores);
+      cal = tools::allgather_value(*control, "mpi", cal).front();
+      apply_length_choice(o, m, cal);
+      plan = make_plan(o, m);
+    } catch (const std::exception& e) {
+      session->abort(1, e.what());
+    }
   }
 
   // 2. Run, this process being one rank; agree on the exit code.

@@ -36,11 +36,19 @@ std::string row_table_head(std::initializer_list<const char*> more) {
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
   char buf[256];
-  va_list ap;
+  va_list ap, again;
   va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_copy(again, ap);
+  const int n = std::vsnprintf(buf, sizeof buf, f, ap);
   va_end(ap);
-  return buf;
+  std::string s =
+      n < 0 ? std::string() : std::string(buf, std::min<std::size_t>(n, sizeof buf - 1));
+  if (n >= static_cast<int>(sizeof buf)) {  // longer than the buffer: format it again in place
+    s.resize(static_cast<std::size_t>(n));
+    std::vsnprintf(s.data(), s.size() + 1, f, again);
+  }
+  va_end(again);
+  return s;
 }
 
 const char* py_bool(bool b) {
@@ -96,6 +104,59 @@ std::string backend_text(const RunData& d) {
            " under mpirun, one per rank and GPU: " + d.machine.gpu + ")";
   return o.backend + " (each row runs ulysses_degree × ring_degree ranks as threads of this " +
          "process; " + threads_text(d) + ")";
+}
+
+// How many distinct rows, and what each runs, for the length-choice line.
+std::string run_text(const RunData& d) {
+  const Options& o = d.options;
+  std::string t =
+      fmt("%zu row%s × (%d warm-up + %d timed iteration%s)", d.plan.rows.size(),
+          d.plan.rows.size() == 1 ? "" : "s", o.warmup, o.iters, o.iters == 1 ? "" : "s");
+  if (o.repeats > 1) t += fmt(" × %d repeats", o.repeats);
+  if (o.vs_single_rank) t += ", with the single-rank runs";
+  if (o.check) t += ", with the checks";
+  return t;
+}
+
+// Why the default run has the lengths it has: the calibration and the rule.
+std::string length_choice_text(const RunData& d) {
+  const Options& o = d.options;
+  const Calibration& cal = *o.calibration;
+  const LengthChoice& ch = *o.length_choice;
+  const LengthRule& rule = ch.rule;
+  const std::int64_t l = ch.lengths.front();
+  std::string t = fmt(
+      "lengths chosen from this machine's rate: %d single-threaded CPU kernel%s computing at "
+      "once ran the forward (%s, batch size %lld, %lld heads, head size %d, %lld tokens, causal: "
+      "%s) at %.1f GFLOPS in all (%d timed calls, %.2f s with the data); at that rate the %s "
+      "compute %.3g TFLOP at %s ≈ %.1f s",
+      cal.threads, cal.threads == 1 ? "" : "s", dtype_name(o.problem.dtype),
+      static_cast<long long>(cal.batch), static_cast<long long>(cal.heads), o.problem.head_size,
+      static_cast<long long>(cal.seq_len), py_bool(o.problem.causal), cal.rate / 1e9, cal.calls,
+      cal.total_s, run_text(d).c_str(), ch.flops / 1e12, join_lengths(ch.lengths).c_str(),
+      ch.predicted_s);
+  const std::string next = join_lengths({2 * l, 4 * l, 8 * l});
+  switch (ch.limit) {
+    case LengthChoice::Limit::budget:
+      t += fmt("; %s would take ≈ %.1f s, over the %.0f s budget", next.c_str(), ch.next_s,
+               rule.budget_s);
+      break;
+    case LengthChoice::Limit::longest:
+      t += fmt(" (budget %.0f s); %s would exceed the longest length, %lld", rule.budget_s,
+               next.c_str(), static_cast<long long>(rule.longest));
+      break;
+    case LengthChoice::Limit::memory:
+      t += fmt(" (budget %.0f s); %s would not fit in memory", rule.budget_s, next.c_str());
+      break;
+    case LengthChoice::Limit::shortest:
+      t += fmt(", over the %.0f s budget, but the lengths go no shorter than %lld", rule.budget_s,
+               static_cast<long long>(rule.shortest));
+      break;
+  }
+  return t + fmt(" (rule: L, 2L, 4L with L = %lld × a power of two, L ≥ %lld, 4L ≤ %lld, the "
+                 "longest whose predicted compute fits the budget)",
+                 static_cast<long long>(ch.granularity), static_cast<long long>(rule.shortest),
+                 static_cast<long long>(rule.longest));
 }
 
 std::string json_escape(const std::string& s) {
@@ -188,8 +249,11 @@ std::string markdown_report(const RunData& d) {
        << " (the seed: " << join_lengths(seed_lengths()) << " on 8 × RTX 4090D)\n";
   else
     os << "- lengths: " << join_lengths(lengths_used(o)) << "\n";
+  if (o.length_choice) os << "- " << length_choice_text(d) << "\n";
   os << "- speed(TFLOPS) = 4·b·s²·h·d (halved when causal, ×3.5 with backward) / latency, "
-        "aggregated over all ranks; peak memory(MB/device) = max over ranks of bytes allocated "
+        "aggregated over all ranks"
+     << (o.gflops ? " (speed(GFLOPS): the same in GFLOPS)" : "")
+     << "; peak memory(MB/device) = max over ranks of bytes allocated "
         "during the timed iterations / 2^20\n";
   if (d.plan.rows.size() < [&] {
         std::size_t n = 0;
@@ -324,6 +388,24 @@ std::string json_report(const RunData& d) {
      << ", \"vs_single_rank\": " << (o.vs_single_rank ? "true" : "false")
      << ", \"seed\": " << p.seed
      << ", \"scaled_lengths\": " << (o.scaled_lengths ? "true" : "false") << "},\n";
+  if (o.calibration && o.length_choice) {
+    const Calibration& c = *o.calibration;
+    const LengthChoice& ch = *o.length_choice;
+    static const char* const kLimits[] = {"budget", "longest", "memory", "shortest"};
+    os << "  \"length_choice\": {\"calibration\": {\"batch_size\": " << c.batch
+       << ", \"nheads\": " << c.heads << ", \"seq_len\": " << c.seq_len
+       << ", \"threads\": " << c.threads << ", \"calls\": " << c.calls
+       << ", \"call_s\": " << num(c.call_s) << ", \"flops\": " << num(c.flops)
+       << ", \"rate_gflops\": " << num(c.rate / 1e9) << ", \"total_s\": " << num(c.total_s)
+       << "}, \"budget_s\": " << num(ch.rule.budget_s) << ", \"shortest\": " << ch.rule.shortest
+       << ", \"longest\": " << ch.rule.longest << ", \"granularity\": " << ch.granularity
+       << ", \"lengths\": [" << join_lengths(ch.lengths) << "], \"flops\": " << num(ch.flops)
+       << ", \"predicted_s\": " << num(ch.predicted_s)
+       << ", \"next_s\": " << (ch.limit == LengthChoice::Limit::budget ? num(ch.next_s) : "null")
+       << ", \"limit\": \"" << kLimits[static_cast<int>(ch.limit)] << "\"},\n";
+  } else {
+    os << "  \"length_choice\": null,\n";
+  }
   os << "  \"formula\": \"speed_tflops = 4*b*s^2*h*d (/2 if causal, *3.5 with backward) / "
         "latency_s / 1e12, aggregated over all ranks\",\n";
   os << "  \"tables\": [";
