@@ -90,17 +90,38 @@ CpuFeatures detect() {
 
 const char* avx512_needs[] = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"};
 
-std::vector<std::string> missing_for(CpuPath p, const CpuFeatures& f) {
-  std::vector<std::string> miss;
-  if (p == CpuPath::generic) return miss;
+void add_missing_avx512(const CpuFeatures& f, std::vector<std::string>& miss) {
   const bool have[] = {f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.fma};
   for (std::size_t i = 0; i < std::size(have); ++i)
     if (!have[i]) miss.emplace_back(avx512_needs[i]);
-  if (p == CpuPath::amx) {
-    if (!f.amx_tile) miss.emplace_back("amx_tile");
-    if (!f.amx_bf16) miss.emplace_back("amx_bf16");
+}
+
+// The features path `p` needs that `f` lacks (none: the path runs here).
+std::vector<std::string> missing_for(CpuPath p, const CpuFeatures& f) {
+  std::vector<std::string> miss;
+  switch (p) {
+    case CpuPath::generic:
+      break;
+    case CpuPath::avx512:
+      add_missing_avx512(f, miss);
+      break;
+    case CpuPath::amx:
+      add_missing_avx512(f, miss);
+      if (!f.amx_tile) miss.emplace_back("amx_tile");
+      if (!f.amx_bf16) miss.emplace_back("amx_bf16");
+      break;
   }
   return miss;
+}
+
+// "generic, avx512, amx": the accepted names, for error messages.
+std::string path_names() {
+  std::string s;
+  for (CpuPath p : detail::kCpuPaths) {
+    if (!s.empty()) s += ", ";
+    s += cpu_path_name(p);
+  }
+  return s;
 }
 
 std::string_view trim(std::string_view s) {
@@ -170,10 +191,10 @@ std::optional<CpuPath> parse_cpu_path(const char* value) {
   if (value == nullptr) return std::nullopt;
   const std::string_view v = trim(value);
   if (v.empty() || v == "auto") return std::nullopt;
-  for (CpuPath p : {CpuPath::generic, CpuPath::avx512, CpuPath::amx})
+  for (CpuPath p : kCpuPaths)
     if (v == cpu_path_name(p)) return p;
-  USP_CHECK_ARG(false, kCpuPathEnv, "='", value,
-                "' names no CPU path; expected generic, avx512, amx or auto (or leave it unset)");
+  USP_CHECK_ARG(false, kCpuPathEnv, "='", value, "' names no CPU path; expected ", path_names(),
+                " or auto (or leave it unset)");
   return std::nullopt;
 }
 
