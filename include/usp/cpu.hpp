@@ -1,7 +1,8 @@
 // What the host CPU can do, and which code path the CPU kernels take.
 //
 // Detection runs once per process (cpuid, the OS's XSAVE state, and on Linux the AMX permission
-// request). The path is chosen on every call to cpu_path(): the best the CPU supports, unless the
+// request); on other CPUs (aarch64, ...) nothing is detected yet and the kernels take the generic
+// path. The path is chosen on every call to cpu_path(): the best the CPU supports, unless the
 // environment variable USP_CPU_PATH forces one:
 //   USP_CPU_PATH=generic   portable C++ (runs anywhere; what CI uses to test the slow path)
 //   USP_CPU_PATH=avx2      AVX2 + FMA + F16C (x86-64 CPUs without AVX-512)

@@ -123,6 +123,16 @@ std::vector<std::string> missing_for(CpuPath p, const CpuFeatures& f) {
   return miss;
 }
 
+// "generic, avx512, amx": the accepted names, for error messages.
+std::string path_names() {
+  std::string s;
+  for (CpuPath p : detail::kCpuPaths) {
+    if (!s.empty()) s += ", ";
+    s += cpu_path_name(p);
+  }
+  return s;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
@@ -195,11 +205,10 @@ std::optional<CpuPath> parse_cpu_path(const char* value) {
   if (value == nullptr) return std::nullopt;
   const std::string_view v = trim(value);
   if (v.empty() || v == "auto") return std::nullopt;
-  for (CpuPath p : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512, CpuPath::amx, CpuPath::neon})
+  for (CpuPath p : kCpuPaths)
     if (v == cpu_path_name(p)) return p;
-  USP_CHECK_ARG(false, kCpuPathEnv, "='", value,
-                "' names no CPU path; expected generic, avx2, avx512, amx, neon or auto (or leave "
-                "it unset)");
+  USP_CHECK_ARG(false, kCpuPathEnv, "='", value, "' names no CPU path; expected ", path_names(),
+                " or auto (or leave it unset)");
   return std::nullopt;
 }
 
