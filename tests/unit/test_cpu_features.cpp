@@ -138,32 +138,24 @@ TEST(CpuPathSelect, ForcingGenericWorksEverywhere) {
 }
 
 TEST(CpuPathSelect, ForcingAnUnavailablePathErrors) {
-  usp::ErrorKind kind = usp::ErrorKind::internal;
-  std::string msg = error_of(no_simd(), "avx512", &kind);
-  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
-  EXPECT_NE(msg.find("USP_CPU_PATH=avx512"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("lacks avx512f, avx512bw, avx512vl, avx512dq, fma"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("best path here is generic"), std::string::npos) << msg;
-
-  kind = usp::ErrorKind::internal;
-  msg = error_of(avx512_only(), "amx", &kind);
-  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
-  EXPECT_NE(msg.find("USP_CPU_PATH=amx"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("lacks amx_tile, amx_bf16"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("best path here is avx512"), std::string::npos) << msg;
-
-  kind = usp::ErrorKind::internal;
-  msg = error_of(aarch64(), "avx2", &kind);
-  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
-  EXPECT_NE(msg.find("lacks avx2, fma, f16c"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("best path here is neon"), std::string::npos) << msg;
-
-  kind = usp::ErrorKind::internal;
-  msg = error_of(with_amx(), "neon", &kind);
-  EXPECT_EQ(kind, usp::ErrorKind::unsupported);
-  EXPECT_NE(msg.find("USP_CPU_PATH=neon"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("lacks neon"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("best path here is amx"), std::string::npos) << msg;
+  struct Case {
+    CpuFeatures cpu;
+    const char* forced;
+    const char* lacks;  // the missing features, in the message's order
+    const char* best;
+  };
+  for (const Case& c :
+       {Case{no_simd(), "avx512", "avx512f, avx512bw, avx512vl, avx512dq, fma", "generic"},
+        Case{avx512_only(), "amx", "amx_tile, amx_bf16", "avx512"},
+        Case{aarch64(), "avx2", "avx2, fma, f16c", "neon"},
+        Case{with_amx(), "neon", "neon", "amx"}}) {
+    usp::ErrorKind kind = usp::ErrorKind::internal;
+    const std::string msg = error_of(c.cpu, c.forced, &kind);
+    EXPECT_EQ(kind, usp::ErrorKind::unsupported) << msg;
+    EXPECT_NE(msg.find(std::string("USP_CPU_PATH=") + c.forced), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string("lacks ") + c.lacks), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string("best path here is ") + c.best), std::string::npos) << msg;
+  }
 }
 
 TEST(CpuPathNames, AreDistinct) {
