@@ -55,6 +55,7 @@ def main():
     write(t, "bad_fortran.npy", npy("<f8", [2, 2], fortran=True))
     write(t, "bad_bigendian.npy", npy(">f4", [2]))
     write(t, "bad_trailing.npy", npy("<f4", [2], extra=b"\0\0"))
+    write(t, "bad_empty_overflow.npy", npy("<f4", [0, 1 << 40, 1 << 40]))
 
     t = "fuzz_usp_attn_flags"
     write(t, "minimal", ["--q", "q.npy", "--k", "k.npy", "--v", "v.npy", "--out-dir", "out"])
