@@ -241,11 +241,19 @@ RawFile read_raw(const std::string& path) {
   if (h.descr != "<f4" && h.descr != "<f8") {
     fail(path, "dtype " + quoted(h.descr) + " is not supported (allowed: '<f4', '<f8')");
   }
-  std::int64_t count = 1;
+  // The bound is on the product of the non-zero dimensions, so that an empty array cannot carry
+  // dimensions whose products (a tensor's strides) overflow: (0, 2^40, 2^40) is rejected too.
+  std::int64_t nonzero = 1;
+  bool empty = false;
   for (std::int64_t d : h.shape) {
-    if (d != 0 && count > kMaxElements / d) fail(path, "shape has too many elements");
-    count *= d;
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > kMaxElements / d) fail(path, "shape has too many elements");
+    nonzero *= d;
   }
+  const std::int64_t count = empty ? 0 : nonzero;
   const std::size_t item = h.descr == "<f4" ? 4 : 8;
   f.data_offset = header_start + header_len;
   const std::size_t want = static_cast<std::size_t>(count) * item;

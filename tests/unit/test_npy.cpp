@@ -300,6 +300,28 @@ TEST_F(NpyTest, DataSizeMustMatchShape) {
   expect_io_error(path("long.npy"), "3 unexpected bytes after the data");
 }
 
+// An empty array's other dimensions are bounded as well: their products are the strides of the
+// tensor read_npy makes, and (0, 2^40, 2^40) overflowed them (found by tests/fuzz/fuzz_npy).
+TEST_F(NpyTest, EmptyArrayDimensionsAreBounded) {
+  spit(path("ok.npy"),
+       npy_bytes(1, 0, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1099511627776), }",
+                 ""));
+  const Tensor t = read_npy(path("ok.npy"));
+  EXPECT_EQ(t.numel(), 0);
+  EXPECT_EQ(t.shape(), (Tensor::Dims{0, std::int64_t{1} << 40}));
+  for (const char* shape :
+       {"(0, 1099511627776, 1099511627776)", "(1099511627776, 0, 2)", "(2, 1099511627776, 0)"}) {
+    SCOPED_TRACE(shape);
+    spit(
+        path("big.npy"),
+        npy_bytes(1, 0,
+                  std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }",
+                  ""));
+    expect_io_error(path("big.npy"), "too many elements");
+    expect_io_error(path("big.npy"), "too many elements", true);
+  }
+}
+
 TEST_F(NpyTest, TensorReadNeedsOneToFourDims) {
   spit(path("zero.npy"), npy_bytes(1, 0, "{'descr': '<f4', 'fortran_order': False, 'shape': (), }",
                                    float_bytes({1})));
