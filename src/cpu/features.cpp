@@ -117,13 +117,13 @@ std::vector<std::string> missing_for(CpuPath p, const CpuFeatures& f) {
   need(f.avx512dq, "avx512dq");
   need(f.fma, "fma");
   if (p == CpuPath::amx) {
-    if (!f.amx_tile) miss.emplace_back("amx_tile");
-    if (!f.amx_bf16) miss.emplace_back("amx_bf16");
+    need(f.amx_tile, "amx_tile");
+    need(f.amx_bf16, "amx_bf16");
   }
   return miss;
 }
 
-// "generic, avx512, amx": the accepted names, for error messages.
+// "generic, avx2, avx512, amx, neon": the accepted names, for error messages.
 std::string path_names() {
   std::string s;
   for (CpuPath p : detail::kCpuPaths) {

@@ -43,6 +43,15 @@ struct TileOps {
                       const float* D) = nullptr;
 };
 
+// NaN if x[0, n) holds one, else -inf. For the fused softmax steps: a vector maximum drops NaN
+// lanes, so a row whose maximum comes out -inf may still hold NaN scores, and then its sums and
+// outputs must be NaN, as in the reference.
+inline float first_nan(const float* x, int n) {
+  for (int j = 0; j < n; ++j)
+    if (x[j] != x[j]) return x[j];
+  return -__builtin_inff();
+}
+
 const TileOps& generic_tile_ops();
 // Null when the CPU lacks AVX-512 (F, BW, VL, DQ) and FMA.
 const TileOps* avx512_tile_ops();

@@ -165,9 +165,7 @@ USP_AVX512 void softmax_step(float* s, int rows, int n, int lds, float c, float*
       // The vector maximum may drop NaN scores; where no finite one is left the row would pass
       // for one that sees no key. A NaN maximum makes its sums and outputs NaN, as in the
       // reference.
-      if (tmax[r] == kNegInf)
-        for (int j = 0; j < n; ++j)
-          if (x[j] != x[j]) tmax[r] = x[j];
+      if (tmax[r] == kNegInf) tmax[r] = first_nan(x, n);
     }
     for (int r = 0; r < nr; r += 16) {
       const __mmask16 k =

@@ -141,13 +141,6 @@ USP_SIMD_TARGET void ds_row(const float* p, float* dp, int n, float D) {
     S::store(dp + j, S::mul(S::load(p + j), S::sub(S::load(dp + j), vd)));
 }
 
-// NaN if x[0, n) holds one, else -inf.
-inline float first_nan(const float* x, int n) {
-  for (int j = 0; j < n; ++j)
-    if (x[j] != x[j]) return x[j];
-  return -__builtin_inff();
-}
-
 // TileOps::softmax_step. Three passes, so that the rows' dependency chains overlap: the rows'
 // tile maxima; the new running maxima and rescale factors, kLanes rows per vector; the
 // exponentials, sums and accumulator rescaling.
