@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "backend/p2p_matcher.hpp"
-#include "check.hpp"
-#include "cuda/event.hpp"
+#include "kernel/cuda/check.hpp"
+#include "kernel/cuda/event.hpp"
 #include "usp/cuda.hpp"
 
 namespace usp::cuda {

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "cpu/features.hpp"
+#include "kernel/cpu/features.hpp"
 #include "usp/cpu.hpp"
 #include "usp/error.hpp"
 

@@ -1,11 +1,9 @@
-# CUDA-specific build pieces, included at the end of the top-level CMakeLists.txt (after the usp,
-# usp_cuda, tool and test targets exist).
-#   - closes the usp ↔ usp_cuda static link cycle (the CUDA host code uses usp's Tensor/checks);
-#   - NCCL communicator (src/cuda/nccl/) when nccl.h, libnccl >= 2.14 and MPI are found
+# CUDA-specific build pieces, included from the top-level CMakeLists.txt once the library targets
+# (usp_core ... usp_cuda, usp) exist and before tools/ and tests/:
+#   - NCCL communicator (USP_NCCL_SOURCES) when nccl.h, libnccl >= 2.14 and MPI are found
 #     (USP_WITH_NCCL), else usp_nccl_compile_check compiles it against a stub nccl.h;
 #   - usp_cuda_compile_check: builds every .cu for CMAKE_CUDA_ARCHITECTURES (CI, no GPU needed);
-#   - tests/cuda (usp_cuda_tests: CTest "CudaKernelCorrectness"/"CudaLocalComm"; usp_nccl_tests:
-#     "NcclWorld1" under mpirun -np 1), skipped with a visible line without a GPU;
+#     tests/cuda/CMakeLists.txt adds the CUDA test programs to it;
 #   - tells the CUDA-less stubs whether nvcc exists, for their error messages.
 
 if(NOT USP_HAVE_CUDA)
@@ -19,16 +17,12 @@ if(NOT USP_HAVE_CUDA)
   return()
 endif()
 
-if(NOT BUILD_SHARED_LIBS)
-  target_link_libraries(usp_cuda PRIVATE usp)
-endif()
-
 # --- NCCL ---------------------------------------------------------------------------------------
 # The NCCL communicator (src/cuda/nccl/nccl_comm.cpp) needs nccl.h and libnccl of NCCL >= 2.14
 # (non-blocking communicators) and MPI (the unique id travels through MPI).
 find_path(USP_NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME PATH_SUFFIXES include)
 find_library(USP_NCCL_LIBRARY nccl HINTS ENV NCCL_HOME PATH_SUFFIXES lib lib64)
-set(_usp_nccl_src ${PROJECT_SOURCE_DIR}/src/cuda/nccl/nccl_comm.cpp)
+set(_usp_nccl_src ${USP_NCCL_SOURCES})
 set(_usp_nccl_version "")
 if(USP_NCCL_INCLUDE_DIR)
   file(STRINGS ${USP_NCCL_INCLUDE_DIR}/nccl.h _usp_nccl_defs REGEX "^#define NCCL_(MAJOR|MINOR) ")
@@ -41,7 +35,7 @@ if(USP_NCCL_INCLUDE_DIR)
   endif()
 endif()
 set(_usp_nccl_usable OFF)
-if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src}
+if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND _usp_nccl_src
    AND _usp_nccl_version AND _usp_nccl_version VERSION_GREATER_EQUAL 2.14)
   set(_usp_nccl_usable ON)
 endif()
@@ -67,7 +61,7 @@ message(STATUS "usp: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL=${USP_
 # Without a usable NCCL (CI: nvcc and MPI, no nccl.h) the NCCL communicator is still compiled,
 # against a declarations-only stub of nccl.h (tests/stubs/nccl/nccl.h), so that its code is
 # type-checked in every CUDA+MPI build. An OBJECT library: nothing is linked from it.
-if(NOT USP_HAVE_NCCL AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src})
+if(NOT USP_HAVE_NCCL AND USP_HAVE_MPI AND _usp_nccl_src)
   add_library(usp_nccl_compile_check OBJECT ${_usp_nccl_src})
   target_include_directories(usp_nccl_compile_check PRIVATE
     ${PROJECT_SOURCE_DIR}/tests/stubs/nccl ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
@@ -86,36 +80,4 @@ add_custom_target(usp_cuda_compile_check
 add_dependencies(usp_cuda_compile_check usp_cuda)
 if(_usp_nccl_checked)
   add_dependencies(usp_cuda_compile_check usp_nccl_compile_check)
-endif()
-
-# --- GPU correctness test -----------------------------------------------------------------------
-if(USP_BUILD_TESTS AND EXISTS ${PROJECT_SOURCE_DIR}/tests/cuda/main.cpp)
-  add_executable(usp_cuda_tests ${PROJECT_SOURCE_DIR}/tests/cuda/main.cpp)
-  target_link_libraries(usp_cuda_tests PRIVATE usp::usp)
-  usp_enable_warnings(usp_cuda_tests)
-  add_dependencies(usp_cuda_compile_check usp_cuda_tests)
-  # Exit code 77 = no GPU: CTest lists the test as skipped (and the output says "skipped: no GPU").
-  add_test(NAME CudaKernelCorrectness COMMAND usp_cuda_tests)
-  set_tests_properties(CudaKernelCorrectness PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
-  add_test(NAME CudaLocalComm COMMAND usp_cuda_tests --comm)
-  set_tests_properties(CudaLocalComm PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
-endif()
-
-# --- NCCL world-1 test (one process: all a single-GPU machine can run) ----------------------------
-# Built in every CUDA+MPI build; it reports "skipped: ..." (exit 77) without a GPU or without NCCL.
-if(USP_BUILD_TESTS AND USP_HAVE_MPI AND EXISTS ${PROJECT_SOURCE_DIR}/tests/cuda/nccl_main.cpp)
-  add_executable(usp_nccl_tests ${PROJECT_SOURCE_DIR}/tests/cuda/nccl_main.cpp)
-  target_link_libraries(usp_nccl_tests PRIVATE usp::usp MPI::MPI_CXX)
-  usp_enable_warnings(usp_nccl_tests)
-  add_dependencies(usp_cuda_compile_check usp_nccl_tests)
-  set(_usp_nccl_mpirun_flags)
-  execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE _usp_mpiexec_version
-                  ERROR_QUIET)
-  if(_usp_mpiexec_version MATCHES "Open MPI|OpenRTE")
-    list(APPEND _usp_nccl_mpirun_flags --allow-run-as-root)
-  endif()
-  add_test(NAME NcclWorld1
-    COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 ${_usp_nccl_mpirun_flags}
-            ${MPIEXEC_PREFLAGS} $<TARGET_FILE:usp_nccl_tests> ${MPIEXEC_POSTFLAGS})
-  set_tests_properties(NcclWorld1 PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 endif()

@@ -3,7 +3,7 @@
 
 #include <cuda_runtime.h>
 
-#include "cuda/check.hpp"
+#include "kernel/cuda/check.hpp"
 
 namespace usp::cuda::detail {
 

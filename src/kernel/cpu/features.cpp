@@ -1,4 +1,4 @@
-#include "cpu/features.hpp"
+#include "kernel/cpu/features.hpp"
 
 #include <cstdlib>
 #include <iterator>
