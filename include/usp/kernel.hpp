@@ -77,40 +77,14 @@ void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, cons
 // Each forward/backward call takes its scratch (per-thread fp32 tiles and K/V — for the backward
 // also Q/dout — packed to fp32 panels) as one block from `scratch` (a host allocator; nullptr =
 // default_host_allocator()) and gives it back before returning, so a rank's allocator counts it
-// in its peak and holds none of it between calls. With T threads, dp = d rounded up to 16,
-// nkt = ceil(sk / 64), nqt = ceil(sq / 64), nqb = ceil(nqt / 4), C = max(1, min(8, nkt)),
-// g = h / hkv, groups = b·hkv, R = min(64, sq rounded up to 16), F = min(256, sq rounded up to 16)
-// and B = min(256, sk rounded up to 16), the block is 4·(T·tile + n·panel) bytes where
-//   forward:  tile = 2·F·dp + 64·min(F, 64) + 2·F + dp,  panel = 64·nkt·(d + dp),
-//             n = min(groups, ceil(W / (g·nqb)), max(1, floor(2^24 / panel)));
-//   backward: tile = 2·B·dp + 128·R + dp,
-//             panel = 64·nkt·(2d + dp) + 64·g·nqt·(2·dp + 2) rounded up to a multiple of 16,
-//                     plus C·64·g·nqt·dp (C partial sums of dq),
-//             n = min(groups, ceil(W / C), max(1, floor(2^24 / panel))),
-// with W = 8T tasks for T > 1 and W = 1 for one thread (n = 1).
-// merge() takes T·dp floats and add() one row of floats for the duration of the call.
+// in its peak and holds none of it between calls.
 std::unique_ptr<AttentionKernel> make_cpu_kernel(int threads, Allocator* scratch = nullptr);
 
 // The bytes one forward (backward = false) or backward call of make_cpu_kernel(threads) takes from
-// its scratch allocator for q [b, sq, h, d] and k, v [b, sk, hkv, d]: the formula above, exactly.
+// its scratch allocator for q [b, sq, h, d] and k, v [b, sk, hkv, d], exactly (the formula is in
+// src/kernel/cpu/workspace.hpp).
 std::size_t cpu_kernel_scratch_bytes(bool backward, std::int64_t b, std::int64_t sq,
                                      std::int64_t sk, std::int64_t h, std::int64_t hkv,
                                      std::int64_t d, int threads);
-
-// Float64 naive oracle (host tensors of any dtype in; outputs fp32 or f64-accurate doubles).
-namespace reference {
-struct ForwardResult {
-  std::vector<double> out;  // [b, sq, h, d]
-  std::vector<double> lse;  // [b, h, sq]
-};
-struct BackwardResult {
-  std::vector<double> dq, dk, dv;  // shapes of q, k, v
-};
-ForwardResult forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
-                      double scale);
-// Computes the true gradients of the attention (q, k, v, dout) → dq, dk, dv, analytically.
-BackwardResult backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout,
-                        MaskMode mask, double scale);
-}  // namespace reference
 
 }  // namespace usp

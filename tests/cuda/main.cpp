@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "usp/backend.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"

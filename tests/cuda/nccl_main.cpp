@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "usp/backend.hpp"
 #include "usp/comm_mpi.hpp"
 #include "usp/cuda.hpp"

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 #include "usp/memory.hpp"

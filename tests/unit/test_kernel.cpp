@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <tuple>
 
+#include "kernel/reference/reference.hpp"
 #include "kernel_test_util.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"

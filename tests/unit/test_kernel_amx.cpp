@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 
+#include "kernel/reference/reference.hpp"
 #include "kernel_test_util.hpp"
 #include "usp/cpu.hpp"
 #include "usp/dtype.hpp"

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "kernel_test_util.hpp"
 
 namespace usp::test {

@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 
+#include "kernel/reference/reference.hpp"
 #include "kernel_test_util.hpp"
 #include "usp/backend.hpp"
 #include "usp/error.hpp"

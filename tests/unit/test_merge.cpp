@@ -4,6 +4,7 @@
 #include <limits>
 #include <string>
 
+#include "kernel/reference/reference.hpp"
 #include "kernel_test_util.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernel/reference/reference.hpp"
 #include "kernel_test_util.hpp"
 #include "usp/kernel.hpp"
 

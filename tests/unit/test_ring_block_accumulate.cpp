@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "ring/block_accumulate.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"

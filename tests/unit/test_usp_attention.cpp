@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "usp_matrix.hpp"
 
 namespace usp::testing {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "usp/backend.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernel/reference/reference.hpp"
 #include "usp/usp.hpp"
 
 namespace usp::testing {

@@ -15,7 +15,10 @@
 #include <limits>
 #include <vector>
 
-#include "kernel/cpu/cpu_kernel.hpp"
+#include "kernel/cpu/group_batch.hpp"
+#include "kernel/cpu/pack.hpp"
+#include "kernel/cpu/passes.hpp"
+#include "kernel/cpu/workspace.hpp"
 #include "util/rows.hpp"
 
 namespace usp::cpu {
@@ -29,7 +32,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 struct Layout {
   std::int64_t nqt, nkt, g, sq_pad, chunks;
   std::size_t kt, vt, k, q, dout, lse2, D, dq, dq_chunk, total;
-  Layout(const Problem& p) {
+  Layout(const BlockProblem& p) {
     nqt = p.q_tiles();
     nkt = p.k_tiles();
     g = p.group();
@@ -53,13 +56,13 @@ struct Layout {
 };
 
 // First query tile that sees key tile kt.
-std::int64_t first_qtile(const Problem& p, std::int64_t kt) {
+std::int64_t first_qtile(const BlockProblem& p, std::int64_t kt) {
   return p.first_query_tile(kt * kBc, kBr);
 }
 
 // Key tiles [start[c], start[c + 1]) form chunk c; the chunks get about equal numbers of visible
 // (query tile, key tile) pairs, so causal chunks near the end hold more key tiles.
-std::vector<std::int64_t> chunk_starts(const Problem& p, const Layout& L) {
+std::vector<std::int64_t> chunk_starts(const BlockProblem& p, const Layout& L) {
   std::vector<std::int64_t> work(static_cast<std::size_t>(L.nkt) + 1, 0);
   for (std::int64_t kt = 0; kt < L.nkt; ++kt)
     work[static_cast<std::size_t>(kt) + 1] =
@@ -80,7 +83,7 @@ std::vector<std::int64_t> chunk_starts(const Problem& p, const Layout& L) {
 
 // Scores of `rows` query rows (q, dout: packed rows, lse2/D: their stats) against the key tile
 // (kt, vt: transposed, n valid of np columns): P lands in w.s, dS in w.dp.
-void probs_and_grads(const Problem& p, const TileOps& ops, const Tiles& w, const float* q,
+void probs_and_grads(const BlockProblem& p, const TileOps& ops, const Tiles& w, const float* q,
                      const float* dout, const float* lse2, const float* D, std::int64_t i0,
                      int rows, const float* kt, const float* vt, std::int64_t j0, int n, int np) {
   const int d = static_cast<int>(p.d), dp = p.dpad;
@@ -113,12 +116,12 @@ void store_grad_row(const float* src, float* dst, int d, float factor, bool accu
 
 }  // namespace
 
-PanelPlan backward_panels(const Problem& p) {
+PanelPlan backward_panels(const BlockProblem& p) {
   const Layout L(p);
   return PanelPlan{L.total, L.chunks};
 }
 
-void run_backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
+void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,
                   const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout,
                   Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) {
   const TileOps& ops = cx.ops;

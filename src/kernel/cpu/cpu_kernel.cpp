@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "kernel/cpu/amx/amx_attention.hpp"
+#include "kernel/cpu/workspace.hpp"
 #include "usp/cpu.hpp"
 #include "usp/error.hpp"
 
@@ -51,7 +52,7 @@ void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskM
   check_forward_args(q, k, v, mask, out, lse);
   check_host(q, "q");
   check_scale(scale);
-  const Problem p = make_problem(q, k, mask, scale);
+  const BlockProblem p = make_block_problem(q, k, mask, scale);
   const detail::ThreadPool::Hold hold(pool_);  // one turn at the cores for the whole call
   if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return;
   run_forward(p, context(), q, k, v, out, lse);
@@ -64,7 +65,7 @@ bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tenso
   check_scale(scale);
   USP_CHECK_ARG(out.dtype() == DType::f32, "forward_accumulate: out ", out.describe(),
                 " must be fp32 (the accumulator)");
-  Problem p = make_problem(q, k, mask, scale);
+  BlockProblem p = make_block_problem(q, k, mask, scale);
   p.fold = true;
   const detail::ThreadPool::Hold hold(pool_);
   if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return true;
@@ -78,7 +79,7 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
   check_host(q, "q");
   check_scale(scale);
-  const Problem p = make_problem(q, k, mask, scale);
+  const BlockProblem p = make_block_problem(q, k, mask, scale);
   const detail::ThreadPool::Hold hold(pool_);
   if (use_amx(ops_, q) &&
       amx::backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate))
@@ -97,7 +98,7 @@ std::size_t cpu_kernel_scratch_bytes(bool backward, std::int64_t b, std::int64_t
                 " and h a positive multiple of hkv; got b ", b, ", sq ", sq, ", sk ", sk, ", h ", h,
                 ", hkv ", hkv, ", d ", d);
   USP_CHECK_ARG(threads >= 0, "cpu_kernel_scratch_bytes: threads must be >= 0, got ", threads);
-  cpu::Problem p{};
+  cpu::BlockProblem p{};
   p.b = b;
   p.sq = sq;
   p.sk = sk;

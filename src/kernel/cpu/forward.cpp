@@ -7,7 +7,10 @@
 #include <cmath>
 #include <limits>
 
-#include "kernel/cpu/cpu_kernel.hpp"
+#include "kernel/cpu/group_batch.hpp"
+#include "kernel/cpu/pack.hpp"
+#include "kernel/cpu/passes.hpp"
+#include "kernel/cpu/workspace.hpp"
 #include "util/rows.hpp"
 
 namespace usp::cpu {
@@ -35,15 +38,15 @@ void softmax_step_rows(const TileOps& ops, float* s, int rows, int n, int lds, f
 
 }  // namespace
 
-PanelPlan forward_panels(const Problem& p) {
+PanelPlan forward_panels(const BlockProblem& p) {
   const auto nkt = static_cast<std::size_t>(p.k_tiles());
   const auto d = static_cast<std::size_t>(p.d), dp = static_cast<std::size_t>(p.dpad);
   const std::int64_t blocks = (p.q_tiles() + kFwdTiles - 1) / kFwdTiles;
   return PanelPlan{nkt * kBc * (d + dp), p.group() * blocks};
 }
 
-void start_forward_rows(const Problem& p, float* acc, int dp, int d, float* m, float* l, int rows,
-                        int rows_pad, const View& vo, const View& vl, std::int64_t bi,
+void start_forward_rows(const BlockProblem& p, float* acc, int dp, int d, float* m, float* l,
+                        int rows, int rows_pad, const View& vo, const View& vl, std::int64_t bi,
                         std::int64_t hi, std::int64_t i0) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr float kLog2e = 1.4426950408889634f;
@@ -80,7 +83,7 @@ void finish_forward_rows(float* acc, int dp, int d, const float* m, const float*
   }
 }
 
-void run_forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
+void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,
                  const Tensor& v, Tensor& out, Tensor& lse) {
   constexpr float kLog2e = 1.4426950408889634f;
   const TileOps& ops = cx.ops;

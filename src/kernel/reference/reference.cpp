@@ -1,4 +1,6 @@
 // The float64 naive oracle: scores, softmax and gradients computed directly from the definition.
+#include "kernel/reference/reference.hpp"
+
 #include <cmath>
 #include <limits>
 #include <vector>

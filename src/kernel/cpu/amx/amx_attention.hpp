@@ -3,16 +3,16 @@
 // take the call, and the fp32 passes run instead.
 #pragma once
 
-#include "kernel/cpu/cpu_kernel.hpp"
+#include "kernel/cpu/passes.hpp"
 
 namespace usp::cpu::amx {
 
 // Whether this build has the AMX path at all (x86-64 with GCC or Clang).
 bool compiled();
 
-bool forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k, const Tensor& v,
-             Tensor& out, Tensor& lse);
-bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
+bool forward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,
+             const Tensor& v, Tensor& out, Tensor& lse);
+bool backward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,
               const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout, Tensor& dq,
               Tensor& dk, Tensor& dv, bool accumulate);
 

@@ -11,7 +11,8 @@
 
 #include <cstdint>
 
-#include "kernel/cpu/cpu_kernel.hpp"
+#include "kernel/cpu/tensor_view.hpp"
+#include "kernel/cpu/tiling.hpp"
 
 namespace usp::cpu::amx {
 

@@ -21,6 +21,8 @@
 #include "kernel/cpu/amx/amx_attention.hpp"
 #include "kernel/cpu/amx/amx_pack.hpp"
 #include "kernel/cpu/amx/amx_tiles.hpp"
+#include "kernel/cpu/group_batch.hpp"
+#include "kernel/cpu/workspace.hpp"
 #include "usp/memory.hpp"
 #include "util/rows.hpp"
 
@@ -40,7 +42,7 @@ struct Shape {
   // Offsets in bytes of one group's panels.
   std::size_t ktr, qpd, opd, qpr, opr, lse2, D, dqp, panel;
   std::size_t worker;
-  explicit Shape(const Problem& p) {
+  explicit Shape(const BlockProblem& p) {
     d = static_cast<int>(p.d);
     dk = round_up(d, 32);
     dp = round_up(d, 16);
@@ -135,7 +137,7 @@ USP_AMX void pair_keys(const bf16* dsb, bf16* dsv) {
 }
 
 // First query tile that sees key tile kt (the last one when none does).
-std::int64_t first_qtile(const Problem& p, std::int64_t kt) {
+std::int64_t first_qtile(const BlockProblem& p, std::int64_t kt) {
   return p.first_query_tile(kt * kT, kT);
 }
 
@@ -154,7 +156,7 @@ struct Views {
 // dk, dv of keys [j0, j0 + n) of group (bi, hk), and their share of dqᵀ into the chunk's
 // partial dqp ([g][nqt][dp][kT]), which the chunk's first key tile writes (`first`) and the
 // others add to.
-USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
+USP_AMX void key_tile(const BlockProblem& p, const Shape& sh, const Worker& w, const Views& vw,
                       const char* base, float* dqp, bool first, std::int64_t bi, std::int64_t hk,
                       std::int64_t j0, bool accumulate) {
   const int n = static_cast<int>(std::min<std::int64_t>(kT, p.sk - j0));
@@ -229,7 +231,7 @@ USP_AMX void key_tile(const Problem& p, const Shape& sh, const Worker& w, const 
 
 // dq of query rows [i0, i0 + rows) of head hi (hi_in within its group): the partials of the
 // chunks that reach the tile (every chunk whose first key tile is seen from it), in chunk order.
-USP_AMX void reduce_dq(const Problem& p, const Shape& sh, const Worker& w, const Views& vw,
+USP_AMX void reduce_dq(const BlockProblem& p, const Shape& sh, const Worker& w, const Views& vw,
                        const char* base, std::int64_t bi, std::int64_t hi, std::int64_t hi_in,
                        std::int64_t qt, bool accumulate) {
   const std::int64_t i0 = qt * kT;
@@ -261,7 +263,7 @@ USP_AMX void reduce_dq(const Problem& p, const Shape& sh, const Worker& w, const
 
 }  // namespace
 
-bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k,
+bool backward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,
               const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& dout, Tensor& dq,
               Tensor& dk, Tensor& dv, bool accumulate) {
   if (p.b == 0 || p.sq == 0 || p.sk == 0 || p.h == 0) return false;
@@ -379,7 +381,7 @@ bool backward(const Problem& p, const Context& cx, const Tensor& q, const Tensor
 
 #else
 
-bool backward(const Problem&, const Context&, const Tensor&, const Tensor&, const Tensor&,
+bool backward(const BlockProblem&, const Context&, const Tensor&, const Tensor&, const Tensor&,
               const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&, bool) {
   return false;
 }

@@ -11,6 +11,8 @@
 #include "kernel/cpu/amx/amx_attention.hpp"
 #include "kernel/cpu/amx/amx_pack.hpp"
 #include "kernel/cpu/amx/amx_tiles.hpp"
+#include "kernel/cpu/group_batch.hpp"
+#include "kernel/cpu/workspace.hpp"
 #include "usp/memory.hpp"
 #include "util/rows.hpp"
 
@@ -40,7 +42,7 @@ struct Shape {
   std::size_t k_panel;  // bf16 of one group's packed K
   std::size_t panel;    // bytes of one group's panels (K, then V)
   std::size_t worker;   // bytes of one worker's tiles
-  Shape(const Problem& p, int q_rows, int keys) : bq(q_rows), bk(keys) {
+  Shape(const BlockProblem& p, int q_rows, int keys) : bq(q_rows), bk(keys) {
     d = static_cast<int>(p.d);
     dk = round_up(d, 32);
     dp = round_up(d, 16);
@@ -58,7 +60,7 @@ struct Shape {
 };
 
 // The first of the tile sizes (largest first) that fits; bq = 0 when none does.
-Shape choose_shape(const Problem& p) {
+Shape choose_shape(const BlockProblem& p) {
   const std::size_t tile_bytes =
       sizeof(float) *
       tile_floats(Pass::forward, p.dpad, tile_rows(p.sq, kBr), tile_rows(p.sk, kBc));
@@ -85,7 +87,7 @@ struct Worker {
 };
 
 // Keys [0, end) of the tile starting at j0 visible to query i (end <= bk).
-int visible(const Problem& p, std::int64_t i, std::int64_t j0, int bk) {
+int visible(const BlockProblem& p, std::int64_t i, std::int64_t j0, int bk) {
   std::int64_t last = p.sk - 1;
   if (p.mask == MaskMode::causal) last = std::min(last, i);
   if (p.mask == MaskMode::causal_strict) last = std::min(last, i - 1);
@@ -146,7 +148,7 @@ USP_AMX void softmax_strip_stale(const Shape& sh, const Worker& w, int s0, int s
 // in the strip's P buffer (before P is written) and in the S rows (once read). Once every row of
 // the strip has a running maximum and the tile has no masked score, softmax_strip_stale does it
 // in one pass instead.
-USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, int s0, int st,
+USP_AMX void softmax_strip(const BlockProblem& p, const Shape& sh, const Worker& w, int s0, int st,
                            int valid, std::int64_t i0, std::int64_t j0, bool masked, float c) {
   const int bk = sh.bk, dp = sh.dp;
   const __m512 vc = _mm512_set1_ps(c);
@@ -206,7 +208,7 @@ USP_AMX void softmax_strip(const Problem& p, const Shape& sh, const Worker& w, i
                                            reduce_rows16(w.s + r * bk, bk, AddOp{})));
 }
 
-USP_AMX void query_block(const Problem& p, const Shape& sh, const Worker& w, const View& vq,
+USP_AMX void query_block(const BlockProblem& p, const Shape& sh, const Worker& w, const View& vq,
                          const View& vo, const View& vl, const bf16* kpack, const bf16* vpack,
                          std::int64_t bi, std::int64_t hi, std::int64_t i0) {
   const int rows = static_cast<int>(std::min<std::int64_t>(sh.bq, p.sq - i0));
@@ -254,8 +256,8 @@ bool compiled() {
   return true;
 }
 
-bool forward(const Problem& p, const Context& cx, const Tensor& q, const Tensor& k, const Tensor& v,
-             Tensor& out, Tensor& lse) {
+bool forward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,
+             const Tensor& v, Tensor& out, Tensor& lse) {
   if (p.b == 0 || p.sq == 0 || p.sk == 0 || p.h == 0) return false;
   const Shape sh = choose_shape(p);
   if (sh.bq == 0) return false;
@@ -326,8 +328,8 @@ bool compiled() {
   return false;
 }
 
-bool forward(const Problem&, const Context&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
-             Tensor&) {
+bool forward(const BlockProblem&, const Context&, const Tensor&, const Tensor&, const Tensor&,
+             Tensor&, Tensor&) {
   return false;
 }
 
