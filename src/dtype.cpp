@@ -1,23 +1,18 @@
 #include "usp/dtype.hpp"
 
+#include <array>
 #include <string>
 
 #include "convert_fast.hpp"
 #include "usp/cpu.hpp"
 #include "usp/error.hpp"
+#include "util/enum_names.hpp"
 
 namespace usp {
 
 const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::f32:
-      return "fp32";
-    case DType::bf16:
-      return "bf16";
-    case DType::f16:
-      return "fp16";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 3> kNames{"fp32", "bf16", "fp16"};  // DType order
+  return detail::enum_name(t, kNames);
 }
 
 DType parse_dtype(std::string_view s, std::string_view what) {

@@ -1,23 +1,19 @@
 // Layouts: global token index ↔ (ring rank, ulysses rank, local index), and host shard/unshard.
 #include "usp/layout.hpp"
 
+#include <array>
 #include <cstring>
 #include <string>
 
 #include "usp/error.hpp"
+#include "util/enum_names.hpp"
 
 namespace usp {
 
 const char* ring_type_name(RingType t) {
-  switch (t) {
-    case RingType::basic:
-      return "basic";
-    case RingType::stripe:
-      return "stripe";
-    case RingType::zigzag:
-      return "zigzag";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 3> kNames{"basic", "stripe",
+                                                     "zigzag"};  // RingType order
+  return detail::enum_name(t, kNames);
 }
 
 RingType parse_ring_type(std::string_view s) {

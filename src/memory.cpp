@@ -1,22 +1,19 @@
 #include "usp/memory.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <iterator>
 
 #include "usp/error.hpp"
+#include "util/enum_names.hpp"
 #include "util/sanitizers.hpp"
 
 namespace usp {
 
 const char* device_name(Device d) {
-  switch (d) {
-    case Device::host:
-      return "host";
-    case Device::cuda:
-      return "cuda";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 2> kNames{"host", "cuda"};  // Device order
+  return detail::enum_name(d, kNames);
 }
 
 namespace {

@@ -1,20 +1,18 @@
 // The process mesh: world rank <-> (data, ulysses, ring) coordinates and the sub-communicators.
 #include "usp/mesh.hpp"
 
+#include <array>
 #include <string>
 
 #include "usp/error.hpp"
+#include "util/enum_names.hpp"
 
 namespace usp {
 
 const char* placement_name(Placement p) {
-  switch (p) {
-    case Placement::ulysses_inner:
-      return "ulysses-inner";
-    case Placement::ring_inner:
-      return "ring-inner";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 2> kNames{"ulysses-inner",
+                                                     "ring-inner"};  // Placement order
+  return detail::enum_name(p, kNames);
 }
 
 Placement parse_placement(std::string_view s) {

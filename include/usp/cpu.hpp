@@ -19,15 +19,10 @@
 namespace usp {
 
 struct CpuFeatures {
-  bool avx2 = false;
-  bool fma = false;
-  bool f16c = false;
-  bool avx512f = false;
-  bool avx512bw = false;
-  bool avx512vl = false;
-  bool avx512dq = false;
-  bool avx512_bf16 = false;
-  bool avx512_fp16 = false;
+  bool avx2 = false, fma = false, f16c = false;  // the AVX2 path needs all three
+  // AVX-512 foundation and the BW/VL/DQ extensions (the AVX-512 path needs all four and fma).
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+  bool avx512_bf16 = false, avx512_fp16 = false;
   // AMX bits are true only when the CPU has them, the OS enables the tile state, and (on Linux)
   // the kernel granted this process permission to use it (arch_prctl ARCH_REQ_XCOMP_PERM).
   bool amx_bf16 = false;

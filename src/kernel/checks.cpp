@@ -1,23 +1,19 @@
 #include "kernel/checks.hpp"
 
+#include <array>
 #include <string>
 
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 #include "util/dims.hpp"
+#include "util/enum_names.hpp"
 
 namespace usp {
 
 const char* mask_name(MaskMode m) {
-  switch (m) {
-    case MaskMode::none:
-      return "none";
-    case MaskMode::causal:
-      return "causal";
-    case MaskMode::causal_strict:
-      return "causal_strict";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 3> kNames{"none", "causal",
+                                                     "causal_strict"};  // MaskMode order
+  return detail::enum_name(m, kNames);
 }
 
 namespace {

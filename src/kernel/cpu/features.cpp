@@ -1,5 +1,6 @@
 #include "kernel/cpu/features.hpp"
 
+#include <array>
 #include <cstdlib>
 #include <iterator>
 #include <string>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "usp/error.hpp"
+#include "util/enum_names.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -170,19 +172,9 @@ std::string cpu_features_string(const CpuFeatures& f) {
 }
 
 const char* cpu_path_name(CpuPath p) {
-  switch (p) {
-    case CpuPath::generic:
-      return "generic";
-    case CpuPath::avx2:
-      return "avx2";
-    case CpuPath::avx512:
-      return "avx512";
-    case CpuPath::amx:
-      return "amx";
-    case CpuPath::neon:
-      return "neon";
-  }
-  return "unknown";
+  static constexpr std::array<const char*, 5> kNames{"generic", "avx2", "avx512", "amx",
+                                                     "neon"};  // CpuPath order
+  return detail::enum_name(p, kNames);
 }
 
 bool cpu_path_supported(CpuPath p, const CpuFeatures& f) {

@@ -56,6 +56,19 @@ USP_AVX512 inline void gemm_block(int K, const float* A, int lda, const float* B
 
 constexpr int kRows = 6;  // accumulator rows per block (6 × 4 zmm accumulators)
 
+// The remaining M % kRows rows (fewer than kRows) of a strip: one block of exactly `rows` rows.
+template <int NV, bool TA, int R = kRows - 1>
+USP_AVX512 inline void gemm_tail(int rows, int K, const float* A, int lda, const float* B, int ldb,
+                                 float* C, int ldc, bool accumulate) {
+  if constexpr (R > 0) {
+    if (rows == R) {
+      gemm_block<R, NV, TA>(K, A, lda, B, ldb, C, ldc, accumulate);
+      return;
+    }
+    gemm_tail<NV, TA, R - 1>(rows, K, A, lda, B, ldb, C, ldc, accumulate);
+  }
+}
+
 template <int NV, bool TA>
 USP_AVX512 void gemm_strip(int M, int K, const float* A, int lda, const float* B, int ldb, float* C,
                            int ldc, bool accumulate) {
@@ -65,27 +78,9 @@ USP_AVX512 void gemm_strip(int M, int K, const float* A, int lda, const float* B
   for (; i + kRows <= M; i += kRows)
     gemm_block<kRows, NV, TA>(K, A + i * a_step, lda, B, ldb, C + static_cast<long>(i) * ldc, ldc,
                               accumulate);
-  const float* a = A + i * a_step;
-  float* c = C + static_cast<long>(i) * ldc;
-  switch (M - i) {
-    case 5:
-      gemm_block<5, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
-      break;
-    case 4:
-      gemm_block<4, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
-      break;
-    case 3:
-      gemm_block<3, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
-      break;
-    case 2:
-      gemm_block<2, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
-      break;
-    case 1:
-      gemm_block<1, NV, TA>(K, a, lda, B, ldb, c, ldc, accumulate);
-      break;
-    default:
-      break;
-  }
+  if (i < M)
+    gemm_tail<NV, TA>(M - i, K, A + i * a_step, lda, B, ldb, C + static_cast<long>(i) * ldc, ldc,
+                      accumulate);
 }
 
 template <bool TA>
