@@ -253,17 +253,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
     __syncwarp();
 
     // dQ += dS K.
-#pragma unroll
-    for (int kk = 0; kk < kTileN / 16; ++kk) {
-      FragA<T> dsa;
-      wmma::load_matrix_sync(dsa, dSw + kk * 16, kLdP);
-#pragma unroll
-      for (int f = 0; f < kF; ++f) {
-        FragBRow<T> kf;
-        wmma::load_matrix_sync(kf, Ks + kk * 16 * kT + f * 16, kT);
-        wmma::mma_sync(dq[f], dsa, kf, dq[f]);
-      }
-    }
+    mma_acc_rows<T, kF>(dq, dSw, kLdP, Ks, kT);
     __syncwarp();
   }
 

@@ -71,6 +71,40 @@ __device__ __forceinline__ void load_tile(T* smem, const T* base, std::int64_t r
   }
 }
 
+// The (batch, head) a forward block serves (blockIdx.y = batch · heads + head) and the first q
+// row of that head and k and v rows of its kv head (GQA: head / (heads / kv_heads)).
+template <class T>
+struct HeadRows {
+  int b, h;
+  const T *q, *k, *v;
+};
+template <class T>
+__device__ __forceinline__ HeadRows<T> head_rows(const AttnArgs& a) {
+  const int b = blockIdx.y / a.heads, h = blockIdx.y % a.heads;
+  const int kvh = h / (a.heads / a.kv_heads);
+  return {b, h, static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2],
+          static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2],
+          static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2]};
+}
+
+// acc[f] += A · B[:, 16f, 16f + 16) for f < kF, one warp's product over kTileN: A is the warp's
+// 16 × kTileN tile (row-major, pitch lda), B the kTileN × 16·kF tile (row-major, pitch ldb).
+template <class T, int kF>
+__device__ __forceinline__ void mma_acc_rows(FragAcc (&acc)[kF], const T* a, int lda, const T* b,
+                                             int ldb) {
+#pragma unroll
+  for (int kk = 0; kk < kTileN / 16; ++kk) {
+    FragA<T> fa;
+    wmma::load_matrix_sync(fa, a + kk * 16, lda);
+#pragma unroll
+    for (int f = 0; f < kF; ++f) {
+      FragBRow<T> fb;
+      wmma::load_matrix_sync(fb, b + kk * 16 * ldb + f * 16, ldb);
+      wmma::mma_sync(acc[f], fa, fb, acc[f]);
+    }
+  }
+}
+
 // Key j visible to query i (block-local indices) under mask mode m.
 __device__ __forceinline__ bool visible(int mask, int i, int j) {
   return mask == 0 || (mask == 1 ? j <= i : j < i);

@@ -39,11 +39,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(AttnArgs a) {
 
   // Heaviest causal blocks (last query rows) first.
   const int m0 = (gridDim.x - 1 - blockIdx.x) * kTileM;
-  const int b = blockIdx.y / a.heads, h = blockIdx.y % a.heads;
-  const int kvh = h / (a.heads / a.kv_heads);
-  const T* qb = static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2];
-  const T* kb = static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2];
-  const T* vb = static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2];
+  const auto [b, h, qb, kb, vb] = head_rows<T>(a);
 
   AccRowMap map;
   map.init(scr, lane);
@@ -121,17 +117,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(AttnArgs a) {
     for (int f = 0; f < kF; ++f)
 #pragma unroll
       for (int i = 0; i < FragAcc::num_elements; ++i) acc[f].x[i] *= alpha_s[map.row[i]];
-#pragma unroll
-    for (int kk = 0; kk < kTileN / 16; ++kk) {
-      FragA<T> pa;
-      wmma::load_matrix_sync(pa, Pw + kk * 16, kLdP);
-#pragma unroll
-      for (int f = 0; f < kF; ++f) {
-        FragBRow<T> vf;
-        wmma::load_matrix_sync(vf, Vs + kk * 16 * kT + f * 16, kT);
-        wmma::mma_sync(acc[f], pa, vf, acc[f]);
-      }
-    }
+    mma_acc_rows<T, kF>(acc, Pw, kLdP, Vs, kT);
     __syncwarp();
   }
 

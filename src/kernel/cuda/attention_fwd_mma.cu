@@ -88,11 +88,7 @@ __global__ void __launch_bounds__(kMmaThreads, D <= 32 ? 4 : 1) fwd_mma_kernel(A
 
   // Heaviest causal blocks (last query rows) first.
   const int m0 = (gridDim.x - 1 - blockIdx.x) * kBM;
-  const int b = blockIdx.y / a.heads, h = blockIdx.y % a.heads;
-  const int kvh = h / (a.heads / a.kv_heads);
-  const T* qb = static_cast<const T*>(a.q) + b * a.q_str[0] + h * a.q_str[2];
-  const T* kb = static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2];
-  const T* vb = static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2];
+  const auto [b, h, qb, kb, vb] = head_rows<T>(a);
 
   const int row_w = m0 + warp * 16;          // this warp's first query row
   const int qi0 = row_w + g, qi1 = qi0 + 8;  // this lane's two rows
