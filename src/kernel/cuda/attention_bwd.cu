@@ -27,6 +27,30 @@ struct BwdSmem {
   static_assert(16 * Pitch<D>::kO * 4 <= kWarpBytes, "epilogue staging must fit");
 };
 
+// A backward block's shared memory as both kernels use it: the two 64-row tiles x and y, the warp
+// area (staging before the loop), this warp's scratch — S and dP (fp32, pitch kLdS), then the
+// 16-bit P (dK/dV kernel only) and dS (pitch kLdP); the dQ kernel's dS sits where P would — and
+// the lse and delta of the 64 streamed rows (dK/dV kernel).
+template <class T, int D>
+struct BwdShared {
+  T *x, *y;
+  unsigned char *warps, *scratch;
+  float *s, *dp;
+  T *p, *ds;
+  float *lse, *delta;
+  __device__ BwdShared(unsigned char* smem, int warp, bool with_p)
+      : x(reinterpret_cast<T*>(smem)),
+        y(reinterpret_cast<T*>(smem + BwdSmem<D>::kOffB)),
+        warps(smem + BwdSmem<D>::kOffWarp),
+        scratch(warps + warp * kWarpBytes),
+        s(reinterpret_cast<float*>(scratch)),
+        dp(reinterpret_cast<float*>(scratch + kScrF)),
+        p(reinterpret_cast<T*>(scratch + 2 * kScrF)),
+        ds(reinterpret_cast<T*>(scratch + 2 * kScrF + (with_p ? kScrT : 0))),
+        lse(reinterpret_cast<float*>(smem + BwdSmem<D>::kOffVec)),
+        delta(lse + kTileN) {}
+};
+
 // Copies rows [row0, row0 + kTileM) of two operands x and y (base pointers, row strides; rows
 // >= limit read as zeros) into the shared tiles xs and ys and keeps this warp's 16 rows of each
 // as A operands in xa and ya.
@@ -94,19 +118,12 @@ __device__ __forceinline__ void write_rows(const FragAcc (&acc)[D / 16], float* 
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
-  using S = BwdSmem<D>;
   constexpr int kT = Pitch<D>::kT, kF = D / 16;
   extern __shared__ __align__(128) unsigned char smem[];
-  T* Qs = reinterpret_cast<T*>(smem);
-  T* dOs = reinterpret_cast<T*>(smem + S::kOffB);
+  const BwdShared<T, D> sm(smem, threadIdx.x / 32, /*with_p=*/true);
+  T *Qs = sm.x, *dOs = sm.y, *Pw = sm.p, *dSw = sm.ds;
+  float *Sw = sm.s, *dPw = sm.dp, *lse_s = sm.lse, *del_s = sm.delta;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  unsigned char* wbase = smem + S::kOffWarp + warp * kWarpBytes;
-  float* Sw = reinterpret_cast<float*>(wbase);
-  float* dPw = reinterpret_cast<float*>(wbase + kScrF);
-  T* Pw = reinterpret_cast<T*>(wbase + 2 * kScrF);
-  T* dSw = reinterpret_cast<T*>(wbase + 2 * kScrF + kScrT);
-  float* lse_s = reinterpret_cast<float*>(smem + S::kOffVec);
-  float* del_s = lse_s + kTileN;
 
   const int n0 = (gridDim.x - 1 - blockIdx.x) * kTileM;  // this block's keys
   const int b = blockIdx.y / a.kv_heads, kvh = blockIdx.y % a.kv_heads;
@@ -115,7 +132,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
   // Stage K and V rows through the (not yet used) warp scratch area, keep them as A operands.
   FragA<T> ka[kF], va[kF];
   {
-    T* Kst = reinterpret_cast<T*>(smem + S::kOffWarp);
+    T* Kst = reinterpret_cast<T*>(sm.warps);
     stage_a_rows<T, D>(ka, va, Kst, Kst + kTileM * kT,
                        static_cast<const T*>(a.k) + b * a.k_str[0] + kvh * a.k_str[2], a.k_str[1],
                        static_cast<const T*>(a.v) + b * a.v_str[0] + kvh * a.v_str[2], a.v_str[1],
@@ -187,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
     }
   }
 
-  float* scr = reinterpret_cast<float*>(wbase);
+  float* scr = reinterpret_cast<float*>(sm.scratch);
   write_rows<D>(dk, scr, a.dk, a.dk_str, b, kvh, kj, a.sk, a.scale, a.accumulate, r, half);
   __syncwarp();
   write_rows<D>(dv, scr, a.dv, a.dv_str, b, kvh, kj, a.sk, 1.0f, a.accumulate, r, half);
@@ -195,16 +212,12 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(AttnArgs a) {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
-  using S = BwdSmem<D>;
   constexpr int kT = Pitch<D>::kT, kF = D / 16;
   extern __shared__ __align__(128) unsigned char smem[];
-  T* Ks = reinterpret_cast<T*>(smem);
-  T* Vs = reinterpret_cast<T*>(smem + S::kOffB);
+  const BwdShared<T, D> sm(smem, threadIdx.x / 32, /*with_p=*/false);
+  T *Ks = sm.x, *Vs = sm.y, *dSw = sm.ds;
+  float *Sw = sm.s, *dPw = sm.dp;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  unsigned char* wbase = smem + S::kOffWarp + warp * kWarpBytes;
-  float* Sw = reinterpret_cast<float*>(wbase);
-  float* dPw = reinterpret_cast<float*>(wbase + kScrF);
-  T* dSw = reinterpret_cast<T*>(wbase + 2 * kScrF);
 
   const int m0 = (gridDim.x - 1 - blockIdx.x) * kTileM;
   const int b = blockIdx.y / a.heads, h = blockIdx.y % a.heads;
@@ -257,7 +270,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(AttnArgs a) {
     __syncwarp();
   }
 
-  write_rows<D>(dq, reinterpret_cast<float*>(wbase), a.dq, a.dq_str, b, h, qi, a.sq, a.scale,
+  write_rows<D>(dq, reinterpret_cast<float*>(sm.scratch), a.dq, a.dq_str, b, h, qi, a.sq, a.scale,
                 a.accumulate, r, half);
 }
 
