@@ -10,6 +10,7 @@
 #include "usp/kernel.hpp"
 #include "usp/layout.hpp"
 #include "usp/mesh.hpp"
+#include "usp/timings.hpp"
 
 namespace usp {
 
@@ -21,14 +22,6 @@ struct UspConfig {
   Placement placement = Placement::ulysses_inner;
   bool causal = true;
   float scale = 0.0f;  // 0 → 1/sqrt(head size)
-};
-
-// Time one rank spent, accumulated over calls since construction or reset_timings().
-struct UspTimings {
-  double compute_s = 0;     // inside kernel calls (forward/backward/merge)
-  double comm_wait_s = 0;   // blocked in Request::wait and collectives
-  double comm_total_s = 0;  // from posting each transfer to its completion (overlapped or not)
-  std::int64_t bytes_sent = 0;
 };
 
 // One object per rank. Construction is collective over `world`: it validates the mesh, splits the

@@ -10,6 +10,7 @@
 #include "usp/memory.hpp"
 #include "usp/mesh.hpp"
 #include "usp/tensor.hpp"
+#include "usp/timings.hpp"
 
 namespace usp {
 const char* version();
