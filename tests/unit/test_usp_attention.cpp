@@ -5,9 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "usp/agree.hpp"
+#include "usp/backend.hpp"
 #include "usp_matrix.hpp"
 
 namespace usp::testing {
@@ -288,6 +291,107 @@ TEST(UspAttention, WorldSizeMustMatchTheMesh) {
     construct(comm, cfg);
   });
   for (const std::string& m : msgs) EXPECT_FALSE(m.empty());
+}
+
+// usp::Attention: one object from the options; its shard/gather invert each other; its results
+// are UspAttention's over the pieces built by hand, bit for bit.
+TEST(Attention, ShardAndGatherInvertEachOther) {
+  for (Placement pl : {Placement::ulysses_inner, Placement::ring_inner}) {
+    std::mt19937 gen(3);
+    const Tensor x = random_tensor({2, 48, 3, 4}, DType::f32, gen);
+    const Tensor l = random_tensor({2, 3, 48}, DType::f32, gen);
+    run_local(4, [&](Communicator& world) {
+      Attention attn(world, {.ulysses = 2, .ring = 2, .placement = pl});
+      const Tensor xs = attn.shard(x), ls = attn.shard(l, 2);
+      EXPECT_EQ(xs.shape(), (Tensor::Dims{2, 12, 3, 4}));
+      EXPECT_EQ(ls.shape(), (Tensor::Dims{2, 3, 12}));
+      const MeshCoord c = attn.mesh().coord;
+      EXPECT_EQ(to_doubles(xs), to_doubles(shard(attn.layout(48), x, c.ring, c.ulysses)));
+      EXPECT_EQ(to_doubles(attn.gather(xs)), to_doubles(x));
+      EXPECT_EQ(to_doubles(attn.gather(ls, 2)), to_doubles(l));
+    });
+  }
+}
+
+TEST(Attention, SameBitsAsUspAttentionOverItsPieces) {
+  Problem p;
+  p.ulysses = 2;
+  p.ring = 2;
+  p.s = 64;
+  p.dtype = DType::bf16;
+  const Inputs in = make_inputs(p);
+  const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
+               v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
+  const Results pieces = run_usp(p, in);
+  std::vector<Tensor> out(4), dq(4);
+  run_local(4, [&](Communicator& world) {
+    Attention attn(world, {.ulysses = 2, .ring = 2, .threads = 1});
+    EXPECT_EQ(attn.threads(), 1);
+    const Tensor ql = attn.shard(q), kl = attn.shard(k), vl = attn.shard(v);
+    const UspAttention::Output o = attn.forward(ql, kl, vl);
+    const UspAttention::Grads g = attn.backward(ql, kl, vl, o.out, o.lse, attn.shard(dout));
+    const Tensor full_out = attn.gather(o.out), full_dq = attn.gather(g.dq);
+    out[static_cast<std::size_t>(world.rank())] = to_dtype(full_out, DType::f32);
+    dq[static_cast<std::size_t>(world.rank())] = to_dtype(full_dq, DType::f32);
+  });
+  for (std::size_t r = 0; r < 4; ++r) {
+    EXPECT_EQ(to_doubles(out[r]), to_doubles(pieces.out)) << "rank " << r;
+    EXPECT_EQ(to_doubles(dq[r]), to_doubles(pieces.dq)) << "rank " << r;
+  }
+}
+
+TEST(Attention, ThreadsFollowTheOnePolicy) {
+  EXPECT_EQ(default_threads(4, 16), 4);
+  EXPECT_EQ(default_threads(8, 2), 1);
+  EXPECT_EQ(default_threads(0, 3), 3);
+  EXPECT_EQ(host_ranks("local", 6), 6);
+  EXPECT_EQ(host_ranks("cpu", 2), 2);
+  run_local(2, [&](Communicator& world) {
+    Attention attn(world, {.ring = 2});
+    EXPECT_EQ(attn.threads(), default_threads(2));
+    EXPECT_EQ(attn.allocator().device(), Device::host);
+  });
+}
+
+TEST(Attention, BadOptionsAreNamed) {
+  const std::vector<std::string> msgs = errors_on_ranks(
+      2, [](Communicator& comm) { Attention attn(comm, {.ring = 2, .threads = -1}); });
+  for (const std::string& m : msgs) EXPECT_NE(m.find("threads = -1"), std::string::npos) << m;
+  EXPECT_THROW(run_local(1, [](Communicator& comm) { Attention attn(comm, {.backend = "tpu"}); }),
+               Error);
+}
+
+// The agreement helper every cross-rank check goes through.
+TEST(Agreement, NamesTheDifferingRanksAndFieldsOnly) {
+  const Fields a{{"ring", "4"}, {"causal", "true"}}, b{{"ring", "2"}, {"causal", "true"}};
+  EXPECT_EQ(disagreement({a, a, a}, "configuration mismatch", "hint"), "");
+  EXPECT_EQ(disagreement({a, b, a, b}, "configuration mismatch", "call alike"),
+            "configuration mismatch across ranks: rank 1 has ring=2; rank 3 has ring=2; rank 0 "
+            "has ring=4 (call alike)");
+  const Fields longer{{"ring", std::string(80, 'x')}, {"causal", "true"}};
+  const std::string m = disagreement({a, longer}, "the command line differs", "same options");
+  EXPECT_NE(m.find("ring=" + std::string(57, 'x') + "..."), std::string::npos) << m;
+  std::vector<Fields> many(7, a);
+  for (std::size_t r = 1; r < many.size(); ++r) many[r] = b;
+  EXPECT_NE(disagreement(many, "x", "y").find("(2 more ranks differ); rank 0 has ring=4"),
+            std::string::npos);
+  EXPECT_NE(disagreement({a, Fields{{"ring", "4"}}}, "x", "y").find("rank 1 has "),
+            std::string::npos);
+}
+
+TEST(Agreement, AgreeFieldsThrowsOnEveryRank) {
+  const std::vector<std::string> msgs = errors_on_ranks(3, [](Communicator& comm) {
+    agree_fields(comm, default_host_allocator(), {{"seq_len", comm.rank() == 2 ? "128" : "64"}},
+                 "the command line differs", "start every rank with the same options");
+  });
+  for (const std::string& m : msgs)
+    EXPECT_NE(m.find("the command line differs across ranks: rank 2 has seq_len=128; rank 0 has "
+                     "seq_len=64 (start every rank with the same options)"),
+              std::string::npos)
+        << m;
+  run_local(3, [](Communicator& comm) {
+    agree_fields(comm, default_host_allocator(), {{"seq_len", "64"}}, "x", "y");
+  });
 }
 
 }  // namespace

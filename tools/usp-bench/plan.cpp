@@ -9,6 +9,7 @@
 #include <string>
 
 #include "memory_estimate.hpp"
+#include "usp/backend.hpp"
 
 namespace usp::bench {
 namespace {
@@ -130,7 +131,7 @@ MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, i
 
 int threads_per_rank(const Options& o, const RowConfig& c, const Machine& m) {
   if (o.threads > 0) return o.threads;
-  return std::max(1, m.cores / (m.host_ranks > 0 ? m.host_ranks : c.world()));
+  return default_threads(m.host_ranks > 0 ? m.host_ranks : c.world(), m.cores);
 }
 
 Plan make_plan(const Options& o, const Machine& m) {
