@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "../common/mpi_job.hpp"
+#include "inputs.hpp"
 #include "options.hpp"
-#include "problem.hpp"
 #include "runner.hpp"
 #include "usp/error.hpp"
 
@@ -28,7 +28,7 @@ std::string num(double x) {
 }
 
 // What must be the same on every rank.
-tools::Fields run_fields(const Options& o, const Problem& p) {
+tools::Fields run_fields(const Options& o, const NpyInputs& p) {
   return {{"help", o.help ? "true" : "false"},
           {"backend", o.backend},
           {"ulysses", std::to_string(o.ulysses)},
@@ -62,7 +62,7 @@ void report(const char* what) {
 
 int main_processes(int argc, char** argv) {
   Options o;
-  Problem p;
+  NpyInputs p;
   tools::MpiJob job;
   job.report = [](const std::string& what) { report(what.c_str()); };
   // Every rank reads the inputs and checks the command line.
@@ -78,7 +78,7 @@ int main_processes(int argc, char** argv) {
                   " ranks but mpirun started ", size, " processes (--backend ", o.backend,
                   " runs one process per rank: ulysses x ring must equal the world size)");
     check_backend(o);
-    p = load_problem(o);
+    p = load_inputs(o);
     if (rank == 0) make_out_dir(o);
   };
   job.fields = [&] { return run_fields(o, p); };

@@ -21,20 +21,8 @@
 #include "usp/npy.hpp"
 
 namespace usp::attn_tool {
-namespace {
 
-std::string shape_text(const Tensor& t) {
-  std::string s = "[";
-  for (int d = 0; d < t.dim(); ++d) {
-    if (d > 0) s += ",";
-    s += std::to_string(t.size(d));
-  }
-  return s + "]";
-}
-
-}  // namespace
-
-Results run(const Options& o, const Problem& p, Communicator* world) {
+Results run(const Options& o, const NpyInputs& p, Communicator* world) {
   const int ranks = o.ulysses * o.ring;
   const bool backward = p.dout.defined();
   const AttentionOptions options{.backend = o.backend,
@@ -136,7 +124,7 @@ void make_out_dir(const Options& o) {
 }
 
 // Writes the results and prints the summary line.
-void write_results(const Options& o, const Problem& p, const Results& r) {
+void write_results(const Options& o, const NpyInputs& p, const Results& r) {
   namespace fs = std::filesystem;
   const fs::path dir(o.out_dir);
   const Layout layout{.type = o.ring_type, .seq_len = p.seq, .ulysses = o.ulysses, .ring = o.ring};
@@ -152,7 +140,7 @@ void write_results(const Options& o, const Problem& p, const Results& r) {
 
   std::printf("usp-attn: %s ulysses=%d ring=%d %s %s q%s kv%s scale=%g: forward %.3f ms",
               ring_type_name(o.ring_type), o.ulysses, o.ring, o.causal ? "causal" : "non-causal",
-              dtype_name(o.dtype), shape_text(p.q).c_str(), shape_text(p.k).c_str(),
+              dtype_name(o.dtype), shape_text(p.q, ",").c_str(), shape_text(p.k, ",").c_str(),
               static_cast<double>(p.scale), r.forward_s * 1e3);
   if (p.dout.defined()) std::printf(", backward %.3f ms", r.backward_s * 1e3);
   std::printf("; wrote %s to %s", written.c_str(), o.out_dir.c_str());

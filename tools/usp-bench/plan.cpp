@@ -21,7 +21,7 @@ std::string gib(std::uint64_t bytes) {
 }
 
 void validate_row(const Options& o, const RowConfig& c) {
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   const int u = c.ulysses, r = c.ring;
   std::ostringstream deg;
   deg << u << 'x' << r;
@@ -114,7 +114,7 @@ MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, i
   if (o.check) {
     RowConfig single = c;
     single.ulysses = single.ring = 1;
-    const Problem& p = o.problem;
+    const BenchProblem& p = o.problem;
     const auto s = static_cast<std::uint64_t>(c.seq_len), b = static_cast<std::uint64_t>(p.batch);
     const auto d = static_cast<std::uint64_t>(p.head_size);
     const std::uint64_t q = b * s * static_cast<std::uint64_t>(p.nheads) * d;

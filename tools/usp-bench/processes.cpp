@@ -9,8 +9,8 @@
 #include "machine.hpp"
 #include "options.hpp"
 #include "plan.hpp"
-#include "run.hpp"
-#include "runner.hpp"
+#include "row.hpp"
+#include "run_plan.hpp"
 #include "usp/backend.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
@@ -49,7 +49,7 @@ std::string unique_list(const std::vector<RowConfig>& rows, F value) {
 
 // What must be the same on every rank for the job to run the same rows.
 tools::Fields run_fields(const Options& o, const Plan& plan) {
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   const auto& rows = plan.rows;
   return {
       {"help", o.help ? "true" : "false"},
@@ -144,7 +144,7 @@ int main_processes(int* argc, char*** argv, const std::vector<std::string>& args
     Ranks ranks;
     ranks.backend = o.backend;
     ranks.world = &world;
-    return run(o, m, plan, ranks);
+    return run_plan(o, m, plan, ranks);
   };
   job.failure_status = [](const std::exception& e) {
     const auto* err = dynamic_cast<const Error*>(&e);

@@ -1,4 +1,4 @@
-#include "runner.hpp"
+#include "row.hpp"
 
 #include <sys/resource.h>
 
@@ -31,7 +31,7 @@ double process_cpu_s() {
   return sec(u.ru_utime) + sec(u.ru_stime);
 }
 
-UspConfig usp_config(const Problem& p, const RowConfig& c) {
+UspConfig usp_config(const BenchProblem& p, const RowConfig& c) {
   UspConfig cfg;
   cfg.ring_type = c.ring_type;
   cfg.ulysses = c.ulysses;
@@ -46,7 +46,7 @@ struct Shards {
 
 // One shard in `alloc`: generated there directly in host memory, or generated in host staging
 // memory and copied to the device (the staging is freed on return, so only device bytes count).
-Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const Problem& p,
+Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const BenchProblem& p,
                 std::int64_t heads, Allocator& alloc) {
   if (alloc.device() == Device::host)
     return make_shard(layout, rr, ur, id, p.seed, p.batch, heads, p.head_size, p.dtype, alloc);
@@ -56,7 +56,7 @@ Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const Problem
   return copy_to(host, alloc);
 }
 
-Shards make_shards(const Problem& p, const RowConfig& c, const Layout& layout, int ring_rank,
+Shards make_shards(const BenchProblem& p, const RowConfig& c, const Layout& layout, int ring_rank,
                    int ulysses_rank, Allocator& alloc) {
   Shards s;
   s.q = shard_in(layout, ring_rank, ulysses_rank, TensorId::q, p, p.nheads, alloc);
@@ -139,8 +139,8 @@ ErrSum compare_lse(const Tensor& local, const std::vector<double>& ref, const La
 
 }  // namespace
 
-RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
-                  int iters) {
+RowResult run_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c, int threads,
+                  int warmup, int iters) {
   const int world = c.world();
   RowResult res;
   res.threads = threads;
@@ -229,7 +229,7 @@ double check_tolerance(DType t, bool gradient) {
   return 2e-2;
 }
 
-CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads,
+CheckResult check_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c, int threads,
                       int reference_threads) {
   // The single-rank run, where rank 0 lives (this process), before the distributed one.
   Reference ref;
