@@ -16,10 +16,10 @@
 namespace usp::testing {
 namespace {
 
-class UspAttentionMatrix : public ::testing::TestWithParam<Problem> {};
+class UspAttentionMatrix : public ::testing::TestWithParam<UspCase> {};
 
 TEST_P(UspAttentionMatrix, ForwardAndBackwardMatchReference) {
-  const Problem& p = GetParam();
+  const UspCase& p = GetParam();
   expect_within_bounds(p, run_and_compare(p));
 }
 
@@ -31,7 +31,7 @@ TEST(UspAttention, ErrorDoesNotGrowWithWorldSize) {
   // fp32, one problem: the error at 8 ranks stays within 2× the single-rank error, per output.
   for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
     for (bool causal : {true, false}) {
-      Problem p;
+      UspCase p;
       p.type = t;
       p.causal = causal;
       p.s = 128;
@@ -42,7 +42,7 @@ TEST(UspAttention, ErrorDoesNotGrowWithWorldSize) {
       const Inputs in = make_inputs(p);
       const Errors base = errors_vs_reference(p, in, run_usp(p, in));
       for (auto [u, r] : {std::pair{1, 8}, std::pair{8, 1}, std::pair{2, 4}}) {
-        Problem q = p;
+        UspCase q = p;
         q.ulysses = u;
         q.ring = r;
         const Errors e = errors_vs_reference(q, in, run_usp(q, in));
@@ -61,7 +61,7 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
   // Partial outputs merge in fp32 and gradients accumulate in fp32, so bf16 inputs give the same
   // error on a ring of 8 as on one rank (within 2×).
   for (RingType t : {RingType::basic, RingType::zigzag}) {
-    Problem p;
+    UspCase p;
     p.type = t;
     p.dtype = DType::bf16;
     p.s = 128;
@@ -71,7 +71,7 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
     p.seed = 9;
     const Inputs in = make_inputs(p);
     const Errors base = errors_vs_reference(p, in, run_usp(p, in));
-    Problem q = p;
+    UspCase q = p;
     q.ring = 8;
     const Errors e = errors_vs_reference(q, in, run_usp(q, in));
     EXPECT_LE(e.out, 2 * base.out) << q.name() << " vs 1×1 " << base.out;
@@ -82,7 +82,7 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
 }
 
 TEST(UspAttention, Fp16AndLargerHeads) {
-  Problem p;
+  UspCase p;
   p.type = RingType::stripe;
   p.ulysses = 2;
   p.ring = 2;
@@ -97,7 +97,7 @@ TEST(UspAttention, Fp16AndLargerHeads) {
 
 TEST(UspAttention, RingInnerPlacementAndDataParallel) {
   for (Placement pl : {Placement::ulysses_inner, Placement::ring_inner}) {
-    Problem p;
+    UspCase p;
     p.type = RingType::zigzag;
     p.ulysses = 2;
     p.ring = 2;
@@ -314,7 +314,7 @@ TEST(Attention, ShardAndGatherInvertEachOther) {
 }
 
 TEST(Attention, SameBitsAsUspAttentionOverItsPieces) {
-  Problem p;
+  UspCase p;
   p.ulysses = 2;
   p.ring = 2;
   p.s = 64;
@@ -322,8 +322,24 @@ TEST(Attention, SameBitsAsUspAttentionOverItsPieces) {
   const Inputs in = make_inputs(p);
   const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
                v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
-  const Results pieces = run_usp(p, in);
+  const Layout layout{.type = p.type, .seq_len = p.s, .ulysses = 2, .ring = 2};
+  // By hand: allocator, kernel, UspAttention, usp::shard per tensor.
   std::vector<Tensor> out(4), dq(4);
+  run_local(4, [&](Communicator& world) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1, &alloc);
+    UspAttention att(world, *kernel, alloc, {.ulysses = 2, .ring = 2});
+    const MeshCoord c = att.mesh().coord;
+    auto mine = [&](const Tensor& x) { return shard(layout, x, c.ring, c.ulysses, 1, alloc); };
+    const UspAttention::Output o = att.forward(mine(q), mine(k), mine(v));
+    const UspAttention::Grads g = att.backward(mine(q), mine(k), mine(v), o.out, o.lse, mine(dout));
+    const auto slot = static_cast<std::size_t>(c.ring * 2 + c.ulysses);
+    out[slot] = to_dtype(o.out, DType::f32);
+    dq[slot] = to_dtype(g.dq, DType::f32);
+  });
+  const Tensor ref_out = unshard(layout, out), ref_dq = unshard(layout, dq);
+  // One object: the same bits, gathered on every rank.
+  std::vector<Tensor> got_out(4), got_dq(4);
   run_local(4, [&](Communicator& world) {
     Attention attn(world, {.ulysses = 2, .ring = 2, .threads = 1});
     EXPECT_EQ(attn.threads(), 1);
@@ -331,12 +347,12 @@ TEST(Attention, SameBitsAsUspAttentionOverItsPieces) {
     const UspAttention::Output o = attn.forward(ql, kl, vl);
     const UspAttention::Grads g = attn.backward(ql, kl, vl, o.out, o.lse, attn.shard(dout));
     const Tensor full_out = attn.gather(o.out), full_dq = attn.gather(g.dq);
-    out[static_cast<std::size_t>(world.rank())] = to_dtype(full_out, DType::f32);
-    dq[static_cast<std::size_t>(world.rank())] = to_dtype(full_dq, DType::f32);
+    got_out[static_cast<std::size_t>(world.rank())] = to_dtype(full_out, DType::f32);
+    got_dq[static_cast<std::size_t>(world.rank())] = to_dtype(full_dq, DType::f32);
   });
   for (std::size_t r = 0; r < 4; ++r) {
-    EXPECT_EQ(to_doubles(out[r]), to_doubles(pieces.out)) << "rank " << r;
-    EXPECT_EQ(to_doubles(dq[r]), to_doubles(pieces.dq)) << "rank " << r;
+    EXPECT_EQ(to_doubles(got_out[r]), to_doubles(ref_out)) << "rank " << r;
+    EXPECT_EQ(to_doubles(got_dq[r]), to_doubles(ref_dq)) << "rank " << r;
   }
 }
 

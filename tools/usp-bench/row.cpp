@@ -31,13 +31,15 @@ double process_cpu_s() {
   return sec(u.ru_utime) + sec(u.ru_stime);
 }
 
-UspConfig usp_config(const BenchProblem& p, const RowConfig& c) {
-  UspConfig cfg;
-  cfg.ring_type = c.ring_type;
-  cfg.ulysses = c.ulysses;
-  cfg.ring = c.ring;
-  cfg.causal = p.causal;
-  return cfg;
+// The row's attention on `backend` with `threads` kernel threads per rank.
+AttentionOptions attention_options(const std::string& backend, const BenchProblem& p,
+                                   const RowConfig& c, int threads) {
+  return {.backend = backend,
+          .ulysses = c.ulysses,
+          .ring = c.ring,
+          .ring_type = c.ring_type,
+          .causal = p.causal,
+          .threads = threads};
 }
 
 struct Shards {
@@ -151,12 +153,11 @@ RowResult run_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c,
   for_ranks(ranks, world, [&](Communicator& comm) {
     RankReport mine{};
     {
-      auto alloc = make_allocator(ranks.backend);
-      auto kernel = make_kernel(ranks.backend, threads, alloc.get());
-      UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
+      Attention att(comm, attention_options(ranks.backend, p, c, threads));
+      Allocator& alloc = att.allocator();
       const Layout layout = att.layout(c.seq_len);
       const Shards in =
-          make_shards(p, c, layout, att.mesh().coord.ring, att.mesh().coord.ulysses, *alloc);
+          make_shards(p, c, layout, att.mesh().coord.ring, att.mesh().coord.ulysses, alloc);
       auto iteration = [&] {
         UspAttention::Output o = att.forward(in.q, in.k, in.v);
         if (!c.fwd_only) {
@@ -165,8 +166,8 @@ RowResult run_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c,
       };
       for (int i = 0; i < warmup; ++i) iteration();
       comm.barrier();
-      alloc->reset_peak();
-      att.reset_timings();
+      alloc.reset_peak();
+      att.core().reset_timings();
       // One rank per process reads the process's CPU time (every thread of it): thread ranks
       // share one process, so their sum over ranks is the whole run's CPU time either way.
       const bool counts_cpu = ranks.world != nullptr || comm.rank() == 0;
@@ -184,7 +185,7 @@ RowResult run_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c,
                         std::chrono::duration<double>(t1 - t0).count(),
                         cpu,
                         t.bytes_sent,
-                        alloc->stats().peak};
+                        alloc.stats().peak};
     }
     const std::vector<RankReport> all = tools::allgather_value(comm, ranks.backend, mine);
     if (comm.rank() != 0 && ranks.world == nullptr) return;  // thread ranks: rank 0 records
@@ -236,10 +237,9 @@ CheckResult check_row(const Ranks& ranks, const BenchProblem& p, const RowConfig
   const RowConfig single = single_rank_row(c);
   if (ranks.root()) {
     run_ranks(tools::thread_backend(ranks.backend), 1, [&](Communicator& comm) {
-      auto alloc = make_allocator(ranks.backend);
-      auto kernel = make_kernel(ranks.backend, reference_threads, alloc.get());
-      UspAttention att(comm, *kernel, *alloc, usp_config(p, single));
-      const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, *alloc);
+      Attention att(comm, attention_options(ranks.backend, p, single, reference_threads));
+      Allocator& alloc = att.allocator();
+      const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, alloc);
       UspAttention::Output o = att.forward(in.q, in.k, in.v);
       ref.out = to_doubles(copy_to(o.out, default_host_allocator()));
       ref.lse = to_doubles(copy_to(o.lse, default_host_allocator()));
@@ -275,12 +275,11 @@ CheckResult check_row(const Ranks& ranks, const BenchProblem& p, const RowConfig
     ranks.world->set_timeout(saved);
   }
   for_ranks(ranks, c.world(), [&](Communicator& comm) {
-    auto alloc = make_allocator(ranks.backend);
-    auto kernel = make_kernel(ranks.backend, threads, alloc.get());
-    UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
+    Attention att(comm, attention_options(ranks.backend, p, c, threads));
+    Allocator& alloc = att.allocator();
     const Layout layout = att.layout(c.seq_len);
     const Coord me{att.mesh().coord.ring, att.mesh().coord.ulysses};
-    const Shards in = make_shards(p, c, layout, me.ring, me.ulysses, *alloc);
+    const Shards in = make_shards(p, c, layout, me.ring, me.ulysses, alloc);
     Tensor results[kTensors];
     UspAttention::Output o = att.forward(in.q, in.k, in.v);
     if (!c.fwd_only) {
@@ -298,7 +297,7 @@ CheckResult check_row(const Ranks& ranks, const BenchProblem& p, const RowConfig
     const std::vector<double>* refs[kTensors] = {&ref.out, &ref.lse, &ref.dq, &ref.dk, &ref.dv};
     Verdict v{0, 0, 1};
     for (int i = 0; i < n; ++i) {
-      const std::vector<Tensor> shards = tools::gather_to_root(comm, results[i], *alloc, 7000 + i);
+      const std::vector<Tensor> shards = tools::gather_to_root(comm, results[i], alloc, 7000 + i);
       results[i] = Tensor();
       if (comm.rank() != 0) continue;
       ErrSum sum;
