@@ -19,8 +19,9 @@ int main() {
     auto grads = attn.backward(ql, kl, vl, out, lse, attn.shard(dout));  // dq, dk, dv
     const usp::Tensor full = attn.gather(out);  // [1, 1024, 8, 64] on every rank
     if (world.rank() == 0)
-      std::printf("out[0] = %g, dq[0] = %g\n", static_cast<double>(full.data_as<float>()[0]),
-                  static_cast<double>(grads.dq.data_as<float>()[0]));
+      std::printf("global out[-1] = %g, my dq[-1] = %g\n",
+                  static_cast<double>(full.data_as<float>()[full.numel() - 1]),
+                  static_cast<double>(grads.dq.data_as<float>()[grads.dq.numel() - 1]));
   });
   return 0;
 }

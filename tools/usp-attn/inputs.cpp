@@ -58,12 +58,7 @@ NpyInputs load_inputs(const Options& o) {
                   " differs from --q shape ", shape_text(q));
   }
 
-  Layout layout;
-  layout.type = o.ring_type;
-  layout.seq_len = p.seq;
-  layout.ulysses = o.ulysses;
-  layout.ring = o.ring;
-  layout.validate();
+  layout_of(o, p.seq).validate();
   USP_CHECK_ARG(p.heads % o.ulysses == 0, "--ulysses ", o.ulysses, " does not divide the ", p.heads,
                 " query heads of --q");
 

@@ -127,7 +127,7 @@ void make_out_dir(const Options& o) {
 void write_results(const Options& o, const NpyInputs& p, const Results& r) {
   namespace fs = std::filesystem;
   const fs::path dir(o.out_dir);
-  const Layout layout{.type = o.ring_type, .seq_len = p.seq, .ulysses = o.ulysses, .ring = o.ring};
+  const Layout layout = layout_of(o, p.seq);
   std::string written = "out.npy lse.npy";
   write_npy((dir / "out.npy").string(), unshard(layout, r.out, 1));
   write_npy((dir / "lse.npy").string(), unshard(layout, r.lse, 2));

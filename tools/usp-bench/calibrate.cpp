@@ -29,8 +29,7 @@ Calibration calibrate_cpu(const BenchProblem& p, int threads) {
   one.seq_len = cal.seq_len;
   cal.flops = row_flops(shape, one);
 
-  Layout layout;
-  layout.seq_len = cal.seq_len;
+  const Layout layout{.seq_len = cal.seq_len};
   auto& alloc = default_host_allocator();
   auto input = [&](TensorId id) {
     return make_shard(layout, 0, 0, id, p.seed, cal.batch, cal.heads, p.head_size, p.dtype, alloc);
