@@ -31,14 +31,7 @@ TEST(UspAttention, ErrorDoesNotGrowWithWorldSize) {
   // fp32, one problem: the error at 8 ranks stays within 2× the single-rank error, per output.
   for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
     for (bool causal : {true, false}) {
-      UspCase p;
-      p.type = t;
-      p.causal = causal;
-      p.s = 128;
-      p.h = 8;
-      p.hkv = 8;
-      p.d = 32;
-      p.seed = 7;
+      UspCase p{.type = t, .causal = causal, .s = 128, .h = 8, .hkv = 8, .d = 32, .seed = 7};
       const Inputs in = make_inputs(p);
       const Errors base = errors_vs_reference(p, in, run_usp(p, in));
       for (auto [u, r] : {std::pair{1, 8}, std::pair{8, 1}, std::pair{2, 4}}) {
@@ -61,14 +54,7 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
   // Partial outputs merge in fp32 and gradients accumulate in fp32, so bf16 inputs give the same
   // error on a ring of 8 as on one rank (within 2×).
   for (RingType t : {RingType::basic, RingType::zigzag}) {
-    UspCase p;
-    p.type = t;
-    p.dtype = DType::bf16;
-    p.s = 128;
-    p.h = 4;
-    p.hkv = 4;
-    p.d = 32;
-    p.seed = 9;
+    UspCase p{.type = t, .dtype = DType::bf16, .s = 128, .h = 4, .hkv = 4, .d = 32, .seed = 9};
     const Inputs in = make_inputs(p);
     const Errors base = errors_vs_reference(p, in, run_usp(p, in));
     UspCase q = p;
@@ -82,30 +68,28 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
 }
 
 TEST(UspAttention, Fp16AndLargerHeads) {
-  UspCase p;
-  p.type = RingType::stripe;
-  p.ulysses = 2;
-  p.ring = 2;
-  p.dtype = DType::f16;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 32;
-  p.s = 120;
-  p.b = 2;
+  UspCase p{.type = RingType::stripe,
+            .ulysses = 2,
+            .ring = 2,
+            .dtype = DType::f16,
+            .b = 2,
+            .s = 120,
+            .h = 4,
+            .hkv = 2,
+            .d = 32};
   expect_within_bounds(p, run_and_compare(p));
 }
 
 TEST(UspAttention, RingInnerPlacementAndDataParallel) {
   for (Placement pl : {Placement::ulysses_inner, Placement::ring_inner}) {
-    UspCase p;
-    p.type = RingType::zigzag;
-    p.ulysses = 2;
-    p.ring = 2;
-    p.data = 2;
-    p.placement = pl;
-    p.s = 64;
-    p.h = 4;
-    p.hkv = 2;
+    UspCase p{.type = RingType::zigzag,
+              .ulysses = 2,
+              .ring = 2,
+              .data = 2,
+              .placement = pl,
+              .s = 64,
+              .h = 4,
+              .hkv = 2};
     expect_within_bounds(p, run_and_compare(p));
   }
 }
@@ -115,11 +99,7 @@ TEST(UspAttention, RepeatedCallsAndCustomScale) {
   run_local(4, [](Communicator& comm) {
     HostAllocator alloc;
     auto kernel = make_cpu_kernel(1, &alloc);
-    UspConfig cfg;
-    cfg.ulysses = 2;
-    cfg.ring = 2;
-    cfg.scale = 0.5f;
-    UspAttention att(comm, *kernel, alloc, cfg);
+    UspAttention att(comm, *kernel, alloc, {.ulysses = 2, .ring = 2, .scale = 0.5f});
     EXPECT_EQ(att.layout(64).seq_len, 64);
     EXPECT_EQ(att.layout(64).shard_len(), 16);
     std::mt19937 gen(static_cast<std::uint32_t>(comm.rank()));
@@ -144,23 +124,14 @@ TEST(UspAttention, CustomScaleMatchesReference) {
   const Tensor k = random_tensor({1, s, h, d}, DType::f32, gen);
   const Tensor v = random_tensor({1, s, h, d}, DType::f32, gen);
   const reference::ForwardResult ref = reference::forward(q, k, v, MaskMode::causal, 0.3);
-  Layout layout{RingType::zigzag, s, 2, 2};
+  // Through the one object: the scale of its options, its shards, its gather on every rank.
   std::vector<Tensor> outs(4);
   run_local(4, [&](Communicator& comm) {
-    HostAllocator alloc;
-    auto kernel = make_cpu_kernel(1, &alloc);
-    UspConfig cfg;
-    cfg.ulysses = 2;
-    cfg.ring = 2;
-    cfg.scale = 0.3f;
-    UspAttention att(comm, *kernel, alloc, cfg);
-    const MeshCoord c = att.mesh().coord;
-    const UspAttention::Output o = att.forward(shard(layout, q, c.ring, c.ulysses, 1, alloc),
-                                               shard(layout, k, c.ring, c.ulysses, 1, alloc),
-                                               shard(layout, v, c.ring, c.ulysses, 1, alloc));
-    outs[static_cast<std::size_t>(c.ring * 2 + c.ulysses)] = to_dtype(o.out, DType::f32);
+    Attention att(comm, {.ulysses = 2, .ring = 2, .scale = 0.3f, .threads = 1});
+    const UspAttention::Output o = att.forward(att.shard(q), att.shard(k), att.shard(v));
+    outs[static_cast<std::size_t>(comm.rank())] = att.gather(o.out);
   });
-  EXPECT_LE(relative_error(to_doubles(unshard(layout, outs, 1)), ref.out), 1e-5);
+  for (const Tensor& out : outs) EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
 }
 
 // Runs fn on every rank of a world of n; returns each rank's error message ("" when none) and
@@ -314,11 +285,7 @@ TEST(Attention, ShardAndGatherInvertEachOther) {
 }
 
 TEST(Attention, SameBitsAsUspAttentionOverItsPieces) {
-  UspCase p;
-  p.ulysses = 2;
-  p.ring = 2;
-  p.s = 64;
-  p.dtype = DType::bf16;
+  UspCase p{.ulysses = 2, .ring = 2, .dtype = DType::bf16, .s = 64};
   const Inputs in = make_inputs(p);
   const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
                v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
