@@ -1,6 +1,7 @@
 // Umbrella header.
 #pragma once
 
+#include "usp/agree.hpp"
 #include "usp/attention.hpp"
 #include "usp/comm.hpp"
 #include "usp/dtype.hpp"

@@ -35,12 +35,18 @@ std::string exact(float x) {
   return std::string(buf, res.ptr);
 }
 
+// The enum's name, or its number when it has none (so that two unknown values still differ).
+template <class E>
+std::string enum_text(E e, const char* name) {
+  return std::string_view(name) == "unknown" ? std::to_string(static_cast<int>(e)) : name;
+}
+
 Fields config_fields(const UspConfig& c) {
-  return {{"ring_type", ring_type_name(c.ring_type)},
+  return {{"ring_type", enum_text(c.ring_type, ring_type_name(c.ring_type))},
           {"ulysses", std::to_string(c.ulysses)},
           {"ring", std::to_string(c.ring)},
           {"data", std::to_string(c.data)},
-          {"placement", placement_name(c.placement)},
+          {"placement", enum_text(c.placement, placement_name(c.placement))},
           {"causal", c.causal ? "true" : "false"},
           {"scale", exact(c.scale)}};
 }
