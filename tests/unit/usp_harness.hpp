@@ -120,6 +120,7 @@ inline Results run_usp(const UspCase& p, const Inputs& in,
           EXPECT_EQ(o.out.dtype(), p.dtype);
           if (comm.rank() == 0) timings = att.timings();
         }
+        // Every tensor of the rank is gone: its allocator must hold nothing.
         leaked[static_cast<std::size_t>(comm.rank())] = att.allocator().stats().current;
       },
       timeout);
