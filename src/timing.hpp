@@ -6,8 +6,8 @@
 #include <cstddef>
 #include <utility>
 
-#include "usp/attention.hpp"
 #include "usp/comm.hpp"
+#include "usp/timings.hpp"
 
 namespace usp::detail {
 

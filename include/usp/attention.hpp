@@ -5,11 +5,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
 #include "usp/layout.hpp"
+#include "usp/memory.hpp"
 #include "usp/mesh.hpp"
+#include "usp/timings.hpp"
 
 namespace usp {
 
@@ -21,14 +24,6 @@ struct UspConfig {
   Placement placement = Placement::ulysses_inner;
   bool causal = true;
   float scale = 0.0f;  // 0 → 1/sqrt(head size)
-};
-
-// Time one rank spent, accumulated over calls since construction or reset_timings().
-struct UspTimings {
-  double compute_s = 0;     // inside kernel calls (forward/backward/merge)
-  double comm_wait_s = 0;   // blocked in Request::wait and collectives
-  double comm_total_s = 0;  // from posting each transfer to its completion (overlapped or not)
-  std::int64_t bytes_sent = 0;
 };
 
 // One object per rank. Construction is collective over `world`: it validates the mesh, splits the
@@ -67,6 +62,54 @@ class UspAttention {
  private:
   struct State;
   std::unique_ptr<State> s_;
+};
+
+// The one-object entry point: what one rank needs for sequence-parallel attention, from the
+// backend's name. Designated-initialiser friendly: usp::Attention attn(world, {.ulysses = 2,
+// .ring = 4}).
+struct AttentionOptions {
+  std::string backend = "cpu";  // "cpu"/"local", "mpi", "cuda"/"cuda-local", "nccl" (backend.hpp):
+                                // picks the kernel and the allocator, not the communicator
+  int ulysses = 1, ring = 1, data = 1;
+  RingType ring_type = RingType::zigzag;
+  Placement placement = Placement::ulysses_inner;
+  bool causal = true;
+  float scale = 0.0f;  // 0 → 1/sqrt(head size)
+  int threads = 0;     // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
+};
+
+// Owns the rank's allocator, kernel and UspAttention. Construction is collective over `world`
+// (as UspAttention's); world.size() must be data × ulysses × ring. Tensors from shard, forward
+// and backward live in allocator() (host memory, or the GPU for the CUDA backends).
+class Attention {
+ public:
+  explicit Attention(Communicator& world, const AttentionOptions& options = {});
+  ~Attention();
+  Attention(const Attention&) = delete;
+  Attention& operator=(const Attention&) = delete;
+
+  // This rank's part of a global host tensor, in the layout order of layout(global seq_len):
+  // [b, s, h, d] → [b, s/(u·r), h, d] (seq_dim 1; 2 for an lse-like [b, h, s]).
+  Tensor shard(const Tensor& global, int seq_dim = 1) const;
+  // Collective over the ranks sharing one sequence: every rank gets the global host tensor in
+  // token order from everyone's `local` (same shape and dtype on every rank).
+  Tensor gather(const Tensor& local, int seq_dim = 1);
+
+  UspAttention::Output forward(const Tensor& q, const Tensor& k, const Tensor& v);
+  UspAttention::Grads backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                               const Tensor& lse, const Tensor& dout);
+
+  Layout layout(std::int64_t seq_len) const;
+  const Mesh& mesh() const;
+  UspTimings timings() const;
+  int threads() const;  // the CPU kernel's threads (as chosen when options.threads is 0)
+  Allocator& allocator();
+  AttentionKernel& kernel();
+  UspAttention& core();
+
+ private:
+  struct Parts;
+  std::unique_ptr<Parts> p_;
 };
 
 }  // namespace usp

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "usp/agree.hpp"  // allgather_host
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
 #include "usp/memory.hpp"
@@ -42,6 +43,15 @@ std::string backend_unavailable_reason(std::string_view backend);
 
 // Where the backend's tensors live.
 Device backend_device(std::string_view backend);
+
+// Ranks of this job on this host: world_size for the thread backends ("local", "cuda-local");
+// for a process-per-rank backend the launcher's count (Open MPI, MPICH, MVAPICH environment),
+// world_size when it does not say.
+int host_ranks(std::string_view backend, int world_size);
+
+// The threads-per-rank policy of the CPU kernel: max(1, cores / ranks_on_host), so that the ranks
+// of one host do not oversubscribe its cores (cores 0: the hardware threads of this machine).
+int default_threads(int ranks_on_host, int cores = 0);
 
 // The block-attention kernel of the backend. `threads` is used by the CPU kernel (0 = all cores);
 // GPU kernels ignore it. `scratch` is the allocator the kernel takes its per-call temporaries from
@@ -74,11 +84,5 @@ std::unique_ptr<Communicator> make_world(std::string_view backend);
 // A contiguous copy of `src` (host or device) in memory from `alloc` (host or device), same dtype.
 // Host→host copies need no GPU; anything touching a device needs a build with CUDA.
 Tensor copy_to(const Tensor& src, Allocator& alloc);
-
-// recv (comm.size() blocks of `bytes`, by rank) = every rank's `send`, both in host memory. A
-// communicator on a device moves device memory only, so there the blocks travel through buffers
-// from `device_alloc`, which must be on comm.device() (for a host communicator it is unused).
-void allgather_host(Communicator& comm, Allocator& device_alloc, const void* send, void* recv,
-                    std::size_t bytes);
 
 }  // namespace usp

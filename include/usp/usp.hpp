@@ -1,6 +1,7 @@
 // Umbrella header.
 #pragma once
 
+#include "usp/agree.hpp"
 #include "usp/attention.hpp"
 #include "usp/comm.hpp"
 #include "usp/dtype.hpp"
@@ -10,6 +11,7 @@
 #include "usp/memory.hpp"
 #include "usp/mesh.hpp"
 #include "usp/tensor.hpp"
+#include "usp/timings.hpp"
 
 namespace usp {
 const char* version();

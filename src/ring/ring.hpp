@@ -8,11 +8,11 @@
 // computed (double buffering), so an asynchronous backend overlaps it with the kernel.
 #pragma once
 
-#include "usp/attention.hpp"
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
 #include "usp/layout.hpp"
 #include "usp/tensor.hpp"
+#include "usp/timings.hpp"
 
 namespace usp::detail {
 

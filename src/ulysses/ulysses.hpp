@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "ulysses/head_split.hpp"
-#include "usp/attention.hpp"
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
 #include "usp/tensor.hpp"
+#include "usp/timings.hpp"
 
 namespace usp::detail {
 

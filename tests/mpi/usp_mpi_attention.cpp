@@ -22,8 +22,8 @@ namespace {
 using namespace std::chrono_literals;
 using usp::testing::Errors;
 using usp::testing::Inputs;
-using usp::testing::Problem;
 using usp::testing::Results;
+using usp::testing::UspCase;
 
 using usp::mpi_test::world;
 
@@ -41,48 +41,18 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-// Every rank's tensor of the same shape, gathered; returned in world-rank order.
-std::vector<usp::Tensor> allgather_tensor(usp::Communicator& c, const usp::Tensor& mine) {
-  const usp::Tensor f = usp::to_dtype(mine, usp::DType::f32);
-  std::vector<char> all(f.nbytes() * static_cast<std::size_t>(c.size()));
-  c.allgather(f.data(), all.data(), f.nbytes());
-  std::vector<usp::Tensor> out;
-  for (int r = 0; r < c.size(); ++r) {
-    usp::Tensor t = usp::Tensor::empty(f.shape(), usp::DType::f32);
-    std::memcpy(t.data(), all.data() + f.nbytes() * static_cast<std::size_t>(r), f.nbytes());
-    out.push_back(std::move(t));
-  }
-  return out;
-}
-
-Results run_usp_mpi(usp::Communicator& c, const Problem& p, const Inputs& in) {
-  usp::Layout layout;
-  layout.type = p.type;
-  layout.seq_len = p.s;
-  layout.ulysses = p.ulysses;
-  layout.ring = p.ring;
+Results run_usp_mpi(usp::Communicator& c, const UspCase& p, const Inputs& in) {
   const usp::Tensor q = usp::to_dtype(in.q, p.dtype), k = usp::to_dtype(in.k, p.dtype),
                     v = usp::to_dtype(in.v, p.dtype), dout = usp::to_dtype(in.dout, p.dtype);
-  usp::HostAllocator alloc;
-  auto kernel = usp::make_cpu_kernel(1, &alloc);
-  usp::UspAttention att(c, *kernel, alloc, usp::testing::config_of(p));
-  const usp::MeshCoord co = att.mesh().coord;
-  const int slot = co.ring * p.ulysses + co.ulysses;  // unshard's order
-  std::vector<int> slots(static_cast<std::size_t>(c.size()));
-  c.allgather(&slot, slots.data(), sizeof slot);
-
-  const usp::Tensor ql = usp::shard(layout, q, co.ring, co.ulysses, 1, alloc);
-  const usp::Tensor kl = usp::shard(layout, k, co.ring, co.ulysses, 1, alloc);
-  const usp::Tensor vl = usp::shard(layout, v, co.ring, co.ulysses, 1, alloc);
-  const usp::Tensor dl = usp::shard(layout, dout, co.ring, co.ulysses, 1, alloc);
+  usp::AttentionOptions options = usp::testing::options_of(p);
+  options.backend = "mpi";
+  usp::Attention att(c, options);
+  const usp::Tensor ql = att.shard(q), kl = att.shard(k), vl = att.shard(v);
   const usp::UspAttention::Output o = att.forward(ql, kl, vl);
-  const usp::UspAttention::Grads g = att.backward(ql, kl, vl, o.out, o.lse, dl);
-
+  const usp::UspAttention::Grads g = att.backward(ql, kl, vl, o.out, o.lse, att.shard(dout));
+  // Every rank gathers everything.
   auto global = [&](const usp::Tensor& local, int seq_dim) {
-    std::vector<usp::Tensor> by_rank = allgather_tensor(c, local), by_slot(by_rank.size());
-    for (std::size_t r = 0; r < by_rank.size(); ++r)
-      by_slot[static_cast<std::size_t>(slots[r])] = std::move(by_rank[r]);
-    return usp::unshard(layout, by_slot, seq_dim);
+    return usp::to_dtype(att.gather(local, seq_dim), usp::DType::f32);
   };
   Results res;
   res.out = global(o.out, 1);
@@ -101,7 +71,7 @@ TEST(MpiUsp, MatchesReferenceForEveryRingTypeAndMesh) {
     if (u * r == n) meshes.emplace_back(u, r);
   ASSERT_FALSE(meshes.empty()) << "no mesh in the matrix has " << n << " ranks";
   int checked = 0;
-  for (const Problem& p : usp::testing::matrix(meshes)) {
+  for (const UspCase& p : usp::testing::matrix(meshes)) {
     if (kSanitized && p.dtype != usp::DType::f32) continue;
     SCOPED_TRACE(p.name());
     const Inputs in = usp::testing::make_inputs(p);  // the same on every rank (seeded)

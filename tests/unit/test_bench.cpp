@@ -64,6 +64,20 @@ Result run_bench(const std::string& args) {
   return r;
 }
 
+// usp-bench with `args` plus --json into a temporary file `name`: its result and the JSON text.
+struct JsonRun {
+  Result r;
+  std::string json;
+};
+
+JsonRun run_bench_json(const std::string& args, const std::string& name) {
+  const std::string path = tmp_path(name);
+  JsonRun run{run_bench(args + " --json '" + path + "'"), ""};
+  run.json = slurp(path);
+  std::remove(path.c_str());
+  return run;
+}
+
 std::vector<std::string> lines_of(const std::string& s) {
   std::vector<std::string> v;
   std::istringstream is(s);
@@ -267,11 +281,11 @@ TEST(BenchCli, GflopsColumnByDefaultOnTheCpu) {
 // A run without --seq-len and --preset measures the CPU kernel and picks L, 2L, 4L from its rate
 // (which L depends on the machine; the rule's structure does not).
 TEST(BenchCli, LengthsWithoutSeqLenComeFromTheCalibration) {
-  const std::string json = tmp_path("lengths.json");
-  const Result r = run_bench(
+  const JsonRun run = run_bench_json(
       "--ring-type zigzag --degrees 2x4 --head-size 16 --nheads 2 --batch-size 1 --iters 1 "
-      "--warmup 0 --json '" +
-      json + "'");
+      "--warmup 0",
+      "lengths.json");
+  const Result& r = run.r;
   ASSERT_EQ(r.code, 0) << r.err;
   const auto tables = seed_tables(r.out);
   ASSERT_EQ(tables.size(), 1u) << r.out;
@@ -301,8 +315,7 @@ TEST(BenchCli, LengthsWithoutSeqLenComeFromTheCalibration) {
             std::string::npos)
       << line;
 
-  const std::string j = slurp(json);
-  std::remove(json.c_str());
+  const std::string& j = run.json;
   JsonChecker check{j};
   EXPECT_TRUE(check.document()) << "invalid JSON near offset " << check.i;
   EXPECT_NE(j.find("\"lengths\": [" + lengths + "]"), std::string::npos) << j;
@@ -385,14 +398,13 @@ TEST(BenchCli, SpeedColumnsFollowTheSeedFormula) {
 }
 
 TEST(BenchCli, PeakMemoryWithinTheDocumentedBound) {
-  const std::string json = tmp_path("mem.json");
-  const Result r = run_bench(
+  const JsonRun run = run_bench_json(
       "--preset seed-backward --seq-len 128,256 --head-size 32 --iters 1 "
-      "--warmup 1 --json '" +
-      json + "'");
+      "--warmup 1",
+      "mem.json");
+  const Result& r = run.r;
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::string text = slurp(json);
-  std::remove(json.c_str());
+  const std::string& text = run.json;
   const auto peak = json_numbers(text, "peak_memory_bytes");
   const auto estimate = json_numbers(text, "estimate_memory_bytes");
   const auto seq = json_numbers(text, "seq_len");
@@ -470,11 +482,11 @@ std::vector<std::string> table_line(const std::string& out, const std::string& p
 }
 
 TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
-  const std::string json = tmp_path("vs.json");
-  const Result r = run_bench(
+  const JsonRun run = run_bench_json(
       "--degrees 2x2,1x1 --threads 1 --seq-len 64 --head-size 16 --nheads 4 --fwd-only false "
-      "--iters 1 --warmup 0 --vs-single-rank --json '" +
-      json + "'");
+      "--iters 1 --warmup 0 --vs-single-rank",
+      "vs.json");
+  const Result& r = run.r;
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("- every row timed 3 times"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("## Against a single rank"), std::string::npos) << r.out;
@@ -486,7 +498,7 @@ TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
   EXPECT_EQ(std::count(runs.begin(), runs.end(), ','), 4) << runs;  // 3 + 3 runs
   EXPECT_NE(runs.find(" / "), std::string::npos) << runs;
 
-  const std::string j = slurp(json);
+  const std::string& j = run.json;
   JsonChecker check{j};
   EXPECT_TRUE(check.document()) << "invalid JSON near offset " << check.i;
   const auto ratio = json_numbers(j, "ratio");
@@ -505,7 +517,6 @@ TEST(BenchCli, VsSingleRankTimesTheSameProblemOnOneRankAlternately) {
   EXPECT_EQ(json_numbers(j, "threads").size(), 1u + 2u + 1u);
   EXPECT_NE(j.find("\"single_latency_ms\": ["), std::string::npos);
   EXPECT_NE(j.find("\"vs_single_rank\": null"), std::string::npos);  // the 1x1 row
-  std::remove(json.c_str());
 
   const Result two = run_bench(
       "--degrees 2x1 --threads 1 --seq-len 32 --head-size 8 --nheads 2 --iters 1 --warmup 0 "
@@ -626,14 +637,13 @@ namespace usp {
 namespace {
 
 TEST(BenchCli, BackwardMinimumCountsTheDkDvBuffersAndMeetsTheTarget) {
-  const std::string json = tmp_path("mem_bwd.json");
-  const Result r = run_bench(
+  const JsonRun run = run_bench_json(
       "--ring-type zigzag --degrees 2x4,4x2 --seq-len 256 --fwd-only false --head-size 32 "
-      "--iters 1 --warmup 1 --json '" +
-      json + "'");
+      "--iters 1 --warmup 1",
+      "mem_bwd.json");
+  const Result& r = run.r;
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::string text = slurp(json);
-  std::remove(json.c_str());
+  const std::string& text = run.json;
   const auto minimum = json_numbers(text, "min_memory_bytes");
   const auto peak = json_numbers(text, "peak_memory_bytes");
   const auto ring = json_numbers(text, "ring_degree");

@@ -11,7 +11,7 @@ namespace usp::bench {
 namespace {
 
 TEST(BenchSeed, ThirtyDistinctRowsConsistentWithTheFormula) {
-  const Problem seed;  // defaults are the seed's problem: fp16, causal, b 2, h 16, d 128
+  const BenchProblem seed;  // defaults are the seed's problem: fp16, causal, b 2, h 16, d 128
   ASSERT_EQ(seed_rows().size(), 30u);
   std::set<std::tuple<int, std::int64_t, int, int, bool>> keys;
   for (const SeedRow& r : seed_rows()) {
@@ -26,7 +26,7 @@ TEST(BenchSeed, ThirtyDistinctRowsConsistentWithTheFormula) {
 }
 
 TEST(BenchSeed, LookupOnlyForTheSeedProblem) {
-  Problem p;
+  BenchProblem p;
   RowConfig c;
   c.ring_type = RingType::zigzag;
   c.seq_len = 128000;

@@ -5,19 +5,22 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "kernel/reference/reference.hpp"
+#include "usp/agree.hpp"
+#include "usp/backend.hpp"
 #include "usp_matrix.hpp"
 
 namespace usp::testing {
 namespace {
 
-class UspAttentionMatrix : public ::testing::TestWithParam<Problem> {};
+class UspAttentionMatrix : public ::testing::TestWithParam<UspCase> {};
 
 TEST_P(UspAttentionMatrix, ForwardAndBackwardMatchReference) {
-  const Problem& p = GetParam();
+  const UspCase& p = GetParam();
   expect_within_bounds(p, run_and_compare(p));
 }
 
@@ -29,18 +32,11 @@ TEST(UspAttention, ErrorDoesNotGrowWithWorldSize) {
   // fp32, one problem: the error at 8 ranks stays within 2× the single-rank error, per output.
   for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
     for (bool causal : {true, false}) {
-      Problem p;
-      p.type = t;
-      p.causal = causal;
-      p.s = 128;
-      p.h = 8;
-      p.hkv = 8;
-      p.d = 32;
-      p.seed = 7;
+      UspCase p{.type = t, .causal = causal, .s = 128, .h = 8, .hkv = 8, .d = 32, .seed = 7};
       const Inputs in = make_inputs(p);
       const Errors base = errors_vs_reference(p, in, run_usp(p, in));
       for (auto [u, r] : {std::pair{1, 8}, std::pair{8, 1}, std::pair{2, 4}}) {
-        Problem q = p;
+        UspCase q = p;
         q.ulysses = u;
         q.ring = r;
         const Errors e = errors_vs_reference(q, in, run_usp(q, in));
@@ -59,17 +55,10 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
   // Partial outputs merge in fp32 and gradients accumulate in fp32, so bf16 inputs give the same
   // error on a ring of 8 as on one rank (within 2×).
   for (RingType t : {RingType::basic, RingType::zigzag}) {
-    Problem p;
-    p.type = t;
-    p.dtype = DType::bf16;
-    p.s = 128;
-    p.h = 4;
-    p.hkv = 4;
-    p.d = 32;
-    p.seed = 9;
+    UspCase p{.type = t, .dtype = DType::bf16, .s = 128, .h = 4, .hkv = 4, .d = 32, .seed = 9};
     const Inputs in = make_inputs(p);
     const Errors base = errors_vs_reference(p, in, run_usp(p, in));
-    Problem q = p;
+    UspCase q = p;
     q.ring = 8;
     const Errors e = errors_vs_reference(q, in, run_usp(q, in));
     EXPECT_LE(e.out, 2 * base.out) << q.name() << " vs 1×1 " << base.out;
@@ -80,30 +69,28 @@ TEST(UspAttention, Bf16BackwardErrorDoesNotGrowWithRingSize) {
 }
 
 TEST(UspAttention, Fp16AndLargerHeads) {
-  Problem p;
-  p.type = RingType::stripe;
-  p.ulysses = 2;
-  p.ring = 2;
-  p.dtype = DType::f16;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 32;
-  p.s = 120;
-  p.b = 2;
+  UspCase p{.type = RingType::stripe,
+            .ulysses = 2,
+            .ring = 2,
+            .dtype = DType::f16,
+            .b = 2,
+            .s = 120,
+            .h = 4,
+            .hkv = 2,
+            .d = 32};
   expect_within_bounds(p, run_and_compare(p));
 }
 
 TEST(UspAttention, RingInnerPlacementAndDataParallel) {
   for (Placement pl : {Placement::ulysses_inner, Placement::ring_inner}) {
-    Problem p;
-    p.type = RingType::zigzag;
-    p.ulysses = 2;
-    p.ring = 2;
-    p.data = 2;
-    p.placement = pl;
-    p.s = 64;
-    p.h = 4;
-    p.hkv = 2;
+    UspCase p{.type = RingType::zigzag,
+              .ulysses = 2,
+              .ring = 2,
+              .data = 2,
+              .placement = pl,
+              .s = 64,
+              .h = 4,
+              .hkv = 2};
     expect_within_bounds(p, run_and_compare(p));
   }
 }
@@ -113,11 +100,7 @@ TEST(UspAttention, RepeatedCallsAndCustomScale) {
   run_local(4, [](Communicator& comm) {
     HostAllocator alloc;
     auto kernel = make_cpu_kernel(1, &alloc);
-    UspConfig cfg;
-    cfg.ulysses = 2;
-    cfg.ring = 2;
-    cfg.scale = 0.5f;
-    UspAttention att(comm, *kernel, alloc, cfg);
+    UspAttention att(comm, *kernel, alloc, {.ulysses = 2, .ring = 2, .scale = 0.5f});
     EXPECT_EQ(att.layout(64).seq_len, 64);
     EXPECT_EQ(att.layout(64).shard_len(), 16);
     std::mt19937 gen(static_cast<std::uint32_t>(comm.rank()));
@@ -142,23 +125,14 @@ TEST(UspAttention, CustomScaleMatchesReference) {
   const Tensor k = random_tensor({1, s, h, d}, DType::f32, gen);
   const Tensor v = random_tensor({1, s, h, d}, DType::f32, gen);
   const reference::ForwardResult ref = reference::forward(q, k, v, MaskMode::causal, 0.3);
-  Layout layout{RingType::zigzag, s, 2, 2};
+  // Through the one object: the scale of its options, its shards, its gather on every rank.
   std::vector<Tensor> outs(4);
   run_local(4, [&](Communicator& comm) {
-    HostAllocator alloc;
-    auto kernel = make_cpu_kernel(1, &alloc);
-    UspConfig cfg;
-    cfg.ulysses = 2;
-    cfg.ring = 2;
-    cfg.scale = 0.3f;
-    UspAttention att(comm, *kernel, alloc, cfg);
-    const MeshCoord c = att.mesh().coord;
-    const UspAttention::Output o = att.forward(shard(layout, q, c.ring, c.ulysses, 1, alloc),
-                                               shard(layout, k, c.ring, c.ulysses, 1, alloc),
-                                               shard(layout, v, c.ring, c.ulysses, 1, alloc));
-    outs[static_cast<std::size_t>(c.ring * 2 + c.ulysses)] = to_dtype(o.out, DType::f32);
+    Attention att(comm, {.ulysses = 2, .ring = 2, .scale = 0.3f, .threads = 1});
+    const UspAttention::Output o = att.forward(att.shard(q), att.shard(k), att.shard(v));
+    outs[static_cast<std::size_t>(comm.rank())] = att.gather(o.out);
   });
-  EXPECT_LE(relative_error(to_doubles(unshard(layout, outs, 1)), ref.out), 1e-5);
+  for (const Tensor& out : outs) EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
 }
 
 // Runs fn on every rank of a world of n; returns each rank's error message ("" when none) and
@@ -289,6 +263,119 @@ TEST(UspAttention, WorldSizeMustMatchTheMesh) {
     construct(comm, cfg);
   });
   for (const std::string& m : msgs) EXPECT_FALSE(m.empty());
+}
+
+// usp::Attention: one object from the options; its shard/gather invert each other; its results
+// are UspAttention's over the pieces built by hand, bit for bit.
+TEST(Attention, ShardAndGatherInvertEachOther) {
+  for (Placement pl : {Placement::ulysses_inner, Placement::ring_inner}) {
+    std::mt19937 gen(3);
+    const Tensor x = random_tensor({2, 48, 3, 4}, DType::f32, gen);
+    const Tensor l = random_tensor({2, 3, 48}, DType::f32, gen);
+    run_local(4, [&](Communicator& world) {
+      Attention attn(world, {.ulysses = 2, .ring = 2, .placement = pl});
+      const Tensor xs = attn.shard(x), ls = attn.shard(l, 2);
+      EXPECT_EQ(xs.shape(), (Tensor::Dims{2, 12, 3, 4}));
+      EXPECT_EQ(ls.shape(), (Tensor::Dims{2, 3, 12}));
+      const MeshCoord c = attn.mesh().coord;
+      EXPECT_EQ(to_doubles(xs), to_doubles(shard(attn.layout(48), x, c.ring, c.ulysses)));
+      EXPECT_EQ(to_doubles(attn.gather(xs)), to_doubles(x));
+      EXPECT_EQ(to_doubles(attn.gather(ls, 2)), to_doubles(l));
+    });
+  }
+}
+
+TEST(Attention, SameBitsAsUspAttentionOverItsPieces) {
+  UspCase p{.ulysses = 2, .ring = 2, .dtype = DType::bf16, .s = 64};
+  const Inputs in = make_inputs(p);
+  const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
+               v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
+  const Layout layout{.type = p.type, .seq_len = p.s, .ulysses = 2, .ring = 2};
+  // By hand: allocator, kernel, UspAttention, usp::shard per tensor.
+  std::vector<Tensor> out(4), dq(4);
+  run_local(4, [&](Communicator& world) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1, &alloc);
+    UspAttention att(world, *kernel, alloc, {.ulysses = 2, .ring = 2});
+    const MeshCoord c = att.mesh().coord;
+    auto mine = [&](const Tensor& x) { return shard(layout, x, c.ring, c.ulysses, 1, alloc); };
+    const UspAttention::Output o = att.forward(mine(q), mine(k), mine(v));
+    const UspAttention::Grads g = att.backward(mine(q), mine(k), mine(v), o.out, o.lse, mine(dout));
+    const auto slot = static_cast<std::size_t>(c.ring * 2 + c.ulysses);
+    out[slot] = to_dtype(o.out, DType::f32);
+    dq[slot] = to_dtype(g.dq, DType::f32);
+  });
+  const Tensor ref_out = unshard(layout, out), ref_dq = unshard(layout, dq);
+  // One object: the same bits, gathered on every rank.
+  std::vector<Tensor> got_out(4), got_dq(4);
+  run_local(4, [&](Communicator& world) {
+    Attention attn(world, {.ulysses = 2, .ring = 2, .threads = 1});
+    EXPECT_EQ(attn.threads(), 1);
+    const Tensor ql = attn.shard(q), kl = attn.shard(k), vl = attn.shard(v);
+    const UspAttention::Output o = attn.forward(ql, kl, vl);
+    const UspAttention::Grads g = attn.backward(ql, kl, vl, o.out, o.lse, attn.shard(dout));
+    const Tensor full_out = attn.gather(o.out), full_dq = attn.gather(g.dq);
+    got_out[static_cast<std::size_t>(world.rank())] = to_dtype(full_out, DType::f32);
+    got_dq[static_cast<std::size_t>(world.rank())] = to_dtype(full_dq, DType::f32);
+  });
+  for (std::size_t r = 0; r < 4; ++r) {
+    EXPECT_EQ(to_doubles(got_out[r]), to_doubles(ref_out)) << "rank " << r;
+    EXPECT_EQ(to_doubles(got_dq[r]), to_doubles(ref_dq)) << "rank " << r;
+  }
+}
+
+TEST(Attention, ThreadsFollowTheOnePolicy) {
+  EXPECT_EQ(default_threads(4, 16), 4);
+  EXPECT_EQ(default_threads(8, 2), 1);
+  EXPECT_EQ(default_threads(0, 3), 3);
+  EXPECT_EQ(host_ranks("local", 6), 6);
+  EXPECT_EQ(host_ranks("cpu", 2), 2);
+  run_local(2, [&](Communicator& world) {
+    Attention attn(world, {.ring = 2});
+    EXPECT_EQ(attn.threads(), default_threads(2));
+    EXPECT_EQ(attn.allocator().device(), Device::host);
+  });
+}
+
+TEST(Attention, BadOptionsAreNamed) {
+  const std::vector<std::string> msgs = errors_on_ranks(
+      2, [](Communicator& comm) { Attention attn(comm, {.ring = 2, .threads = -1}); });
+  for (const std::string& m : msgs) EXPECT_NE(m.find("threads = -1"), std::string::npos) << m;
+  EXPECT_THROW(run_local(1, [](Communicator& comm) { Attention attn(comm, {.backend = "tpu"}); }),
+               Error);
+}
+
+// The agreement helper every cross-rank check goes through.
+TEST(Agreement, NamesTheDifferingRanksAndFieldsOnly) {
+  const Fields a{{"ring", "4"}, {"causal", "true"}}, b{{"ring", "2"}, {"causal", "true"}};
+  EXPECT_EQ(disagreement({a, a, a}, "configuration mismatch", "hint"), "");
+  EXPECT_EQ(disagreement({a, b, a, b}, "configuration mismatch", "call alike"),
+            "configuration mismatch across ranks: rank 1 has ring=2; rank 3 has ring=2; rank 0 "
+            "has ring=4 (call alike)");
+  const Fields longer{{"ring", std::string(80, 'x')}, {"causal", "true"}};
+  const std::string m = disagreement({a, longer}, "the command line differs", "same options");
+  EXPECT_NE(m.find("ring=" + std::string(57, 'x') + "..."), std::string::npos) << m;
+  std::vector<Fields> many(7, a);
+  for (std::size_t r = 1; r < many.size(); ++r) many[r] = b;
+  EXPECT_NE(disagreement(many, "x", "y").find("(2 more ranks differ); rank 0 has ring=4"),
+            std::string::npos);
+  EXPECT_NE(disagreement({a, Fields{{"ring", "4"}}}, "x", "y").find("rank 1 has "),
+            std::string::npos);
+}
+
+TEST(Agreement, AgreeFieldsThrowsOnEveryRank) {
+  const std::vector<std::string> msgs = errors_on_ranks(3, [](Communicator& comm) {
+    agree_fields(comm, default_host_allocator(), {{"seq_len", comm.rank() == 2 ? "128" : "64"}},
+                 "the command line differs", "start every rank with the same options");
+  });
+  for (const std::string& m : msgs)
+    EXPECT_NE(m.find("the command line differs across ranks: rank 2 has seq_len=128; rank 0 has "
+                     "seq_len=64 (start every rank with the same options)"),
+              std::string::npos)
+        << m;
+  run_local(3, [](Communicator& comm) {
+    agree_fields(comm, default_host_allocator(), {{"seq_len", "64"}}, "x", "y");
+  });
 }
 
 }  // namespace

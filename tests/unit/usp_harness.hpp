@@ -1,6 +1,7 @@
 // Test harness for the sequence-parallel algorithms: builds a random global problem, runs
-// UspAttention on u·r local ranks (each with its own CPU kernel and allocator), gathers the results
-// in global token order and compares them with the float64 reference on the global problem.
+// usp::Attention on u·r local ranks (each with its own CPU kernel and allocator), gathers the
+// results in global token order and compares them with the float64 reference on the global
+// problem.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -18,7 +19,8 @@
 
 namespace usp::testing {
 
-struct Problem {
+// One distributed test case: the mesh, the attention options and the global shapes.
+struct UspCase {
   RingType type = RingType::zigzag;
   int ulysses = 1;
   int ring = 1;
@@ -38,7 +40,10 @@ struct Problem {
 };
 
 // gtest prints parameters with this.
-inline void PrintTo(const Problem& p, std::ostream* os) {
+// The name the ring and Ulysses tests still use.
+using Problem = UspCase;
+
+inline void PrintTo(const UspCase& p, std::ostream* os) {
   *os << p.name();
 }
 
@@ -56,7 +61,7 @@ inline Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& ge
   return x;
 }
 
-inline Inputs make_inputs(const Problem& p) {
+inline Inputs make_inputs(const UspCase& p) {
   std::mt19937 gen(p.seed);
   Inputs in;
   in.q = random_tensor({p.b, p.s, p.h, p.d}, p.dtype, gen);
@@ -72,25 +77,21 @@ struct Results {
   UspTimings timings;  // rank 0's
 };
 
-inline UspConfig config_of(const Problem& p) {
-  UspConfig c;
-  c.ring_type = p.type;
-  c.ulysses = p.ulysses;
-  c.ring = p.ring;
-  c.data = p.data;
-  c.placement = p.placement;
-  c.causal = p.causal;
-  return c;
+// One CPU kernel thread per rank.
+inline AttentionOptions options_of(const UspCase& p) {
+  return {.ulysses = p.ulysses,
+          .ring = p.ring,
+          .data = p.data,
+          .ring_type = p.type,
+          .placement = p.placement,
+          .causal = p.causal,
+          .threads = 1};
 }
 
-inline Results run_usp(const Problem& p, const Inputs& in,
+inline Results run_usp(const UspCase& p, const Inputs& in,
                        std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
   const int sp = p.ulysses * p.ring, world = p.data * sp;
-  Layout layout;
-  layout.type = p.type;
-  layout.seq_len = p.s;
-  layout.ulysses = p.ulysses;
-  layout.ring = p.ring;
+  const Layout layout{.type = p.type, .seq_len = p.s, .ulysses = p.ulysses, .ring = p.ring};
   const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
                v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
   std::vector<Tensor> out(world), lse(world), dq(world), dk(world), dv(world);
@@ -99,22 +100,17 @@ inline Results run_usp(const Problem& p, const Inputs& in,
   run_local(
       world,
       [&](Communicator& comm) {
-        HostAllocator alloc;
+        Attention att(comm, options_of(p));
         {
-          auto kernel = make_cpu_kernel(1, &alloc);
-          UspAttention att(comm, *kernel, alloc, config_of(p));
           const MeshCoord c = att.mesh().coord;
           const std::size_t slot =
               static_cast<std::size_t>(c.data * sp + c.ring * p.ulysses + c.ulysses);
-          const Tensor ql = shard(layout, q, c.ring, c.ulysses, 1, alloc);
-          const Tensor kl = shard(layout, k, c.ring, c.ulysses, 1, alloc);
-          const Tensor vl = shard(layout, v, c.ring, c.ulysses, 1, alloc);
+          const Tensor ql = att.shard(q), kl = att.shard(k), vl = att.shard(v);
           const UspAttention::Output o = att.forward(ql, kl, vl);
           out[slot] = to_dtype(o.out, DType::f32);
           lse[slot] = to_dtype(o.lse, DType::f32);
           if (p.backward) {
-            const Tensor dol = shard(layout, dout, c.ring, c.ulysses, 1, alloc);
-            const UspAttention::Grads g = att.backward(ql, kl, vl, o.out, o.lse, dol);
+            const UspAttention::Grads g = att.backward(ql, kl, vl, o.out, o.lse, att.shard(dout));
             EXPECT_EQ(g.dq.dtype(), p.dtype);
             EXPECT_EQ(g.dk.dtype(), p.dtype);
             EXPECT_EQ(g.dv.dtype(), p.dtype);
@@ -125,7 +121,8 @@ inline Results run_usp(const Problem& p, const Inputs& in,
           EXPECT_EQ(o.out.dtype(), p.dtype);
           if (comm.rank() == 0) timings = att.timings();
         }
-        leaked[static_cast<std::size_t>(comm.rank())] = alloc.stats().current;
+        // Every tensor of the rank is gone: its allocator must hold nothing.
+        leaked[static_cast<std::size_t>(comm.rank())] = att.allocator().stats().current;
       },
       timeout);
   for (int r = 0; r < world; ++r) EXPECT_EQ(leaked[r], 0u) << "rank " << r << " kept memory";
@@ -157,7 +154,7 @@ struct Errors {
 };
 
 // Relative errors of the distributed run against the float64 reference on the global problem.
-inline Errors errors_vs_reference(const Problem& p, const Inputs& in, const Results& res) {
+inline Errors errors_vs_reference(const UspCase& p, const Inputs& in, const Results& res) {
   const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
                v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
   const MaskMode mask = p.causal ? MaskMode::causal : MaskMode::none;
@@ -175,13 +172,13 @@ inline Errors errors_vs_reference(const Problem& p, const Inputs& in, const Resu
   return e;
 }
 
-inline Errors run_and_compare(const Problem& p) {
+inline Errors run_and_compare(const UspCase& p) {
   const Inputs in = make_inputs(p);
   return errors_vs_reference(p, in, run_usp(p, in));
 }
 
 // The acceptance bounds: fp32 ≤ 1e-5 (out, lse) and 1e-4 (grads); bf16/fp16 ≤ 2e-2.
-inline void expect_within_bounds(const Problem& p, const Errors& e) {
+inline void expect_within_bounds(const UspCase& p, const Errors& e) {
   const bool f32 = p.dtype == DType::f32;
   const double fwd = f32 ? 1e-5 : 2e-2, bwd = f32 ? 1e-4 : 2e-2;
   EXPECT_LE(e.out, fwd) << p.name();

@@ -10,14 +10,14 @@
 
 namespace usp::testing {
 
-inline std::vector<Problem> matrix(const std::vector<std::pair<int, int>>& meshes) {
-  std::vector<Problem> out;
+inline std::vector<UspCase> matrix(const std::vector<std::pair<int, int>>& meshes) {
+  std::vector<UspCase> out;
   std::uint32_t seed = 100;
   for (const auto& [u, r] : meshes) {
     for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
       for (bool causal : {true, false}) {
         for (DType dt : {DType::f32, DType::bf16}) {
-          Problem p;
+          UspCase p;
           p.type = t;
           p.ulysses = u;
           p.ring = r;
@@ -37,7 +37,7 @@ inline std::vector<Problem> matrix(const std::vector<std::pair<int, int>>& meshe
   return out;
 }
 
-inline std::string param_name(const Problem& p) {
+inline std::string param_name(const UspCase& p) {
   return detail::concat(ring_type_name(p.type), "_u", p.ulysses, "_r", p.ring,
                         p.causal ? "_causal_" : "_full_", dtype_name(p.dtype));
 }

@@ -53,19 +53,13 @@ std::vector<T> allgather_value(Communicator& comm, std::string_view backend, con
   return all;
 }
 
-// Every rank's string, indexed by rank (lengths first, then the padded texts).
+// Every rank's string, indexed by rank.
 inline std::vector<std::string> allgather_strings(Communicator& comm, std::string_view backend,
                                                   const std::string& mine) {
-  const auto lens = allgather_value<std::uint64_t>(comm, backend, mine.size());
-  std::uint64_t longest = 1;
-  for (auto l : lens) longest = std::max(longest, l);
-  std::string padded = mine;
-  padded.resize(longest, '\0');
-  std::string all(longest * lens.size(), '\0');
-  allgather_host(comm, backend, padded.data(), all.data(), longest);
-  std::vector<std::string> out;
-  for (std::size_t r = 0; r < lens.size(); ++r) out.push_back(all.substr(r * longest, lens[r]));
-  return out;
+  if (comm.device() == Device::host)
+    return usp::allgather_strings(comm, default_host_allocator(), mine);
+  auto dev = make_allocator(backend);
+  return usp::allgather_strings(comm, *dev, mine);
 }
 
 // Gathers every rank's `mine` (same shape and dtype on every rank, on the communicator's device)

@@ -5,8 +5,8 @@
 #include <exception>
 #include <string>
 
+#include "inputs.hpp"
 #include "options.hpp"
-#include "problem.hpp"
 #include "processes.hpp"
 #include "runner.hpp"
 
@@ -21,7 +21,7 @@ int main_threads(int argc, char** argv) {
     return 0;
   }
   check_backend(o);
-  const Problem p = load_problem(o);
+  const NpyInputs p = load_inputs(o);
   make_out_dir(o);
   write_results(o, p, run(o, p, nullptr));
   return 0;

@@ -1,6 +1,7 @@
 // Command line of usp-attn.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "usp/dtype.hpp"
@@ -24,5 +25,10 @@ struct Options {
 // Throws Error(invalid_argument) with a one-line message naming the option and the rule.
 Options parse_options(int argc, const char* const* argv);
 const char* usage();
+
+// How a global sequence of seq_len tokens is sharded over the options' mesh.
+inline Layout layout_of(const Options& o, std::int64_t seq_len) {
+  return {.type = o.ring_type, .seq_len = seq_len, .ulysses = o.ulysses, .ring = o.ring};
+}
 
 }  // namespace usp::attn_tool

@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <exception>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "../common/mpi_job.hpp"
+#include "inputs.hpp"
 #include "options.hpp"
-#include "problem.hpp"
 #include "runner.hpp"
-#include "usp/backend.hpp"
-#include "usp/comm_mpi.hpp"
 #include "usp/error.hpp"
 
 namespace usp::attn_tool {
@@ -32,7 +28,7 @@ std::string num(double x) {
 }
 
 // What must be the same on every rank.
-tools::Fields run_fields(const Options& o, const Problem& p) {
+tools::Fields run_fields(const Options& o, const NpyInputs& p) {
   return {{"help", o.help ? "true" : "false"},
           {"backend", o.backend},
           {"ulysses", std::to_string(o.ulysses)},
@@ -65,81 +61,36 @@ void report(const char* what) {
 }
 
 int main_processes(int argc, char** argv) {
-  const std::string backend = backend_flag(argc, argv);
-  if (const std::string why = backend_unavailable_reason(backend); !why.empty()) {
-    report(why.c_str());
-    return 2;
-  }
-  std::unique_ptr<MpiSession> session;
-  std::unique_ptr<Communicator> control;  // the tool's own host messages
-  try {
-    session = std::make_unique<MpiSession>(&argc, &argv);
-    control = make_mpi_communicator();
-    control->set_name("control");
-  } catch (const std::exception& e) {
-    report(e.what());
-    return 2;
-  }
-  const int rank = session->rank(), size = session->size();
-  const bool root = rank == 0;
-
-  // 1. Parse and read the inputs on every rank; agree on errors, then on the configuration.
   Options o;
-  Problem p;
-  std::string error;
-  try {
+  NpyInputs p;
+  tools::MpiJob job;
+  job.report = [](const std::string& what) { report(what.c_str()); };
+  // Every rank reads the inputs and checks the command line.
+  job.prepare = [&](int rank, int size) {
     o = parse_options(argc, argv);
-    if (!o.help) {
-      const int ranks = o.ulysses * o.ring;
-      if (size == 1 && ranks != 1)
-        USP_FAIL(invalid_argument, "--backend ", o.backend,
-                 " runs one process per rank: start it with `mpirun -np ", ranks, " ",
-                 command_line(argc, argv), "` (this process is alone: world size 1)");
-      USP_CHECK_ARG(ranks == size, "--ulysses ", o.ulysses, " x --ring ", o.ring, " = ", ranks,
-                    " ranks but mpirun started ", size, " processes (--backend ", o.backend,
-                    " runs one process per rank: ulysses x ring must equal the world size)");
-      check_backend(o);
-      p = load_problem(o);
-      if (root) make_out_dir(o);
-    }
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  try {
-    const std::vector<std::string> errors = tools::allgather_strings(*control, "mpi", error);
-    if (std::any_of(errors.begin(), errors.end(),
-                    [](const std::string& e) { return !e.empty(); })) {
-      if (root)
-        for (const std::string& line : tools::error_lines(errors)) report(line.c_str());
-      return 2;
-    }
-    const std::string mismatch = tools::disagreement(
-        tools::allgather_fields(*control, run_fields(o, p)), "the command line");
-    if (!mismatch.empty()) {
-      if (root) report(mismatch.c_str());
-      return 2;
-    }
-  } catch (const std::exception& e) {
-    session->abort(2, e.what());
-  }
-  if (o.help) {
-    if (root) std::fputs(usage(), stdout);
+    if (o.help) return;
+    const int ranks = o.ulysses * o.ring;
+    if (size == 1 && ranks != 1)
+      USP_FAIL(invalid_argument, "--backend ", o.backend,
+               " runs one process per rank: start it with `mpirun -np ", ranks, " ",
+               command_line(argc, argv), "` (this process is alone: world size 1)");
+    USP_CHECK_ARG(ranks == size, "--ulysses ", o.ulysses, " x --ring ", o.ring, " = ", ranks,
+                  " ranks but mpirun started ", size, " processes (--backend ", o.backend,
+                  " runs one process per rank: ulysses x ring must equal the world size)");
+    check_backend(o);
+    p = load_inputs(o);
+    if (rank == 0) make_out_dir(o);
+  };
+  job.fields = [&] { return run_fields(o, p); };
+  job.help = [&] { return o.help; };
+  job.print_help = [] { std::fputs(usage(), stdout); };
+  // This process is one rank; rank 0 writes.
+  job.run = [&](Communicator& world) {
+    const Results r = run(o, p, &world);
+    if (world.rank() == 0) write_results(o, p, r);
     return 0;
-  }
-
-  // 2. Run, this process being one rank; rank 0 writes; agree on the exit code.
-  int status = 0;
-  std::unique_ptr<Communicator> world;
-  try {
-    world = make_world(backend);
-    const Results r = run(o, p, world.get());
-    if (root) write_results(o, p, r);
-  } catch (const std::exception& e) {
-    report(("rank " + std::to_string(rank) + ": " + e.what()).c_str());
-    status = 2;
-  }
-  std::fflush(stdout);
-  return agree_exit_code(*session, *control, status);
+  };
+  return tools::run_mpi_job(&argc, &argv, backend_flag(argc, argv), job);
 }
 
 }  // namespace usp::attn_tool

@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "../common/mpi_job.hpp"
@@ -22,38 +21,17 @@
 #include "usp/npy.hpp"
 
 namespace usp::attn_tool {
-namespace {
 
-std::string shape_text(const Tensor& t) {
-  std::string s = "[";
-  for (int d = 0; d < t.dim(); ++d) {
-    if (d > 0) s += ",";
-    s += std::to_string(t.size(d));
-  }
-  return s + "]";
-}
-
-}  // namespace
-
-Results run(const Options& o, const Problem& p, Communicator* world) {
+Results run(const Options& o, const NpyInputs& p, Communicator* world) {
   const int ranks = o.ulysses * o.ring;
-  const int local_ranks = world ? tools::host_ranks(ranks) : ranks;
-  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  const int threads = o.threads > 0 ? o.threads : std::max(1, static_cast<int>(hw) / local_ranks);
   const bool backward = p.dout.defined();
-
-  UspConfig cfg;
-  cfg.ring_type = o.ring_type;
-  cfg.ulysses = o.ulysses;
-  cfg.ring = o.ring;
-  cfg.causal = o.causal;
-  cfg.scale = p.scale;
-
-  Layout layout;
-  layout.type = o.ring_type;
-  layout.seq_len = p.seq;
-  layout.ulysses = o.ulysses;
-  layout.ring = o.ring;
+  const AttentionOptions options{.backend = o.backend,
+                                 .ulysses = o.ulysses,
+                                 .ring = o.ring,
+                                 .ring_type = o.ring_type,
+                                 .causal = o.causal,
+                                 .scale = p.scale,
+                                 .threads = o.threads};
 
   Results r;
   const auto n = static_cast<std::size_t>(ranks);
@@ -67,17 +45,10 @@ Results run(const Options& o, const Problem& p, Communicator* world) {
   };
 
   auto rank_fn = [&](Communicator& comm) {
-    auto alloc = make_allocator(o.backend);
-    auto kernel = make_kernel(o.backend, threads, alloc.get());
-    UspAttention attn(comm, *kernel, *alloc, cfg);
+    Attention attn(comm, options);
     Coord me{attn.mesh().coord.ring, attn.mesh().coord.ulysses, 0, 0};
     // This rank's tokens, in its allocator (through host memory for a GPU).
-    auto place = [&](const Tensor& global) {
-      if (alloc->device() == Device::host)
-        return shard(layout, global, me.ring, me.ulysses, 1, *alloc);
-      return copy_to(shard(layout, global, me.ring, me.ulysses, 1), *alloc);
-    };
-    const Tensor q = place(p.q), k = place(p.k), v = place(p.v);
+    const Tensor q = attn.shard(p.q), k = attn.shard(p.k), v = attn.shard(p.v);
 
     Tensor res[kTensors];
     auto t0 = std::chrono::steady_clock::now();
@@ -85,7 +56,7 @@ Results run(const Options& o, const Problem& p, Communicator* world) {
     auto t1 = std::chrono::steady_clock::now();
     me.forward_s = std::chrono::duration<double>(t1 - t0).count();
     if (backward) {
-      const Tensor dout = place(p.dout);
+      const Tensor dout = attn.shard(p.dout);
       t0 = std::chrono::steady_clock::now();
       UspAttention::Grads g = attn.backward(q, k, v, out.out, out.lse, dout);
       t1 = std::chrono::steady_clock::now();
@@ -107,7 +78,7 @@ Results run(const Options& o, const Problem& p, Communicator* world) {
     }
     const std::vector<Coord> all = tools::allgather_value(comm, o.backend, me);
     for (int i = 0; i < count; ++i) {
-      std::vector<Tensor> shards = tools::gather_to_root(comm, res[i], *alloc, 7100 + i);
+      std::vector<Tensor> shards = tools::gather_to_root(comm, res[i], attn.allocator(), 7100 + i);
       res[i] = Tensor();
       for (std::size_t j = 0; j < shards.size(); ++j)
         (*slots[i])[static_cast<std::size_t>(all[j].ring * o.ulysses + all[j].ulysses)] =
@@ -153,14 +124,10 @@ void make_out_dir(const Options& o) {
 }
 
 // Writes the results and prints the summary line.
-void write_results(const Options& o, const Problem& p, const Results& r) {
+void write_results(const Options& o, const NpyInputs& p, const Results& r) {
   namespace fs = std::filesystem;
   const fs::path dir(o.out_dir);
-  Layout layout;
-  layout.type = o.ring_type;
-  layout.seq_len = p.seq;
-  layout.ulysses = o.ulysses;
-  layout.ring = o.ring;
+  const Layout layout = layout_of(o, p.seq);
   std::string written = "out.npy lse.npy";
   write_npy((dir / "out.npy").string(), unshard(layout, r.out, 1));
   write_npy((dir / "lse.npy").string(), unshard(layout, r.lse, 2));
@@ -173,7 +140,7 @@ void write_results(const Options& o, const Problem& p, const Results& r) {
 
   std::printf("usp-attn: %s ulysses=%d ring=%d %s %s q%s kv%s scale=%g: forward %.3f ms",
               ring_type_name(o.ring_type), o.ulysses, o.ring, o.causal ? "causal" : "non-causal",
-              dtype_name(o.dtype), shape_text(p.q).c_str(), shape_text(p.k).c_str(),
+              dtype_name(o.dtype), shape_text(p.q, ",").c_str(), shape_text(p.k, ",").c_str(),
               static_cast<double>(p.scale), r.forward_s * 1e3);
   if (p.dout.defined()) std::printf(", backward %.3f ms", r.backward_s * 1e3);
   std::printf("; wrote %s to %s", written.c_str(), o.out_dir.c_str());

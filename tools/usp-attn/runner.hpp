@@ -3,8 +3,8 @@
 
 #include <vector>
 
+#include "inputs.hpp"
 #include "options.hpp"
-#include "problem.hpp"
 #include "usp/comm.hpp"
 #include "usp/tensor.hpp"
 
@@ -20,7 +20,7 @@ struct Results {
 // Runs the attention on ulysses x ring ranks: threads of this process (world == nullptr, backends
 // local and cuda-local), or this process's rank of an mpirun job (world: its communicator, whose
 // size must be ulysses x ring), in which case the shards are gathered on rank 0.
-Results run(const Options& o, const Problem& p, Communicator* world);
+Results run(const Options& o, const NpyInputs& p, Communicator* world);
 
 // Throws Error(unsupported) saying what is missing when this build or machine cannot run
 // o.backend, and Error(invalid_argument) for what the GPU kernel does not support.
@@ -30,6 +30,6 @@ void check_backend(const Options& o);
 void make_out_dir(const Options& o);
 
 // Writes DIR/out.npy, lse.npy (and dq, dk, dv) and prints the summary line on stdout.
-void write_results(const Options& o, const Problem& p, const Results& r);
+void write_results(const Options& o, const NpyInputs& p, const Results& r);
 
 }  // namespace usp::attn_tool

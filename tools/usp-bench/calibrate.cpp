@@ -17,20 +17,19 @@
 
 namespace usp::bench {
 
-Calibration calibrate_cpu(const Problem& p, int threads) {
+Calibration calibrate_cpu(const BenchProblem& p, int threads) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   Calibration cal;
   cal.threads = std::max(1, threads);
-  Problem shape = p;
+  BenchProblem shape = p;
   shape.batch = static_cast<int>(cal.batch);
   shape.nheads = shape.kv_heads = static_cast<int>(cal.heads);
   RowConfig one;
   one.seq_len = cal.seq_len;
   cal.flops = row_flops(shape, one);
 
-  Layout layout;
-  layout.seq_len = cal.seq_len;
+  const Layout layout{.seq_len = cal.seq_len};
   auto& alloc = default_host_allocator();
   auto input = [&](TensorId id) {
     return make_shard(layout, 0, 0, id, p.seed, cal.batch, cal.heads, p.head_size, p.dtype, alloc);
@@ -110,7 +109,7 @@ void set_shortest_lengths(Options& o, const LengthRule& rule) {
 void apply_length_choice(Options& o, const Machine& m, const Calibration& cal,
                          const LengthRule& rule) {
   const std::vector<RowConfig> rows = ratio_rows(o);
-  // As run() counts them for the progress line.
+  // As run_plan() counts them for the progress line.
   auto flops = [&](const RowConfig& c) {
     const double f = row_flops(o.problem, c);
     const bool compared = o.vs_single_rank && c.world() > 1;

@@ -13,7 +13,7 @@ namespace usp::bench {
 // at least as many as the cores), each one untimed call, then calls until 0.25 s have passed (at
 // most 8). The rate is the sum over threads of the seed's flop count of one call over the
 // thread's median call. About 0.3 s with AVX-512, under a second on the portable path.
-Calibration calibrate_cpu(const Problem& p, int threads);
+Calibration calibrate_cpu(const BenchProblem& p, int threads);
 
 // Sets every section's lengths to the shortest the rule allows for the run's rows, which
 // make_plan validates (layouts, heads, paths, memory) before the calibration runs.

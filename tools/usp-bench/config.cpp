@@ -11,7 +11,7 @@ std::string RowConfig::describe() const {
   return os.str();
 }
 
-double row_flops(const Problem& p, const RowConfig& c) {
+double row_flops(const BenchProblem& p, const RowConfig& c) {
   const double s = static_cast<double>(c.seq_len);
   double f = 4.0 * p.batch * s * s * p.nheads * p.head_size;
   if (p.causal) f /= 2.0;

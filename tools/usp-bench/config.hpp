@@ -9,7 +9,7 @@
 
 namespace usp::bench {
 
-struct Problem {
+struct BenchProblem {
   int batch = 2;
   int nheads = 16;
   int kv_heads = 16;
@@ -33,7 +33,7 @@ struct RowConfig {
 };
 
 // The seed's operation count: F = 4·b·s²·h·d, halved when causal, ×3.5 with the backward pass.
-double row_flops(const Problem& p, const RowConfig& c);
+double row_flops(const BenchProblem& p, const RowConfig& c);
 // F / latency / 1e12 (aggregated over all ranks, as in the seed).
 double tflops(double flops, double latency_ms);
 

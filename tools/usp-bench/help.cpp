@@ -25,7 +25,7 @@ What to run (lists are comma-separated; every combination is one row):
   --degrees LIST       ULYSSESxRING pairs, e.g. 2x4,4x2; a row runs u·r ranks (default 2x4)
   --fwd-only V         true | false | both (or a list): forward only, or forward + backward
   --world W            require u·r = W for every row (presets set 8)
-Problem:
+BenchProblem:
   --batch-size N       (default 2)        --nheads N     query heads (default 16)
   --kv-heads N         KV heads, must divide nheads and divide or be divisible by u
                        (default = nheads)

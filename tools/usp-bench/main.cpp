@@ -9,8 +9,8 @@
 #include "options.hpp"
 #include "plan.hpp"
 #include "processes.hpp"
-#include "run.hpp"
-#include "runner.hpp"
+#include "row.hpp"
+#include "run_plan.hpp"
 #include "usp/backend.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
@@ -51,7 +51,7 @@ int main_threads(const std::vector<std::string>& args) {
   }
   Ranks ranks;
   ranks.backend = options.backend;
-  return run(options, machine, plan, ranks);
+  return run_plan(options, machine, plan, ranks);
 }
 
 }  // namespace

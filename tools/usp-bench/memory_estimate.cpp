@@ -10,7 +10,7 @@
 
 namespace usp::bench {
 
-MemoryModel memory_model(const Problem& p, const RowConfig& c) {
+MemoryModel memory_model(const BenchProblem& p, const RowConfig& c) {
   using u64 = std::uint64_t;
   const u64 es = dtype_size(p.dtype);
   const u64 b = static_cast<u64>(p.batch), h = static_cast<u64>(p.nheads);
@@ -49,7 +49,7 @@ MemoryModel memory_model(const Problem& p, const RowConfig& c) {
   return m;
 }
 
-std::uint64_t kernel_scratch_bytes(const Problem& p, const RowConfig& c, int threads) {
+std::uint64_t kernel_scratch_bytes(const BenchProblem& p, const RowConfig& c, int threads) {
   const std::int64_t s = c.seq_len / c.ring, h = p.nheads / c.ulysses;
   const std::int64_t hkv = std::max(p.kv_heads / c.ulysses, 1);
   try {

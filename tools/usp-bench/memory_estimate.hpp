@@ -24,13 +24,13 @@ struct MemoryModel {
   std::uint64_t estimate = 0;
 };
 
-MemoryModel memory_model(const Problem& p, const RowConfig& c);
+MemoryModel memory_model(const BenchProblem& p, const RowConfig& c);
 
 // The host scratch of one CPU kernel call at a ring step (the largest block: the rank's whole
 // ring-level sequence, [b, s/r, h/u, d]; the backward's when the row has one) for `threads`
 // kernel threads, which the tensors of the model above leave out. 0 when the CPU kernel does not
 // take the head size.
-std::uint64_t kernel_scratch_bytes(const Problem& p, const RowConfig& c, int threads);
+std::uint64_t kernel_scratch_bytes(const BenchProblem& p, const RowConfig& c, int threads);
 
 // MemAvailable from /proc/meminfo in bytes (0 if unknown).
 std::uint64_t mem_available_bytes();

@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 
+#include "../common/flags.hpp"
 #include "usp/error.hpp"
 
 namespace usp::bench {
@@ -144,12 +145,7 @@ Options parse_options(const std::vector<std::string>& args) {
   std::optional<bool> causal, gflops;
   Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::optional<std::string> value;
-    if (const auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
+    auto [flag, value] = tools::split_flag(args[i]);
     if (kSwitches.count(flag)) {
       if (value) throw UsageError(flag + " takes no value (got '" + *value + "')");
       if (flag == "--causal") causal = true;
@@ -232,7 +228,7 @@ Options parse_options(const std::vector<std::string>& args) {
     for (auto& s : o.sections) s.fwd_only = f;
   }
 
-  Problem& p = o.problem;
+  BenchProblem& p = o.problem;
   if (has("--batch-size"))
     p.batch = static_cast<int>(parse_int("--batch-size", values["--batch-size"], 1, 1 << 20));
   if (has("--nheads"))

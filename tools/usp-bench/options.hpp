@@ -42,7 +42,7 @@ struct Options {
   bool calibrate = false;
   std::optional<Calibration> calibration;     // set once measured
   std::optional<LengthChoice> length_choice;  // set once chosen
-  Problem problem;
+  BenchProblem problem;
   int warmup = 1;
   int iters = 2;
   std::string backend = "local";

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "memory_estimate.hpp"
+#include "usp/backend.hpp"
 
 namespace usp::bench {
 namespace {
@@ -20,7 +21,7 @@ std::string gib(std::uint64_t bytes) {
 }
 
 void validate_row(const Options& o, const RowConfig& c) {
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   const int u = c.ulysses, r = c.ring;
   std::ostringstream deg;
   deg << u << 'x' << r;
@@ -113,7 +114,7 @@ MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, i
   if (o.check) {
     RowConfig single = c;
     single.ulysses = single.ring = 1;
-    const Problem& p = o.problem;
+    const BenchProblem& p = o.problem;
     const auto s = static_cast<std::uint64_t>(c.seq_len), b = static_cast<std::uint64_t>(p.batch);
     const auto d = static_cast<std::uint64_t>(p.head_size);
     const std::uint64_t q = b * s * static_cast<std::uint64_t>(p.nheads) * d;
@@ -130,7 +131,7 @@ MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, i
 
 int threads_per_rank(const Options& o, const RowConfig& c, const Machine& m) {
   if (o.threads > 0) return o.threads;
-  return std::max(1, m.cores / (m.host_ranks > 0 ? m.host_ranks : c.world()));
+  return default_threads(m.host_ranks > 0 ? m.host_ranks : c.world(), m.cores);
 }
 
 Plan make_plan(const Options& o, const Machine& m) {

@@ -100,7 +100,7 @@ std::string plot_svg(const RunData& d) {
   os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
      << "\" viewBox=\"0 0 " << W << ' ' << H << "\" font-family=\"sans-serif\" font-size=\"13\">\n";
   os << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  const Problem& p = d.options.problem;
+  const BenchProblem& p = d.options.problem;
   std::ostringstream title;
   title << "usp-bench: throughput vs global seq_len (" << dtype_name(p.dtype) << ", b=" << p.batch
         << ", h=" << p.nheads << ", d=" << p.head_size << (p.causal ? ", causal" : "") << ")";

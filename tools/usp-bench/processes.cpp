@@ -1,10 +1,7 @@
 #include "processes.hpp"
 
 #include <algorithm>
-#include <exception>
 #include <iostream>
-#include <memory>
-#include <set>
 #include <sstream>
 
 #include "../common/mpi_job.hpp"
@@ -12,10 +9,9 @@
 #include "machine.hpp"
 #include "options.hpp"
 #include "plan.hpp"
-#include "run.hpp"
-#include "runner.hpp"
+#include "row.hpp"
+#include "run_plan.hpp"
 #include "usp/backend.hpp"
-#include "usp/comm_mpi.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
 
@@ -53,7 +49,7 @@ std::string unique_list(const std::vector<RowConfig>& rows, F value) {
 
 // What must be the same on every rank for the job to run the same rows.
 tools::Fields run_fields(const Options& o, const Plan& plan) {
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   const auto& rows = plan.rows;
   return {
       {"help", o.help ? "true" : "false"},
@@ -101,109 +97,60 @@ std::string backend_flag(const std::vector<std::string>& args) {
 
 int main_processes(int* argc, char*** argv, const std::vector<std::string>& args) {
   const std::string backend = backend_flag(args);
-  if (const std::string why = backend_unavailable_reason(backend); !why.empty()) {
-    std::cerr << "usp-bench: error: " << why << "\n";
-    return 2;
-  }
-  std::unique_ptr<MpiSession> session;
-  std::unique_ptr<Communicator> control;  // host messages of the tool itself, never the attention's
-  try {
-    session = std::make_unique<MpiSession>(argc, argv);
-    control = make_mpi_communicator();
-    control->set_name("control");
-  } catch (const std::exception& e) {
-    std::cerr << "usp-bench: error: " << e.what() << "\n";
-    return 1;
-  }
-  const int rank = session->rank(), size = session->size();
-  const bool root = rank == 0;
-
-  // 1. Parse and plan on every rank; agree on errors, then on the configuration.
   Options o;
   Plan plan;
   Machine m = detect_machine();
-  m.host_ranks = tools::host_ranks(size);
-  std::string error;
-  try {
+  tools::MpiJob job;
+  job.report = [](const std::string& what) { std::cerr << "usp-bench: error: " << what << "\n"; };
+  job.setup_exit = 1;
+  // Every rank parses and plans.
+  job.prepare = [&](int rank, int size) {
+    m.host_ranks = host_ranks(backend, size);
     o = parse_options(args);
-    if (!o.help) {
-      const int w = world_flag(args);
-      if (w > 0 && w != size)
-        throw UsageError("--world: " + std::to_string(w) + " but mpirun started " +
-                         std::to_string(size) + " process" + (size == 1 ? "" : "es") +
-                         " (with --backend " + o.backend + " the world is the mpirun job)");
-      o.world = size;
-      if (o.backend == "nccl") m.gpu = cuda::device_description(rank % cuda::device_count());
-      if (o.calibrate) set_shortest_lengths(o);
-      Options probe = o;
-      probe.world = 0;
-      plan = make_plan(probe, m);  // everything but the world size
-      bool needs_more = false;
-      for (const RowConfig& c : plan.rows) needs_more = needs_more || c.world() != 1;
-      if (size == 1 && needs_more)
-        throw UsageError("--backend " + o.backend +
-                         " runs one process per rank: start it with `mpirun -np " +
-                         std::to_string(rows_world(plan)) + " " + command_line(args) +
-                         "` (this process is alone: world size 1)");
-      plan = make_plan(o, m);
-    }
-  } catch (const UsageError& e) {
-    error = e.what();
-  } catch (const Error& e) {
-    error = e.what();
-  }
-  try {
-    const std::vector<std::string> errors = tools::allgather_strings(*control, "mpi", error);
-    if (std::any_of(errors.begin(), errors.end(),
-                    [](const std::string& e) { return !e.empty(); })) {
-      if (root)
-        for (const std::string& line : tools::error_lines(errors))
-          std::cerr << "usp-bench: error: " << line << "\n";
-      return 2;
-    }
-    const std::string mismatch = tools::disagreement(
-        tools::allgather_fields(*control, run_fields(o, plan)), "the command line");
-    if (!mismatch.empty()) {
-      if (root) std::cerr << "usp-bench: error: " << mismatch << "\n";
-      return 2;
-    }
-  } catch (const std::exception& e) {
-    session->abort(1, e.what());
-  }
-  if (o.help) {
-    if (root) std::cout << help_text();
-    return 0;
-  }
+    if (o.help) return;
+    const int w = world_flag(args);
+    if (w > 0 && w != size)
+      throw UsageError("--world: " + std::to_string(w) + " but mpirun started " +
+                       std::to_string(size) + " process" + (size == 1 ? "" : "es") +
+                       " (with --backend " + o.backend + " the world is the mpirun job)");
+    o.world = size;
+    if (o.backend == "nccl") m.gpu = cuda::device_description(rank % cuda::device_count());
+    if (o.calibrate) set_shortest_lengths(o);
+    Options probe = o;
+    probe.world = 0;
+    plan = make_plan(probe, m);  // everything but the world size
+    bool needs_more = false;
+    for (const RowConfig& c : plan.rows) needs_more = needs_more || c.world() != 1;
+    if (size == 1 && needs_more)
+      throw UsageError("--backend " + o.backend +
+                       " runs one process per rank: start it with `mpirun -np " +
+                       std::to_string(rows_world(plan)) + " " + command_line(args) +
+                       "` (this process is alone: world size 1)");
+    plan = make_plan(o, m);
+  };
+  job.fields = [&] { return run_fields(o, plan); };
+  job.help = [&] { return o.help; };
+  job.print_help = [] { std::cout << help_text(); };
   // Rank 0 measures the rate while the others wait; every rank then chooses the same lengths.
-  if (o.calibrate) {
-    try {
-      Calibration cal;
-      if (root) cal = calibrate_cpu(o.problem, m.cores);
-      cal = tools::allgather_value(*control, "mpi", cal).front();
-      apply_length_choice(o, m, cal);
-      plan = make_plan(o, m);
-    } catch (const std::exception& e) {
-      session->abort(1, e.what());
-    }
-  }
-
-  // 2. Run, this process being one rank; agree on the exit code.
-  int status = 0;
-  std::unique_ptr<Communicator> world;
-  try {
-    world = make_world(backend);
+  job.agree_more = [&](Communicator& control) {
+    if (!o.calibrate) return;
+    Calibration cal;
+    if (control.rank() == 0) cal = calibrate_cpu(o.problem, m.cores);
+    cal = tools::allgather_value(control, "mpi", cal).front();
+    apply_length_choice(o, m, cal);
+    plan = make_plan(o, m);
+  };
+  job.run = [&](Communicator& world) {
     Ranks ranks;
     ranks.backend = o.backend;
-    ranks.world = world.get();
-    status = run(o, m, plan, ranks);
-  } catch (const Error& e) {
-    std::cerr << "usp-bench: error: rank " << rank << ": " << e.what() << "\n";
-    status = e.kind() == ErrorKind::invalid_argument ? 2 : 1;
-  } catch (const std::exception& e) {
-    std::cerr << "usp-bench: error: rank " << rank << ": " << e.what() << "\n";
-    status = 1;
-  }
-  return agree_exit_code(*session, *control, status);
+    ranks.world = &world;
+    return run_plan(o, m, plan, ranks);
+  };
+  job.failure_status = [](const std::exception& e) {
+    const auto* err = dynamic_cast<const Error*>(&e);
+    return err != nullptr && err->kind() == ErrorKind::invalid_argument ? 2 : 1;
+  };
+  return tools::run_mpi_job(argc, argv, backend, job);
 }
 
 }  // namespace usp::bench

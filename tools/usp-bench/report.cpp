@@ -231,7 +231,7 @@ std::string single_rank_section(const RunData& d) {
 
 std::string markdown_report(const RunData& d) {
   const Options& o = d.options;
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   std::ostringstream os;
   os << "# usp-bench\n\n";
   os << "- machine: " << d.machine.cpu_model << ", " << d.machine.cores << " cores\n";
@@ -342,7 +342,7 @@ std::string check_report(const RunData& d) {
 
 std::string csv_report(const RunData& d) {
   const Options& o = d.options;
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   std::ostringstream os;
   os << "table,ring_type,seq_len,ulysses_degree,ring_degree,fwd_only,world,batch_size,nheads,"
         "kv_heads,head_size,dtype,causal,warmup,iters,threads,backend,throughput_iters_per_s,"
@@ -374,7 +374,7 @@ std::string csv_report(const RunData& d) {
 
 std::string json_report(const RunData& d) {
   const Options& o = d.options;
-  const Problem& p = o.problem;
+  const BenchProblem& p = o.problem;
   std::ostringstream os;
   os << "{\n  \"tool\": \"usp-bench\",\n  \"version\": \"" << version() << "\",\n";
   os << "  \"machine\": {\"cpu_model\": \"" << json_escape(d.machine.cpu_model)

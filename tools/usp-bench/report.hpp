@@ -8,7 +8,7 @@
 #include "machine.hpp"
 #include "options.hpp"
 #include "plan.hpp"
-#include "runner.hpp"
+#include "row.hpp"
 
 namespace usp::bench {
 

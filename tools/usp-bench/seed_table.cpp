@@ -58,7 +58,7 @@ std::span<const SeedRow> seed_rows() {
   return kRows;
 }
 
-std::optional<SeedRow> find_seed_row(const Problem& p, const RowConfig& c) {
+std::optional<SeedRow> find_seed_row(const BenchProblem& p, const RowConfig& c) {
   if (p.batch != 2 || p.nheads != 16 || p.kv_heads != 16 || p.head_size != 128 ||
       p.dtype != DType::f16 || !p.causal)
     return std::nullopt;

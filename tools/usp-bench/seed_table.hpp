@@ -19,6 +19,6 @@ struct SeedRow {
 
 std::span<const SeedRow> seed_rows();
 // The seed's row for this configuration, if the problem is the seed's and the row exists.
-std::optional<SeedRow> find_seed_row(const Problem& p, const RowConfig& c);
+std::optional<SeedRow> find_seed_row(const BenchProblem& p, const RowConfig& c);
 
 }  // namespace usp::bench

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "../common/flags.hpp"
 #include "usp/error.hpp"
 
 namespace kbench {
@@ -63,12 +64,9 @@ Options parse_options(const std::vector<std::string>& args) {
   Options o;
   bool iters_set = false, repeats_set = false, warmup_set = false, square_set = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::optional<std::string> inline_value;
-    if (const auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inline_value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
+    const usp::tools::FlagArg arg = usp::tools::split_flag(args[i]);
+    const std::string& flag = arg.flag;
+    const std::optional<std::string>& inline_value = arg.value;
     auto value = [&]() -> std::string {
       if (inline_value) return *inline_value;
       if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");

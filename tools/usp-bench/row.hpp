@@ -46,8 +46,8 @@ struct RowResult {
 // Per rank: build the shards, warm up, reset the allocator peak and the timings, barrier, time
 // `iters` iterations (forward, or forward + backward), barrier. Per-rank statistics are
 // all-gathered, so with process-per-rank backends every process returns the whole result.
-RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
-                  int iters);
+RowResult run_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c, int threads,
+                  int warmup, int iters);
 
 // --vs-single-rank: the row's global problem on a single rank (u = r = 1, same data, kernel and
 // memory) with the row's total kernel threads (ranks × threads per rank), timed alternately with
@@ -83,7 +83,7 @@ double check_tolerance(DType t, bool gradient);
 // Runs the row once on a single rank (u = r = 1, same kernel and memory as the backend, on rank 0's
 // process) and once on u·r ranks with the same data; rank 0 gathers every rank's shards and
 // compares them with the matching rows of the single-rank result. Every rank returns the verdict.
-CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads,
+CheckResult check_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c, int threads,
                       int reference_threads);
 
 }  // namespace usp::bench

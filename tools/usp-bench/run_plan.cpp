@@ -1,5 +1,5 @@
 // Runs a plan's rows and prints/writes the report.
-#include "run.hpp"
+#include "run_plan.hpp"
 
 #include <unistd.h>
 
@@ -63,7 +63,7 @@ void timed_row(const Options& o, const Ranks& ranks, const RowConfig& c, int thr
 
 }  // namespace
 
-int run(const Options& o, const Machine& m, const Plan& plan, const Ranks& ranks) {
+int run_plan(const Options& o, const Machine& m, const Plan& plan, const Ranks& ranks) {
   RunData d{o,
             m,
             plan,

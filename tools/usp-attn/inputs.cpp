@@ -1,4 +1,4 @@
-#include "problem.hpp"
+#include "inputs.hpp"
 
 #include <cmath>
 #include <string>
@@ -8,16 +8,17 @@
 #include "usp/npy.hpp"
 
 namespace usp::attn_tool {
-namespace {
 
-std::string shape_text(const Tensor& t) {
+std::string shape_text(const Tensor& t, const char* sep) {
   std::string s = "[";
   for (int d = 0; d < t.dim(); ++d) {
-    if (d > 0) s += ", ";
+    if (d > 0) s += sep;
     s += std::to_string(t.size(d));
   }
   return s + "]";
 }
+
+namespace {
 
 Tensor load(const char* flag, const std::string& path, const char* layout) {
   Tensor t = read_npy(path);
@@ -32,8 +33,8 @@ Tensor load(const char* flag, const std::string& path, const char* layout) {
 
 }  // namespace
 
-Problem load_problem(const Options& o) {
-  Problem p;
+NpyInputs load_inputs(const Options& o) {
+  NpyInputs p;
   const Tensor q = load("--q", o.q, "[b, s, h, d]");
   const Tensor k = load("--k", o.k, "[b, s, hkv, d]");
   const Tensor v = load("--v", o.v, "[b, s, hkv, d]");
@@ -57,12 +58,7 @@ Problem load_problem(const Options& o) {
                   " differs from --q shape ", shape_text(q));
   }
 
-  Layout layout;
-  layout.type = o.ring_type;
-  layout.seq_len = p.seq;
-  layout.ulysses = o.ulysses;
-  layout.ring = o.ring;
-  layout.validate();
+  layout_of(o, p.seq).validate();
   USP_CHECK_ARG(p.heads % o.ulysses == 0, "--ulysses ", o.ulysses, " does not divide the ", p.heads,
                 " query heads of --q");
 

@@ -1,7 +1,9 @@
 #include "usp/backend.hpp"
 
+#include <algorithm>
 #include <array>
-#include <cstring>
+#include <cstdlib>
+#include <thread>
 
 #include "usp/comm_mpi.hpp"
 #include "usp/cuda.hpp"
@@ -86,6 +88,24 @@ void require(std::string_view backend) {
 }
 }  // namespace
 
+int host_ranks(std::string_view backend, int world_size) {
+  const std::string c = canonical_backend(backend);
+  if (c == "mpi" || c == "nccl") {
+    for (const char* v :
+         {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE"})
+      if (const char* s = std::getenv(v)) {
+        const int n = std::atoi(s);
+        if (n > 0) return n;
+      }
+  }
+  return world_size;
+}
+
+int default_threads(int ranks_on_host, int cores) {
+  if (cores <= 0) cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, ranks_on_host));
+}
+
 std::unique_ptr<AttentionKernel> make_kernel(std::string_view backend, int threads,
                                              Allocator* scratch) {
   USP_CHECK_ARG(threads >= 0, "make_kernel: threads = ", threads, " must be >= 0 (0 = all cores)");
@@ -142,30 +162,6 @@ Tensor copy_to(const Tensor& src, Allocator& alloc) {
   // device → device: through the host (rare: tests and tools only).
   Tensor h = cuda::to_host(src);
   return cuda::to_device(h, alloc);
-}
-
-void allgather_host(Communicator& comm, Allocator& device_alloc, const void* send, void* recv,
-                    std::size_t bytes) {
-  if (comm.device() == Device::host) {
-    comm.allgather(send, recv, bytes);
-    return;
-  }
-  USP_CHECK_ARG(device_alloc.device() == comm.device(),
-                "allgather_host: device_alloc must be on the communicator's device");
-  // As f32 elements (Tensor's smallest element type), a whole number of them per block.
-  const std::size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
-  const auto world = static_cast<std::int64_t>(comm.size());
-  Tensor host_send = Tensor::zeros({static_cast<std::int64_t>(n)}, DType::f32);
-  std::memcpy(host_send.data(), send, bytes);
-  const Tensor dsend = copy_to(host_send, device_alloc);
-  Tensor drecv = Tensor::empty({world, static_cast<std::int64_t>(n)}, DType::f32, device_alloc);
-  comm.allgather(dsend.data(), drecv.data(), n * sizeof(float));
-  const Tensor host_recv = copy_to(drecv, default_host_allocator());
-  for (std::int64_t r = 0; r < world; ++r)
-    std::memcpy(static_cast<char*>(recv) + static_cast<std::size_t>(r) * bytes,
-                static_cast<const char*>(host_recv.data()) +
-                    static_cast<std::size_t>(r) * n * sizeof(float),
-                bytes);
 }
 
 }  // namespace usp

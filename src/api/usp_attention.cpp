@@ -5,11 +5,11 @@
 #include "usp/attention.hpp"
 
 #include <algorithm>
-#include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <sstream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,7 +17,7 @@
 #include "timing.hpp"
 #include "ulysses/head_split.hpp"
 #include "ulysses/ulysses.hpp"
-#include "usp/backend.hpp"
+#include "usp/agree.hpp"
 #include "usp/error.hpp"
 
 namespace usp {
@@ -25,130 +25,62 @@ namespace {
 
 using detail::HeadExchange;
 using detail::HeadSplit;
-using Fields = std::vector<std::pair<std::string, std::string>>;
 
-// Checks that every rank of `comm` has the same fields; otherwise throws (on every rank alike) an
-// Error naming the ranks that differ from rank 0 and their values.
-void check_agreement(const std::string& what, const std::vector<Fields>& per_rank) {
-  const Fields& ref = per_rank.at(0);
-  std::vector<bool> differs(ref.size(), false);
-  std::vector<int> odd_ranks;
-  for (std::size_t r = 1; r < per_rank.size(); ++r) {
-    bool any = false;
-    for (std::size_t f = 0; f < ref.size(); ++f) {
-      if (per_rank[r][f].second != ref[f].second) differs[f] = any = true;
-    }
-    if (any) odd_ranks.push_back(static_cast<int>(r));
-  }
-  if (odd_ranks.empty()) return;
-  std::ostringstream msg;
-  auto describe = [&](int r) {
-    msg << "rank " << r << " has ";
-    const char* sep = "";
-    for (std::size_t f = 0; f < ref.size(); ++f) {
-      if (!differs[f]) continue;
-      const auto& [name, value] = per_rank[static_cast<std::size_t>(r)][f];
-      msg << sep << name << "=" << value;
-      sep = ", ";
-    }
-  };
-  msg << what << " mismatch across ranks: ";
-  const std::size_t shown = std::min<std::size_t>(odd_ranks.size(), 4);
-  for (std::size_t i = 0; i < shown; ++i) {
-    describe(odd_ranks[i]);
-    msg << "; ";
-  }
-  if (shown < odd_ranks.size()) msg << "(" << odd_ranks.size() - shown << " more ranks differ); ";
-  describe(0);
-  msg << " (every rank must construct UspAttention and call it alike)";
-  USP_FAIL(invalid_argument, msg.str());
+constexpr std::string_view kCallAlike = "every rank must construct UspAttention and call it alike";
+
+// The shortest text that reads back as exactly x (so that two scales differing in one bit differ).
+std::string exact(float x) {
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof buf, x);
+  return std::string(buf, res.ptr);
 }
 
-// All-gathers a POD from every rank of comm (through memory from `alloc` when comm is on a
-// device).
-template <class T>
-std::vector<T> allgather_pod(Communicator& comm, Allocator& alloc, const T& mine,
-                             UspTimings& timings) {
-  std::vector<T> all(static_cast<std::size_t>(comm.size()));
-  const auto t0 = detail::Clock::now();
-  allgather_host(comm, alloc, &mine, all.data(), sizeof(T));
-  const double dt = detail::seconds_since(t0);
-  timings.comm_wait_s += dt;
-  timings.comm_total_s += dt;
-  return all;
+// The enum's name, or its number when it has none (so that two unknown values still differ).
+template <class E>
+std::string enum_text(E e, const char* name) {
+  return std::string_view(name) == "unknown" ? std::to_string(static_cast<int>(e)) : name;
 }
 
-struct ConfigDigest {
-  std::int32_t ring_type, ulysses, ring, data, placement, causal;
-  std::uint32_t scale_bits;
-};
-
-ConfigDigest digest(const UspConfig& c) {
-  return {static_cast<std::int32_t>(c.ring_type),
-          c.ulysses,
-          c.ring,
-          c.data,
-          static_cast<std::int32_t>(c.placement),
-          c.causal ? 1 : 0,
-          std::bit_cast<std::uint32_t>(c.scale)};
-}
-
-Fields fields(const ConfigDigest& c) {
-  const auto ring_type = static_cast<RingType>(c.ring_type);
-  const auto placement = static_cast<Placement>(c.placement);
-  const bool known_type = c.ring_type >= 0 && c.ring_type <= 2;
-  const bool known_placement = c.placement >= 0 && c.placement <= 1;
-  return {{"ring_type", known_type ? ring_type_name(ring_type) : std::to_string(c.ring_type)},
+Fields config_fields(const UspConfig& c) {
+  return {{"ring_type", enum_text(c.ring_type, ring_type_name(c.ring_type))},
           {"ulysses", std::to_string(c.ulysses)},
           {"ring", std::to_string(c.ring)},
           {"data", std::to_string(c.data)},
-          {"placement", known_placement ? placement_name(placement) : std::to_string(c.placement)},
+          {"placement", enum_text(c.placement, placement_name(c.placement))},
           {"causal", c.causal ? "true" : "false"},
-          {"scale", detail::concat(std::bit_cast<float>(c.scale_bits))}};
+          {"scale", exact(c.scale)}};
 }
 
 // Shapes and dtypes of q, k, v (dims -1 where a tensor is not 4-D).
-struct ShapeDigest {
-  std::int64_t dims[3][4];
-  std::int32_t dtypes[3];
-  bool operator==(const ShapeDigest&) const = default;
-};
-
-ShapeDigest digest(const Tensor& q, const Tensor& k, const Tensor& v) {
-  ShapeDigest s{};
-  const Tensor* ts[3] = {&q, &k, &v};
-  for (int t = 0; t < 3; ++t) {
-    for (int i = 0; i < 4; ++i) s.dims[t][i] = ts[t]->dim() == 4 ? ts[t]->size(i) : -1;
-    s.dtypes[t] = static_cast<std::int32_t>(ts[t]->dtype());
-  }
-  return s;
-}
-
-Fields fields(const ShapeDigest& s) {
+Fields shape_fields(const Tensor& q, const Tensor& k, const Tensor& v) {
   Fields f;
-  const char* names[3] = {"q", "k", "v"};
-  for (int t = 0; t < 3; ++t) {
-    f.emplace_back(names[t],
-                   detail::concat("[", s.dims[t][0], ", ", s.dims[t][1], ", ", s.dims[t][2], ", ",
-                                  s.dims[t][3], "] ", dtype_name(static_cast<DType>(s.dtypes[t]))));
+  const std::pair<const char*, const Tensor*> ts[3] = {{"q", &q}, {"k", &k}, {"v", &v}};
+  for (const auto& [name, t] : ts) {
+    std::int64_t d[4];
+    for (int i = 0; i < 4; ++i) d[i] = t->dim() == 4 ? t->size(i) : -1;
+    f.emplace_back(name, detail::concat("[", d[0], ", ", d[1], ", ", d[2], ", ", d[3], "] ",
+                                        dtype_name(t->dtype())));
   }
   return f;
 }
 
-template <class T>
-std::vector<Fields> fields_of(const std::vector<T>& all) {
-  std::vector<Fields> f;
-  for (const T& x : all) f.push_back(fields(x));
-  return f;
+// agree_fields over comm, its time counted as blocking communication.
+void agree_timed(Communicator& comm, Allocator& alloc, const Fields& mine, std::string_view what,
+                 UspTimings& timings) {
+  struct Count {
+    UspTimings& t;
+    detail::Clock::time_point t0 = detail::Clock::now();
+    ~Count() {
+      const double dt = detail::seconds_since(t0);
+      t.comm_wait_s += dt;
+      t.comm_total_s += dt;
+    }
+  } count{timings};
+  agree_fields(comm, alloc, mine, what, kCallAlike);
 }
 
-Layout make_layout(const UspConfig& c, std::int64_t seq_len) {
-  Layout l;
-  l.type = c.ring_type;
-  l.seq_len = seq_len;
-  l.ulysses = c.ulysses;
-  l.ring = c.ring;
-  return l;
+Layout layout_of(const UspConfig& c, std::int64_t seq_len) {
+  return {.type = c.ring_type, .seq_len = seq_len, .ulysses = c.ulysses, .ring = c.ring};
 }
 
 // src in dtype t: src itself when it already is, otherwise a converted copy from alloc.
@@ -168,31 +100,40 @@ struct UspAttention::State {
   UspConfig config;
   Mesh mesh;
   UspTimings timings;
-  std::vector<ShapeDigest> agreed;  // shapes every sp rank has been seen to share
+  std::vector<Fields> agreed;  // shapes every sp rank has been seen to share
 
-  // Everything one call needs, validated.
-  struct Problem {
+  // The dimensions, scale, head splits and mask of one forward/backward call, validated.
+  struct CallGeometry {
     std::int64_t b, ls, h, hkv, d;
     float scale;
     HeadSplit qs, kvs;
     MaskMode mask;
+    int u = 1, r = 1;              // the degrees
+    std::int64_t len = 0, hu = 0;  // ring side: u·s_local tokens, qs.per_rank() query heads
   };
 
-  Problem problem(const Tensor& q, const Tensor& k, const Tensor& v);
+  CallGeometry geometry(const Tensor& q, const Tensor& k, const Tensor& v);
+
+  // q and the packed kv on the ring side: my ring rank's whole ring-local sequence, my heads
+  // (the shard-side tensors themselves, kv packed, when u = 1). `more` (ring sides allocated by
+  // the caller) travel in the same all-to-all; with u = 1 they are not touched.
+  struct RingSide {
+    Tensor q, kv;
+  };
+  RingSide to_ring_side(const CallGeometry& p, const Tensor& q, const Tensor& k, const Tensor& v,
+                        std::vector<HeadExchange> more);
   detail::RingContext ring_context(float scale) {
     return {*mesh.ring, kernel, alloc, config.ring_type, config.causal, scale, timings};
   }
 };
 
-UspAttention::State::Problem UspAttention::State::problem(const Tensor& q, const Tensor& k,
-                                                          const Tensor& v) {
+UspAttention::State::CallGeometry UspAttention::State::geometry(const Tensor& q, const Tensor& k,
+                                                                const Tensor& v) {
   // Shapes are compared across the sequence-parallel group first, so that every rank fails alike.
-  const ShapeDigest mine = digest(q, k, v);
-  bool known = false;
-  for (const ShapeDigest& s : agreed) known = known || s == mine;
-  if (!known) {
-    check_agreement("input shape", fields_of(allgather_pod(*mesh.sp, alloc, mine, timings)));
-    agreed.push_back(mine);
+  Fields mine = shape_fields(q, k, v);
+  if (std::find(agreed.begin(), agreed.end(), mine) == agreed.end()) {
+    agree_timed(*mesh.sp, alloc, mine, "input shape mismatch", timings);
+    agreed.push_back(std::move(mine));
   }
 
   USP_CHECK_ARG(q.dim() == 4, "q ", q.describe(), " must be 4-D [b, s_local, nheads, head_size]");
@@ -208,27 +149,45 @@ UspAttention::State::Problem UspAttention::State::problem(const Tensor& q, const
                 dtype_name(k.dtype()), ", ", dtype_name(v.dtype()));
 
   const int u = config.ulysses;
-  Problem p{q.size(0),
-            q.size(1),
-            q.size(2),
-            k.size(2),
-            q.size(3),
-            config.scale,
-            HeadSplit::even(q.size(2), u),
-            HeadSplit::kv_for_queries(q.size(2), k.size(2), u),
-            config.causal ? MaskMode::causal : MaskMode::none};
+  CallGeometry p{q.size(0),
+                 q.size(1),
+                 q.size(2),
+                 k.size(2),
+                 q.size(3),
+                 config.scale,
+                 HeadSplit::even(q.size(2), u),
+                 HeadSplit::kv_for_queries(q.size(2), k.size(2), u),
+                 config.causal ? MaskMode::causal : MaskMode::none};
   USP_CHECK_ARG(p.ls >= 1, "s_local ", p.ls, " must be >= 1");
-  make_layout(config, p.ls * u * config.ring).validate();
+  layout_of(config, p.ls * u * config.ring).validate();
   if (p.scale == 0.0f) p.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
+  p.u = u;
+  p.r = config.ring;
+  p.len = p.ls * u;
+  p.hu = p.qs.per_rank();
   return p;
+}
+
+UspAttention::State::RingSide UspAttention::State::to_ring_side(const CallGeometry& p,
+                                                                const Tensor& q, const Tensor& k,
+                                                                const Tensor& v,
+                                                                std::vector<HeadExchange> more) {
+  if (p.u == 1) return {q, detail::pack_kv(kernel, alloc, k, v)};
+  RingSide rs{Tensor::empty({p.b, p.len, p.hu, p.d}, q.dtype(), alloc),
+              Tensor::empty({2 * p.b, p.len, p.kvs.per_rank(), p.d}, k.dtype(), alloc)};
+  std::vector<HeadExchange> items{{q, rs.q, 1, 2, &p.qs, q.dtype()},
+                                  {k, detail::kv_keys(rs.kv), 1, 2, &p.kvs, k.dtype()},
+                                  {v, detail::kv_values(rs.kv), 1, 2, &p.kvs, v.dtype()}};
+  items.insert(items.end(), more.begin(), more.end());
+  detail::scatter_heads(*mesh.ulysses, kernel, alloc, items, timings);
+  return rs;
 }
 
 UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocator& alloc,
                            const UspConfig& config)
     : s_(new State{world, kernel, alloc, config, Mesh{}, UspTimings{}, {}}) {
   // Agree on the configuration before anything that could fail on some ranks only.
-  check_agreement("configuration",
-                  fields_of(allgather_pod(world, alloc, digest(config), s_->timings)));
+  agree_timed(world, alloc, config_fields(config), "configuration mismatch", s_->timings);
   USP_CHECK_ARG(std::isfinite(config.scale) && config.scale >= 0.0f, "softmax scale ", config.scale,
                 " must be finite and >= 0 (0 means 1/sqrt(head_size))");
   const MeshShape shape{config.data, config.ulysses, config.ring, config.placement};
@@ -252,16 +211,15 @@ void UspAttention::reset_timings() {
 }
 
 Layout UspAttention::layout(std::int64_t seq_len) const {
-  return make_layout(s_->config, seq_len);
+  return layout_of(s_->config, seq_len);
 }
 
 UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v) {
   State& st = *s_;
   AttentionKernel& kern = st.kernel;
   Allocator& alloc = st.alloc;
-  const State::Problem p = st.problem(q, k, v);
-  const int u = st.config.ulysses, r = st.config.ring;
-  const std::int64_t len = p.ls * u, hu = p.qs.per_rank();
+  const State::CallGeometry p = st.geometry(q, k, v);
+  const int u = p.u, r = p.r;
 
   if (u == 1 && r == 1) {
     Output o{Tensor::empty(q.shape(), q.dtype(), alloc),
@@ -274,21 +232,11 @@ UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, con
   // Ring side: my ring rank's whole ring-local sequence, my heads; K and V packed for the ring.
   Tensor out_r, lse_r;
   {
-    Tensor q_r = q, kv;
-    if (u > 1) {
-      q_r = Tensor::empty({p.b, len, hu, p.d}, q.dtype(), alloc);
-      kv = Tensor::empty({2 * p.b, len, p.kvs.per_rank(), p.d}, k.dtype(), alloc);
-      detail::scatter_heads(*st.mesh.ulysses, kern, alloc,
-                            {{q, q_r, 1, 2, &p.qs, q.dtype()},
-                             {k, detail::kv_keys(kv), 1, 2, &p.kvs, k.dtype()},
-                             {v, detail::kv_values(kv), 1, 2, &p.kvs, v.dtype()}},
-                            st.timings);
-    } else {
-      kv = detail::pack_kv(kern, alloc, k, v);
-    }
+    State::RingSide rs = st.to_ring_side(p, q, k, v, {});
+    Tensor &q_r = rs.q, &kv = rs.kv;
     if (r == 1) {
-      out_r = Tensor::empty({p.b, len, hu, p.d}, q.dtype(), alloc);
-      lse_r = Tensor::empty({p.b, hu, len}, DType::f32, alloc);
+      out_r = Tensor::empty({p.b, p.len, p.hu, p.d}, q.dtype(), alloc);
+      lse_r = Tensor::empty({p.b, p.hu, p.len}, DType::f32, alloc);
       detail::timed(st.timings.compute_s, [&] {
         kern.forward(q_r, detail::kv_keys(kv), detail::kv_values(kv), p.mask, p.scale, out_r,
                      lse_r);
@@ -319,9 +267,8 @@ UspAttention::Grads UspAttention::backward(const Tensor& q, const Tensor& k, con
   State& st = *s_;
   AttentionKernel& kern = st.kernel;
   Allocator& alloc = st.alloc;
-  const State::Problem p = st.problem(q, k, v);
-  const int u = st.config.ulysses, r = st.config.ring;
-  const std::int64_t len = p.ls * u, hu = p.qs.per_rank(), hkv_u = p.kvs.per_rank();
+  const State::CallGeometry p = st.geometry(q, k, v);
+  const int u = p.u, r = p.r;
   USP_CHECK_ARG(out.shape() == q.shape(), "out ", out.describe(), " must have the shape of q ",
                 q.describe());
   USP_CHECK_ARG(dout.shape() == q.shape(), "dout ", dout.describe(), " must have the shape of q ",
@@ -345,26 +292,19 @@ UspAttention::Grads UspAttention::backward(const Tensor& q, const Tensor& k, con
   // Ring side: re-do the forward exchange for q, k, v and bring out, dout, lse along.
   Tensor dq_r, dkv_r;  // fp32
   {
-    Tensor q_r = q, kv, out_r = out, dout_r = dout, lse_r = lse;
+    Tensor out_r = out, dout_r = dout, lse_r = lse;
     if (u > 1) {
-      q_r = Tensor::empty({p.b, len, hu, p.d}, q.dtype(), alloc);
-      kv = Tensor::empty({2 * p.b, len, hkv_u, p.d}, k.dtype(), alloc);
-      out_r = Tensor::empty({p.b, len, hu, p.d}, out.dtype(), alloc);
-      dout_r = Tensor::empty({p.b, len, hu, p.d}, dout.dtype(), alloc);
-      lse_r = Tensor::empty({p.b, hu, len}, DType::f32, alloc);
-      detail::scatter_heads(*st.mesh.ulysses, kern, alloc,
-                            {{q, q_r, 1, 2, &p.qs, q.dtype()},
-                             {k, detail::kv_keys(kv), 1, 2, &p.kvs, k.dtype()},
-                             {v, detail::kv_values(kv), 1, 2, &p.kvs, v.dtype()},
-                             {out, out_r, 1, 2, &p.qs, out.dtype()},
-                             {dout, dout_r, 1, 2, &p.qs, dout.dtype()},
-                             {lse, lse_r, 2, 1, &p.qs, DType::f32}},
-                            st.timings);
-    } else {
-      kv = detail::pack_kv(kern, alloc, k, v);
+      out_r = Tensor::empty({p.b, p.len, p.hu, p.d}, out.dtype(), alloc);
+      dout_r = Tensor::empty({p.b, p.len, p.hu, p.d}, dout.dtype(), alloc);
+      lse_r = Tensor::empty({p.b, p.hu, p.len}, DType::f32, alloc);
     }
+    State::RingSide rs = st.to_ring_side(p, q, k, v,
+                                         {{out, out_r, 1, 2, &p.qs, out.dtype()},
+                                          {dout, dout_r, 1, 2, &p.qs, dout.dtype()},
+                                          {lse, lse_r, 2, 1, &p.qs, DType::f32}});
+    Tensor &q_r = rs.q, &kv = rs.kv;
     if (r == 1) {
-      dq_r = Tensor::empty({p.b, len, hu, p.d}, DType::f32, alloc);
+      dq_r = Tensor::empty({p.b, p.len, p.hu, p.d}, DType::f32, alloc);
       dkv_r = Tensor::empty(kv.shape(), DType::f32, alloc);
       Tensor dk = detail::kv_keys(dkv_r), dv = detail::kv_values(dkv_r);
       detail::timed(st.timings.compute_s, [&] {

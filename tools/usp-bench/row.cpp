@@ -1,4 +1,4 @@
-#include "runner.hpp"
+#include "row.hpp"
 
 #include <sys/resource.h>
 
@@ -31,13 +31,15 @@ double process_cpu_s() {
   return sec(u.ru_utime) + sec(u.ru_stime);
 }
 
-UspConfig usp_config(const Problem& p, const RowConfig& c) {
-  UspConfig cfg;
-  cfg.ring_type = c.ring_type;
-  cfg.ulysses = c.ulysses;
-  cfg.ring = c.ring;
-  cfg.causal = p.causal;
-  return cfg;
+// The row's attention on `backend` with `threads` kernel threads per rank.
+AttentionOptions attention_options(const std::string& backend, const BenchProblem& p,
+                                   const RowConfig& c, int threads) {
+  return {.backend = backend,
+          .ulysses = c.ulysses,
+          .ring = c.ring,
+          .ring_type = c.ring_type,
+          .causal = p.causal,
+          .threads = threads};
 }
 
 struct Shards {
@@ -46,7 +48,7 @@ struct Shards {
 
 // One shard in `alloc`: generated there directly in host memory, or generated in host staging
 // memory and copied to the device (the staging is freed on return, so only device bytes count).
-Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const Problem& p,
+Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const BenchProblem& p,
                 std::int64_t heads, Allocator& alloc) {
   if (alloc.device() == Device::host)
     return make_shard(layout, rr, ur, id, p.seed, p.batch, heads, p.head_size, p.dtype, alloc);
@@ -56,7 +58,7 @@ Tensor shard_in(const Layout& layout, int rr, int ur, TensorId id, const Problem
   return copy_to(host, alloc);
 }
 
-Shards make_shards(const Problem& p, const RowConfig& c, const Layout& layout, int ring_rank,
+Shards make_shards(const BenchProblem& p, const RowConfig& c, const Layout& layout, int ring_rank,
                    int ulysses_rank, Allocator& alloc) {
   Shards s;
   s.q = shard_in(layout, ring_rank, ulysses_rank, TensorId::q, p, p.nheads, alloc);
@@ -139,8 +141,8 @@ ErrSum compare_lse(const Tensor& local, const std::vector<double>& ref, const La
 
 }  // namespace
 
-RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads, int warmup,
-                  int iters) {
+RowResult run_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c, int threads,
+                  int warmup, int iters) {
   const int world = c.world();
   RowResult res;
   res.threads = threads;
@@ -151,12 +153,11 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
   for_ranks(ranks, world, [&](Communicator& comm) {
     RankReport mine{};
     {
-      auto alloc = make_allocator(ranks.backend);
-      auto kernel = make_kernel(ranks.backend, threads, alloc.get());
-      UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
+      Attention att(comm, attention_options(ranks.backend, p, c, threads));
+      Allocator& alloc = att.allocator();
       const Layout layout = att.layout(c.seq_len);
       const Shards in =
-          make_shards(p, c, layout, att.mesh().coord.ring, att.mesh().coord.ulysses, *alloc);
+          make_shards(p, c, layout, att.mesh().coord.ring, att.mesh().coord.ulysses, alloc);
       auto iteration = [&] {
         UspAttention::Output o = att.forward(in.q, in.k, in.v);
         if (!c.fwd_only) {
@@ -165,8 +166,8 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
       };
       for (int i = 0; i < warmup; ++i) iteration();
       comm.barrier();
-      alloc->reset_peak();
-      att.reset_timings();
+      alloc.reset_peak();
+      att.core().reset_timings();
       // One rank per process reads the process's CPU time (every thread of it): thread ranks
       // share one process, so their sum over ranks is the whole run's CPU time either way.
       const bool counts_cpu = ranks.world != nullptr || comm.rank() == 0;
@@ -184,7 +185,7 @@ RowResult run_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int 
                         std::chrono::duration<double>(t1 - t0).count(),
                         cpu,
                         t.bytes_sent,
-                        alloc->stats().peak};
+                        alloc.stats().peak};
     }
     const std::vector<RankReport> all = tools::allgather_value(comm, ranks.backend, mine);
     if (comm.rank() != 0 && ranks.world == nullptr) return;  // thread ranks: rank 0 records
@@ -229,17 +230,16 @@ double check_tolerance(DType t, bool gradient) {
   return 2e-2;
 }
 
-CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, int threads,
+CheckResult check_row(const Ranks& ranks, const BenchProblem& p, const RowConfig& c, int threads,
                       int reference_threads) {
   // The single-rank run, where rank 0 lives (this process), before the distributed one.
   Reference ref;
   const RowConfig single = single_rank_row(c);
   if (ranks.root()) {
     run_ranks(tools::thread_backend(ranks.backend), 1, [&](Communicator& comm) {
-      auto alloc = make_allocator(ranks.backend);
-      auto kernel = make_kernel(ranks.backend, reference_threads, alloc.get());
-      UspAttention att(comm, *kernel, *alloc, usp_config(p, single));
-      const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, *alloc);
+      Attention att(comm, attention_options(ranks.backend, p, single, reference_threads));
+      Allocator& alloc = att.allocator();
+      const Shards in = make_shards(p, single, att.layout(c.seq_len), 0, 0, alloc);
       UspAttention::Output o = att.forward(in.q, in.k, in.v);
       ref.out = to_doubles(copy_to(o.out, default_host_allocator()));
       ref.lse = to_doubles(copy_to(o.lse, default_host_allocator()));
@@ -275,12 +275,11 @@ CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, 
     ranks.world->set_timeout(saved);
   }
   for_ranks(ranks, c.world(), [&](Communicator& comm) {
-    auto alloc = make_allocator(ranks.backend);
-    auto kernel = make_kernel(ranks.backend, threads, alloc.get());
-    UspAttention att(comm, *kernel, *alloc, usp_config(p, c));
+    Attention att(comm, attention_options(ranks.backend, p, c, threads));
+    Allocator& alloc = att.allocator();
     const Layout layout = att.layout(c.seq_len);
     const Coord me{att.mesh().coord.ring, att.mesh().coord.ulysses};
-    const Shards in = make_shards(p, c, layout, me.ring, me.ulysses, *alloc);
+    const Shards in = make_shards(p, c, layout, me.ring, me.ulysses, alloc);
     Tensor results[kTensors];
     UspAttention::Output o = att.forward(in.q, in.k, in.v);
     if (!c.fwd_only) {
@@ -298,7 +297,7 @@ CheckResult check_row(const Ranks& ranks, const Problem& p, const RowConfig& c, 
     const std::vector<double>* refs[kTensors] = {&ref.out, &ref.lse, &ref.dq, &ref.dk, &ref.dv};
     Verdict v{0, 0, 1};
     for (int i = 0; i < n; ++i) {
-      const std::vector<Tensor> shards = tools::gather_to_root(comm, results[i], *alloc, 7000 + i);
+      const std::vector<Tensor> shards = tools::gather_to_root(comm, results[i], alloc, 7000 + i);
       results[i] = Tensor();
       if (comm.rank() != 0) continue;
       ErrSum sum;
