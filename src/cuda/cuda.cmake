@@ -1,7 +1,7 @@
 # CUDA-specific build pieces, included at the end of the top-level CMakeLists.txt (after the usp,
 # usp_cuda, tool and test targets exist).
 #   - closes the usp ↔ usp_cuda static link cycle (the CUDA host code uses usp's Tensor/checks);
-#   - NCCL communicator (src/cuda/nccl/) when nccl.h, libnccl >= 2.14 and MPI are found
+#   - NCCL communicator (src/comm/nccl/) when nccl.h, libnccl >= 2.14 and MPI are found
 #     (USP_WITH_NCCL), else usp_nccl_compile_check compiles it against a stub nccl.h;
 #   - usp_cuda_compile_check: builds every .cu for CMAKE_CUDA_ARCHITECTURES (CI, no GPU needed);
 #   - tests/cuda (usp_cuda_tests: CTest "CudaKernelCorrectness"/"CudaLocalComm"; usp_nccl_tests:
@@ -24,11 +24,12 @@ if(NOT BUILD_SHARED_LIBS)
 endif()
 
 # --- NCCL ---------------------------------------------------------------------------------------
-# The NCCL communicator (src/cuda/nccl/nccl_comm.cpp) needs nccl.h and libnccl of NCCL >= 2.14
+# The NCCL communicator (src/comm/nccl/nccl_*.cpp; its stub nccl_unavailable.cpp is in usp_cuda always) needs nccl.h and libnccl of NCCL >= 2.14
 # (non-blocking communicators) and MPI (the unique id travels through MPI).
 find_path(USP_NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME PATH_SUFFIXES include)
 find_library(USP_NCCL_LIBRARY nccl HINTS ENV NCCL_HOME PATH_SUFFIXES lib lib64)
-set(_usp_nccl_src ${PROJECT_SOURCE_DIR}/src/cuda/nccl/nccl_comm.cpp)
+file(GLOB _usp_nccl_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/comm/nccl/nccl_*.cpp)
+list(REMOVE_ITEM _usp_nccl_src ${PROJECT_SOURCE_DIR}/src/comm/nccl/nccl_unavailable.cpp)
 set(_usp_nccl_version "")
 if(USP_NCCL_INCLUDE_DIR)
   file(STRINGS ${USP_NCCL_INCLUDE_DIR}/nccl.h _usp_nccl_defs REGEX "^#define NCCL_(MAJOR|MINOR) ")
@@ -41,7 +42,7 @@ if(USP_NCCL_INCLUDE_DIR)
   endif()
 endif()
 set(_usp_nccl_usable OFF)
-if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src}
+if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND _usp_nccl_src
    AND _usp_nccl_version AND _usp_nccl_version VERSION_GREATER_EQUAL 2.14)
   set(_usp_nccl_usable ON)
 endif()
@@ -67,7 +68,7 @@ message(STATUS "usp: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL=${USP_
 # Without a usable NCCL (CI: nvcc and MPI, no nccl.h) the NCCL communicator is still compiled,
 # against a declarations-only stub of nccl.h (tests/stubs/nccl/nccl.h), so that its code is
 # type-checked in every CUDA+MPI build. An OBJECT library: nothing is linked from it.
-if(NOT USP_HAVE_NCCL AND USP_HAVE_MPI AND EXISTS ${_usp_nccl_src})
+if(NOT USP_HAVE_NCCL AND USP_HAVE_MPI AND _usp_nccl_src)
   add_library(usp_nccl_compile_check OBJECT ${_usp_nccl_src})
   target_include_directories(usp_nccl_compile_check PRIVATE
     ${PROJECT_SOURCE_DIR}/tests/stubs/nccl ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src)
