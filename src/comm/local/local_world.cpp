@@ -71,19 +71,12 @@ std::shared_ptr<Slot> LocalWorld::post_send(int self, int dst, const MatchKey& k
     op->state = RecvOp::State::done;
     mb.cv.notify_all();
     if (engine == nullptr) return nullptr;
-    auto slot = std::make_shared<Slot>();  // only carries the copy to the send's wait
-    slot->key = key;
-    slot->engine = engine;
-    slot->done = std::move(done);
-    slot->state = Slot::State::delivered;
-    return slot;
+    // Only carries the copy to the send's wait.
+    return std::make_shared<Slot>(Slot{
+        .key = key, .state = Slot::State::delivered, .engine = engine, .done = std::move(done)});
   }
-  auto slot = std::make_shared<Slot>();
-  slot->key = key;
-  slot->src = buf;
-  slot->bytes = bytes;
-  slot->engine = engine;
-  slot->token = std::move(token);
+  auto slot = std::make_shared<Slot>(
+      Slot{.key = key, .src = buf, .bytes = bytes, .engine = engine, .token = std::move(token)});
   mb.unexpected.push_back(slot);
   return slot;
 }
@@ -188,12 +181,8 @@ void LocalWorld::copy_slot(RecvOp& op) {
 std::shared_ptr<RecvOp> LocalWorld::post_recv(int self, const MatchKey& key, void* buf,
                                               std::size_t bytes, CopyEngine* engine,
                                               std::shared_ptr<void> token) {
-  auto op = std::make_shared<RecvOp>();
-  op->key = key;
-  op->owner = self;
-  op->buf = buf;
-  op->bytes = bytes;
-  op->token = std::move(token);
+  auto op = std::make_shared<RecvOp>(
+      RecvOp{.key = key, .owner = self, .buf = buf, .bytes = bytes, .token = std::move(token)});
   Mailbox& mb = box(self);
   std::unique_lock lk = lock_unless_aborted(mb, self);
   auto it = std::find_if(mb.unexpected.begin(), mb.unexpected.end(),

@@ -75,12 +75,12 @@ struct Slot {
   };
   MatchKey key;
   const void* src = nullptr;
-  std::unique_ptr<char[]> data;
+  std::unique_ptr<char[]> data{};
   std::size_t bytes = 0;
   State state = State::pending;
   CopyEngine* engine = nullptr;  // set: a rendezvous message (never filling/ready)
-  std::shared_ptr<void> token;
-  std::shared_ptr<CopyDone> done;  // the engine's copy, once matched
+  std::shared_ptr<void> token{};
+  std::shared_ptr<CopyDone> done{};  // the engine's copy, once matched
 };
 
 // A receive. State transitions happen under the owner's mailbox mutex.
@@ -91,10 +91,10 @@ struct RecvOp {
   void* buf = nullptr;
   std::size_t bytes = 0;
   State state = State::posted;
-  std::size_t message_bytes = 0;   // set when failed on a size mismatch
-  std::shared_ptr<Slot> slot;      // awaiting_slot: the message still being filled
-  std::shared_ptr<void> token;     // the receiver's engine token
-  std::shared_ptr<CopyDone> done;  // the engine's copy, once matched
+  std::size_t message_bytes = 0;     // set when failed on a size mismatch
+  std::shared_ptr<Slot> slot{};      // awaiting_slot: the message still being filled
+  std::shared_ptr<void> token{};     // the receiver's engine token
+  std::shared_ptr<CopyDone> done{};  // the engine's copy, once matched
 };
 
 class LocalWorld {

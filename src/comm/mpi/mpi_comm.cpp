@@ -189,6 +189,19 @@ void complete(MPI_Request req, const OpInfo& info) {
     throw Error(ErrorKind::timeout, timeout_message(info));
 }
 
+// Starts one non-blocking collective with start(&request) under the MPI lock, then completes it.
+template <class Start>
+void run_collective(const OpInfo& info, const char* call, Start start) {
+  MPI_Request req;
+  int rc;
+  {
+    auto lk = mpi_lock();
+    rc = start(&req);
+  }
+  mpi_check(rc, call, info);
+  complete(req, info);
+}
+
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, std::chrono::milliseconds timeout)
@@ -252,41 +265,22 @@ Request MpiCommunicator::do_irecv(void* buf, std::size_t bytes, int peer, int ta
 }
 
 void MpiCommunicator::do_alltoall(const void* send, void* recv, std::size_t bytes_per_rank) {
-  OpInfo oi = info("alltoall", -1, -1);
   ByteType t(bytes_per_rank, "alltoall");
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Ialltoall(send, t.count, t.type, recv, t.count, t.type, comm_, &req);
-  }
-  mpi_check(rc, "MPI_Ialltoall", oi);
-  complete(req, oi);
+  run_collective(info("alltoall", -1, -1), "MPI_Ialltoall", [&](MPI_Request* r) {
+    return MPI_Ialltoall(send, t.count, t.type, recv, t.count, t.type, comm_, r);
+  });
 }
 
 void MpiCommunicator::do_allgather(const void* send, void* recv, std::size_t bytes) {
-  OpInfo oi = info("allgather", -1, -1);
   ByteType t(bytes, "allgather");
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Iallgather(send, t.count, t.type, recv, t.count, t.type, comm_, &req);
-  }
-  mpi_check(rc, "MPI_Iallgather", oi);
-  complete(req, oi);
+  run_collective(info("allgather", -1, -1), "MPI_Iallgather", [&](MPI_Request* r) {
+    return MPI_Iallgather(send, t.count, t.type, recv, t.count, t.type, comm_, r);
+  });
 }
 
 void MpiCommunicator::do_barrier() {
-  OpInfo oi = info("barrier", -1, -1);
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Ibarrier(comm_, &req);
-  }
-  mpi_check(rc, "MPI_Ibarrier", oi);
-  complete(req, oi);
+  run_collective(info("barrier", -1, -1), "MPI_Ibarrier",
+                 [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::do_split(int color, int key) {
@@ -294,16 +288,12 @@ std::unique_ptr<Communicator> MpiCommunicator::do_split(int color, int key) {
   // arrived, so a missing rank is reported instead of hanging.
   int mine[2] = {color, key};
   std::vector<int> all(2 * static_cast<std::size_t>(size_));
-  OpInfo oi = info("split", -1, -1);
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Iallgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_, &req);
-  }
-  mpi_check(rc, "MPI_Iallgather", oi);
-  complete(req, oi);
+  const OpInfo oi = info("split", -1, -1);
+  run_collective(oi, "MPI_Iallgather", [&](MPI_Request* r) {
+    return MPI_Iallgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_, r);
+  });
   MPI_Comm child = MPI_COMM_NULL;
+  int rc;
   {
     auto lk = mpi_lock();
     rc = MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &child);
