@@ -13,18 +13,14 @@
 #include <vector>
 
 #include "comm/local/local_world.hpp"
+#include "unit/comm_payload.hpp"
 #include "usp/error.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using usp::detail::CopyDone;
-using usp::detail::CopyEngine;
-using usp::detail::LocalWorld;
-using usp::detail::MatchKey;
-using usp::detail::OpInfo;
-using usp::detail::RecvOp;
-using usp::detail::Slot;
+using namespace usp::detail;
+using usp::test::expect_error;
 
 struct Done final : CopyDone {
   void wait() override {}
@@ -77,10 +73,15 @@ struct Side {
   }
 };
 
-TEST(CudaLocalMatcher, MatchesEitherPostingOrderAndCopies) {
-  LocalWorld w(2);
+// Four ranks' mailboxes; ranks 0 and 1 move data with their own engines.
+class CudaLocalMatcher : public ::testing::Test {
+ protected:
+  LocalWorld w{4};
   MemcpyEngine e0, e1;
   Side x{w, e0, e1};
+};
+
+TEST_F(CudaLocalMatcher, MatchesEitherPostingOrderAndCopies) {
   auto src = random_ints(64, 1);
   std::vector<int> dst(64, 0);
   // send first: the receiver (rank 1) completes the match and starts the copy with its engine
@@ -102,10 +103,7 @@ TEST(CudaLocalMatcher, MatchesEitherPostingOrderAndCopies) {
   EXPECT_EQ(e0.copies.load(), 1);
 }
 
-TEST(CudaLocalMatcher, SameTagMatchesInOrderAndCommunicatorsAreSeparate) {
-  LocalWorld w(2);
-  MemcpyEngine e0, e1;
-  Side x{w, e0, e1};
+TEST_F(CudaLocalMatcher, SameTagMatchesInOrderAndCommunicatorsAreSeparate) {
   auto a = random_ints(8, 2), b = random_ints(8, 3), c = random_ints(8, 4);
   std::vector<int> p(8), q(8), z(8);
   auto s1 = x.send(0, 0, 1, 5, a.data(), 32);
@@ -121,12 +119,12 @@ TEST(CudaLocalMatcher, SameTagMatchesInOrderAndCommunicatorsAreSeparate) {
   EXPECT_EQ(z, c);
 }
 
-TEST(CudaLocalMatcher, AnyWaitOrderAcrossThreadsDoesNotDeadlock) {
+TEST_F(CudaLocalMatcher, AnyWaitOrderAcrossThreadsDoesNotDeadlock) {
   // A ring of 4 where every rank waits on its send before its receive (and the reverse):
   // copies start at match time, so neither order can deadlock.
   for (int send_first = 0; send_first < 2; ++send_first) {
     constexpr int n = 4;
-    LocalWorld w(n);
+    LocalWorld ring(n);
     std::vector<MemcpyEngine> eng(n);
     std::vector<std::vector<int>> in(n), out(n, std::vector<int>(1000));
     for (int i = 0; i < n; ++i) in[i] = random_ints(1000, 10 + i);
@@ -136,11 +134,12 @@ TEST(CudaLocalMatcher, AnyWaitOrderAcrossThreadsDoesNotDeadlock) {
       ts.emplace_back([&, rank] {
         try {
           const int next = (rank + 1) % n, prev = (rank + n - 1) % n;
-          auto s = w.post_send(rank, next, MatchKey{0, rank, 0}, in[rank].data(), 4000, &eng[rank]);
-          auto r = w.post_recv(rank, MatchKey{0, prev, 0}, out[rank].data(), 4000, &eng[rank]);
+          auto s =
+              ring.post_send(rank, next, MatchKey{0, rank, 0}, in[rank].data(), 4000, &eng[rank]);
+          auto r = ring.post_recv(rank, MatchKey{0, prev, 0}, out[rank].data(), 4000, &eng[rank]);
           const auto deadline = std::chrono::steady_clock::now() + 10s;
-          auto ws = [&] { w.wait_send(*s, deadline, op_info("send", rank, next, 0, 10s)); };
-          auto wr = [&] { w.wait(*r, deadline, op_info("recv", rank, prev, 0, 10s)); };
+          auto ws = [&] { ring.wait_send(*s, deadline, op_info("send", rank, next, 0, 10s)); };
+          auto wr = [&] { ring.wait(*r, deadline, op_info("recv", rank, prev, 0, 10s)); };
           if (send_first) {
             ws();
             wr();
@@ -164,63 +163,42 @@ TEST(CudaLocalMatcher, AnyWaitOrderAcrossThreadsDoesNotDeadlock) {
   }
 }
 
-TEST(CudaLocalMatcher, SizeMismatchFailsTheReceiveAndCopiesNothing) {
-  LocalWorld w(2);
-  MemcpyEngine e0, e1;
-  Side x{w, e0, e1};
+TEST_F(CudaLocalMatcher, SizeMismatchFailsTheReceiveAndCopiesNothing) {
   std::vector<char> a(16, 'x'), b(8);
   auto s = x.send(0, 0, 1, 2, a.data(), 16);
   auto r = x.recv(0, 0, 1, 2, b.data(), 8);
   x.wait_send(s, 0, 1, 2);  // the message was dropped: the send is done
-  try {
-    x.wait_recv(r, 0, 1, 2);
-    FAIL() << "expected a size mismatch error";
-  } catch (const usp::Error& e) {
-    EXPECT_EQ(e.kind(), usp::ErrorKind::comm);
-    EXPECT_STREQ(e.what(),
-                 "rank 1: recv from rank 0 (tag 2) on comm 'world': the receive expects 8 bytes "
-                 "but the message has 16 (sizes must match)");
-  }
+  const usp::Error e = expect_error([&] { x.wait_recv(r, 0, 1, 2); });
+  EXPECT_EQ(e.kind(), usp::ErrorKind::comm);
+  EXPECT_STREQ(e.what(),
+               "rank 1: recv from rank 0 (tag 2) on comm 'world': the receive expects 8 bytes "
+               "but the message has 16 (sizes must match)");
   EXPECT_EQ(e0.copies.load() + e1.copies.load(), 0);
 }
 
-TEST(CudaLocalMatcher, UnmatchedWaitsTimeOutNamingThePeer) {
-  LocalWorld w(4);
-  MemcpyEngine e0, e1;
-  Side x{w, e0, e1};
+TEST_F(CudaLocalMatcher, UnmatchedWaitsTimeOutNamingThePeer) {
   std::vector<char> b(8);
   auto r = x.recv(0, 3, 1, 9, b.data(), 8);
   const auto t0 = std::chrono::steady_clock::now();
-  try {
-    x.wait_recv(r, 3, 1, 9, 60ms);
-    FAIL() << "expected a timeout";
-  } catch (const usp::Error& e) {
-    EXPECT_EQ(e.kind(), usp::ErrorKind::timeout);
-    EXPECT_STREQ(e.what(),
-                 "rank 1: timed out after 60 ms waiting for recv from rank 3 (tag 9) on comm "
-                 "'world'");
-  }
+  usp::Error e = expect_error([&] { x.wait_recv(r, 3, 1, 9, 60ms); });
+  EXPECT_EQ(e.kind(), usp::ErrorKind::timeout);
+  EXPECT_STREQ(e.what(),
+               "rank 1: timed out after 60 ms waiting for recv from rank 3 (tag 9) on comm "
+               "'world'");
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 60ms);
   // An unmatched send times out too, and is withdrawn: a later receive does not see it.
   auto s = x.send(0, 2, 1, 4, b.data(), 8);
-  try {
-    x.wait_send(s, 2, 1, 4, 30ms);
-    FAIL() << "expected a timeout";
-  } catch (const usp::Error& e) {
-    EXPECT_EQ(e.kind(), usp::ErrorKind::timeout);
-    EXPECT_STREQ(e.what(),
-                 "rank 2: timed out after 30 ms waiting for send to rank 1 (tag 4) on comm "
-                 "'world'");
-  }
+  e = expect_error([&] { x.wait_send(s, 2, 1, 4, 30ms); });
+  EXPECT_EQ(e.kind(), usp::ErrorKind::timeout);
+  EXPECT_STREQ(e.what(),
+               "rank 2: timed out after 30 ms waiting for send to rank 1 (tag 4) on comm "
+               "'world'");
   auto late = x.recv(0, 2, 1, 4, b.data(), 8);
   EXPECT_THROW(x.wait_recv(late, 2, 1, 4, 20ms), usp::Error);
   EXPECT_EQ(e0.copies.load() + e1.copies.load(), 0);
 }
 
-TEST(CudaLocalMatcher, AbortWakesWaiters) {
-  LocalWorld w(2);
-  MemcpyEngine e0, e1;
-  Side x{w, e0, e1};
+TEST_F(CudaLocalMatcher, AbortWakesWaiters) {
   std::vector<char> b(8);
   auto r = x.recv(0, 0, 1, 0, b.data(), 8);
   auto s = x.send(0, 1, 0, 0, b.data(), 8);  // rank 1 sends to rank 0, never received
@@ -229,17 +207,15 @@ TEST(CudaLocalMatcher, AbortWakesWaiters) {
     w.abort(0, "boom");
   });
   for (int side = 0; side < 2; ++side) {
-    try {
+    const usp::Error e = expect_error([&] {
       if (side == 0) {
         x.wait_recv(r, 0, 1, 0, 30s);
       } else {
         x.wait_send(s, 1, 0, 0, 30s);
       }
-      ADD_FAILURE() << "expected an abort";
-    } catch (const usp::Error& e) {
-      EXPECT_EQ(e.kind(), usp::ErrorKind::comm);
-      EXPECT_STREQ(e.what(), "rank 1: aborted because rank 0 failed: boom");
-    }
+    });
+    EXPECT_EQ(e.kind(), usp::ErrorKind::comm);
+    EXPECT_STREQ(e.what(), "rank 1: aborted because rank 0 failed: boom");
   }
   t.join();
 }
