@@ -105,39 +105,7 @@ class Channel {
     USP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
 
-  ~Channel() {
-    (void)cudaSetDevice(device_);
-    if (comm_ != nullptr) {
-      // Let launched transfers finish, then finalize; abort whatever cannot finish in time.
-      const Clock::time_point deadline = Clock::now() + close_timeout_;
-      Backoff backoff;
-      bool clean = true;
-      while (cudaStreamQuery(stream_) == cudaErrorNotReady) {
-        if (Clock::now() >= deadline) {
-          clean = false;
-          break;
-        }
-        backoff.pause();
-      }
-      if (clean) {
-        ncclResult_t r = ncclCommFinalize(comm_);
-        clean = r == ncclSuccess || r == ncclInProgress;
-        ncclResult_t state = ncclInProgress;
-        while (clean && state == ncclInProgress) {
-          clean = ncclCommGetAsyncError(comm_, &state) == ncclSuccess &&
-                  (state == ncclSuccess || state == ncclInProgress) && Clock::now() < deadline;
-          if (clean && state == ncclInProgress) backoff.pause();
-        }
-      }
-      if (clean) {
-        (void)ncclCommDestroy(comm_);
-      } else {
-        (void)ncclCommAbort(comm_);
-      }
-      comm_ = nullptr;
-    }
-    (void)cudaStreamDestroy(stream_);
-  }
+  ~Channel();
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
@@ -154,43 +122,10 @@ class Channel {
   }
 
   // Queues an isend/irecv; launches the pending set when it is one hop of a ring.
-  std::shared_ptr<Op> post(bool send, void* buf, std::size_t bytes, int peer, OpInfo info) {
-    usable(info);
-    auto op = std::make_shared<Op>();
-    op->info = std::move(info);
-    pending_.push_back(Pending{send, buf, bytes, peer, op});
-    std::vector<usp::detail::P2PPosting> shape;
-    shape.reserve(pending_.size());
-    for (const Pending& p : pending_) shape.push_back({p.send, p.peer});
-    if (usp::detail::is_ring_hop(shape, rank_, size_)) launch(op->info);
-    return op;
-  }
+  std::shared_ptr<Op> post(bool send, void* buf, std::size_t bytes, int peer, OpInfo info);
 
   // Launches every pending isend/irecv as one group (nothing when none is pending).
-  void launch(const OpInfo& why) {
-    if (pending_.empty()) return;
-    std::vector<Pending> ops = std::move(pending_);
-    pending_.clear();
-    std::shared_ptr<Event> done;
-    try {
-      done = run_group(why, [&](GroupCalls& g) {
-        for (const Pending& p : ops) {
-          if (p.send) {
-            g.send(p.buf, p.bytes, p.peer);
-          } else {
-            g.recv(p.buf, p.bytes, p.peer);
-          }
-        }
-      });
-    } catch (const std::exception& e) {
-      for (Pending& p : ops) p.op->launch_error = e.what();
-      throw;
-    }
-    for (Pending& p : ops) {
-      p.op->done = done;
-      p.op->launched = true;
-    }
-  }
+  void launch(const OpInfo& why);
 
   // Runs `enqueue` inside ncclGroupStart/End on the communication stream, after the work the
   // calling thread queued so far on its compute stream; returns the event recorded after it.
@@ -217,90 +152,26 @@ class Channel {
   }
 
   // Blocks until `done` has completed, the communicator failed, or the timeout passed.
-  void complete(const std::shared_ptr<Event>& done, const OpInfo& info) {
-    const Clock::time_point deadline = Clock::now() + info.timeout;
-    Backoff backoff;
-    while (!ready(done, info)) {
-      if (Clock::now() >= deadline) {
-        const std::string msg = usp::detail::timeout_message(info);
-        abort(msg);
-        throw Error(ErrorKind::timeout, msg);
-      }
-      backoff.pause();
-    }
-  }
+  void complete(const std::shared_ptr<Event>& done, const OpInfo& info);
 
   // One non-blocking look at `done` (throws when the communicator failed).
-  bool ready(const std::shared_ptr<Event>& done, const OpInfo& info) {
-    usable(info);
-    const cudaError_t e = cudaEventQuery(done->e);
-    if (e == cudaSuccess) return true;
-    if (e != cudaErrorNotReady)
-      fail(usp::detail::concat("rank ", world_rank_, ": cudaEventQuery failed during ",
-                               usp::detail::describe(info), ": ", cudaGetErrorName(e), " (",
-                               cudaGetErrorString(e), ")"));
-    async_check(info);
-    return false;
-  }
+  bool ready(const std::shared_ptr<Event>& done, const OpInfo& info);
 
   // Throws Error(comm) when an earlier failure aborted the NCCL communicator.
-  void usable(const OpInfo& info) const {
-    if (comm_ == nullptr)
-      USP_FAIL(comm, "rank ", world_rank_, ": cannot run ", usp::detail::describe(info),
-               ": the NCCL communicator was aborted after an earlier failure (", abort_reason_,
-               ")");
-  }
+  void usable(const OpInfo& info) const;
 
  private:
-  void check(ncclResult_t r, const char* call, const OpInfo& info) {
-    if (r == ncclSuccess || r == ncclInProgress) return;
-    fail(usp::detail::concat("rank ", world_rank_, ": ", call, " failed during ",
-                             usp::detail::describe(info), ": ", nccl_text(r)));
-  }
+  void check(ncclResult_t r, const char* call, const OpInfo& info);
 
-  void async_check(const OpInfo& info) {
-    ncclResult_t state = ncclSuccess;
-    const ncclResult_t r = ncclCommGetAsyncError(comm_, &state);
-    check(r, "ncclCommGetAsyncError", info);
-    if (state != ncclSuccess && state != ncclInProgress)
-      fail(usp::detail::concat("rank ", world_rank_, ": NCCL reported an error during ",
-                               usp::detail::describe(info), ": ", nccl_text(state)));
-  }
+  void async_check(const OpInfo& info);
 
   // Polls until the communicator's state leaves ncclInProgress.
-  void settle(const OpInfo& info, Clock::time_point deadline, const char* doing) {
-    Backoff backoff;
-    for (;;) {
-      ncclResult_t state = ncclSuccess;
-      check(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError", info);
-      if (state == ncclSuccess) return;
-      if (state != ncclInProgress)
-        fail(usp::detail::concat("rank ", world_rank_, ": NCCL reported an error ", doing, " ",
-                                 usp::detail::describe(info), ": ", nccl_text(state)));
-      if (Clock::now() >= deadline) {
-        const std::string msg =
-            usp::detail::concat(usp::detail::timeout_message(info), " (still ", doing,
-                                " it: a peer has not posted the matching operation)");
-        abort(msg);
-        throw Error(ErrorKind::timeout, msg);
-      }
-      backoff.pause();
-    }
-  }
+  void settle(const OpInfo& info, Clock::time_point deadline, const char* doing);
 
-  [[noreturn]] void fail(const std::string& msg) {
-    abort(msg);
-    throw Error(ErrorKind::comm, msg);
-  }
+  [[noreturn]] void fail(const std::string& msg);
 
   // Stops every NCCL operation of this communicator; it is unusable afterwards.
-  void abort(const std::string& reason) {
-    if (comm_ == nullptr) return;
-    abort_reason_ = reason;
-    (void)cudaSetDevice(device_);
-    (void)ncclCommAbort(comm_);
-    comm_ = nullptr;
-  }
+  void abort(const std::string& reason);
 
   ncclComm_t comm_;
   int device_;
