@@ -41,7 +41,7 @@ class Request {
 
 // Every backend derives from Communicator and implements the protected do_* calls. The public
 // calls are not virtual: they check their arguments once, the same way for every backend (peer in
-// range, tag >= 0 and within max_tag(), no null buffer with bytes, no overlapping collective
+// range, tag >= 0 and within tag_limit(), no null buffer with bytes, no overlapping collective
 // buffers; Error(invalid_argument) naming the call), then forward to do_*. split() names the child
 // "<parent>/split" and gives it this communicator's timeout. (The pattern of Allocator.)
 class Communicator {
