@@ -18,8 +18,9 @@ if(NOT USP_HAVE_CUDA)
 endif()
 
 # --- NCCL ---------------------------------------------------------------------------------------
-# The NCCL communicator (src/cuda/nccl/nccl_comm.cpp) needs nccl.h and libnccl of NCCL >= 2.14
-# (non-blocking communicators) and MPI (the unique id travels through MPI).
+# The NCCL communicator (src/comm/nccl/nccl_*.cpp; its stub nccl_unavailable.cpp is always in
+# usp_cuda) needs nccl.h and libnccl of NCCL >= 2.14 (non-blocking communicators) and MPI (the
+# unique id travels through MPI).
 find_path(USP_NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_HOME PATH_SUFFIXES include)
 find_library(USP_NCCL_LIBRARY nccl HINTS ENV NCCL_HOME PATH_SUFFIXES lib lib64)
 set(_usp_nccl_src ${USP_NCCL_SOURCES})

@@ -1,5 +1,6 @@
 // The communicator: the one interface through which the parallel algorithms exchange data.
-// Local threads, MPI and NCCL implement it. Buffers live on the communicator's device().
+// Local threads, MPI, cuda-local and NCCL implement it. Buffers live on the communicator's
+// device().
 #pragma once
 
 #include <chrono>
@@ -38,6 +39,11 @@ class Request {
   std::unique_ptr<Impl> impl_;
 };
 
+// Every backend derives from Communicator and implements the protected do_* calls. The public
+// calls are not virtual: they check their arguments once, the same way for every backend (peer in
+// range, tag >= 0 and within tag_limit(), no null buffer with bytes, no overlapping collective
+// buffers; Error(invalid_argument) naming the call), then forward to do_*. split() names the child
+// "<parent>/split" and gives it this communicator's timeout. (The pattern of Allocator.)
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -48,20 +54,21 @@ class Communicator {
   virtual std::string backend() const = 0;  // "local", "mpi", "nccl", ...
 
   // Point-to-point; several may be in flight at once. Messages between a pair with the same tag
-  // are matched in order. The buffer must stay valid until the request completes.
-  virtual Request isend(const void* buf, std::size_t bytes, int peer, int tag) = 0;
-  virtual Request irecv(void* buf, std::size_t bytes, int peer, int tag) = 0;
+  // are matched in order. The buffer must stay valid until the request completes. A rank may send
+  // to itself; zero-byte messages match like any other.
+  Request isend(const void* buf, std::size_t bytes, int peer, int tag);
+  Request irecv(void* buf, std::size_t bytes, int peer, int tag);
 
   // Collectives (blocking, every rank calls them in the same order).
   // send holds size() blocks of `bytes_per_rank`; block j goes to rank j; recv block i came from i.
-  virtual void alltoall(const void* send, void* recv, std::size_t bytes_per_rank) = 0;
+  void alltoall(const void* send, void* recv, std::size_t bytes_per_rank);
   // recv holds size() blocks of `bytes`; block i is rank i's send.
-  virtual void allgather(const void* send, void* recv, std::size_t bytes) = 0;
-  virtual void barrier() = 0;
+  void allgather(const void* send, void* recv, std::size_t bytes);
+  void barrier();
 
   // Ranks with the same color form a new communicator, ordered by (key, old rank). Collective over
   // this communicator. A negative color joins no group: that rank gets nullptr.
-  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+  std::unique_ptr<Communicator> split(int color, int key);
 
   // Every blocking wait gives up after this long (default 300 s).
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
@@ -73,8 +80,28 @@ class Communicator {
   const std::string& name() const { return name_; }
 
  protected:
+  // Called with checked arguments only.
+  virtual Request do_isend(const void* buf, std::size_t bytes, int peer, int tag) = 0;
+  virtual Request do_irecv(void* buf, std::size_t bytes, int peer, int tag) = 0;
+  virtual void do_alltoall(const void* send, void* recv, std::size_t bytes_per_rank) = 0;
+  virtual void do_allgather(const void* send, void* recv, std::size_t bytes) = 0;
+  virtual void do_barrier() = 0;
+  virtual std::unique_ptr<Communicator> do_split(int color, int key) = 0;
+
+  // The largest tag this backend carries, and how its error message names that limit.
+  struct TagLimit {
+    int max;
+    const char* name;
+  };
+  virtual TagLimit tag_limit() const;
+
   std::chrono::milliseconds timeout_{std::chrono::seconds(300)};
   std::string name_{"world"};
+
+ private:
+  void check_p2p(const char* op, const void* buf, std::size_t bytes, int peer, int tag) const;
+  void check_collective(const char* op, const void* send, std::size_t send_bytes, const void* recv,
+                        std::size_t bytes) const;
 };
 
 // Runs world_size ranks as threads of this process, exchanging through shared memory, and joins

@@ -74,21 +74,23 @@ class KillAtSend final : public usp::Communicator {
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
   std::string backend() const override { return inner_->backend(); }
-  usp::Request isend(const void* buf, std::size_t bytes, int peer, int tag) override {
+
+ protected:
+  usp::Request do_isend(const void* buf, std::size_t bytes, int peer, int tag) override {
     if (++*sends_ == kill_at_) std::raise(SIGKILL);
     return inner_->isend(buf, bytes, peer, tag);
   }
-  usp::Request irecv(void* buf, std::size_t bytes, int peer, int tag) override {
+  usp::Request do_irecv(void* buf, std::size_t bytes, int peer, int tag) override {
     return inner_->irecv(buf, bytes, peer, tag);
   }
-  void alltoall(const void* send, void* recv, std::size_t bytes) override {
+  void do_alltoall(const void* send, void* recv, std::size_t bytes) override {
     inner_->alltoall(send, recv, bytes);
   }
-  void allgather(const void* send, void* recv, std::size_t bytes) override {
+  void do_allgather(const void* send, void* recv, std::size_t bytes) override {
     inner_->allgather(send, recv, bytes);
   }
-  void barrier() override { inner_->barrier(); }
-  std::unique_ptr<usp::Communicator> split(int color, int key) override {
+  void do_barrier() override { inner_->barrier(); }
+  std::unique_ptr<usp::Communicator> do_split(int color, int key) override {
     auto child = inner_->split(color, key);
     if (!child) return nullptr;
     return std::make_unique<KillAtSend>(std::move(child), sends_, kill_at_);

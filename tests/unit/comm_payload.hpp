@@ -1,10 +1,15 @@
-// Deterministic pseudo-random message bytes for communicator tests: every rank can predict any
-// other rank's data for (seed, a, b) without communicating. Shared by the local and MPI suites.
+// Helpers of the communicator tests (local, MPI, conformance): deterministic pseudo-random message
+// bytes, which every rank can predict for any other rank's (seed, a, b) without communicating, and
+// the usp::Error a call must throw.
 #pragma once
+
+#include <gtest/gtest.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "usp/error.hpp"
 
 namespace usp::test {
 
@@ -21,6 +26,18 @@ inline std::vector<std::uint8_t> make_payload(std::uint32_t seed, int a, int b, 
   std::vector<std::uint8_t> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = payload(seed, a, b, i);
   return v;
+}
+
+// Runs fn and returns the usp::Error it must throw.
+template <class F>
+usp::Error expect_error(F&& fn) {
+  try {
+    fn();
+  } catch (const usp::Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no usp::Error thrown";
+  return usp::Error(usp::ErrorKind::internal, "none");
 }
 
 }  // namespace usp::test

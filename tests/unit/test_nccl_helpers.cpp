@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "comm/gpu_assignment.hpp"
-#include "comm/p2p_group.hpp"
+#include "comm/nccl/gpu_assignment.hpp"
+#include "comm/nccl/p2p_group.hpp"
 
 namespace {
 

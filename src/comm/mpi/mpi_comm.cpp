@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <utility>
 
-#include "comm/backoff.hpp"
+#include "comm/base/backoff.hpp"
 #include "usp/error.hpp"
 
 namespace usp::detail {
@@ -189,10 +189,17 @@ void complete(MPI_Request req, const OpInfo& info) {
     throw Error(ErrorKind::timeout, timeout_message(info));
 }
 
-bool overlaps(const void* a, std::size_t na, const void* b, std::size_t nb) {
-  auto pa = reinterpret_cast<std::uintptr_t>(a);
-  auto pb = reinterpret_cast<std::uintptr_t>(b);
-  return na && nb && pa < pb + nb && pb < pa + na;
+// Starts one non-blocking collective with start(&request) under the MPI lock, then completes it.
+template <class Start>
+void run_collective(const OpInfo& info, const char* call, Start start) {
+  MPI_Request req;
+  int rc;
+  {
+    auto lk = mpi_lock();
+    rc = start(&req);
+  }
+  mpi_check(rc, call, info);
+  complete(req, info);
 }
 
 }  // namespace
@@ -230,11 +237,7 @@ OpInfo MpiCommunicator::info(const char* op, int peer, int tag) const {
   return OpInfo{world_rank_, op, peer, pw, tag, name_, timeout_};
 }
 
-void MpiCommunicator::check_p2p(const char* op, const void* buf, std::size_t bytes, int peer,
-                                int tag) const {
-  USP_CHECK_ARG(peer >= 0 && peer < size_, op, ": peer ", peer, " is out of range [0, ", size_,
-                ") on comm '", name_, "'");
-  USP_CHECK_ARG(tag >= 0, op, ": tag ", tag, " must be >= 0 (negative tags are reserved)");
+Communicator::TagLimit MpiCommunicator::tag_limit() const {
   static const int tag_ub = [] {
     int* v = nullptr;
     int flag = 0;
@@ -242,13 +245,10 @@ void MpiCommunicator::check_p2p(const char* op, const void* buf, std::size_t byt
     MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &v, &flag);
     return flag && v ? *v : 32767;
   }();
-  USP_CHECK_ARG(tag <= tag_ub, op, ": tag ", tag,
-                " exceeds this MPI's limit MPI_TAG_UB = ", tag_ub);
-  USP_CHECK_ARG(buf != nullptr || bytes == 0, op, ": buffer is null but bytes = ", bytes);
+  return {tag_ub, "this MPI's limit MPI_TAG_UB"};
 }
 
-Request MpiCommunicator::isend(const void* buf, std::size_t bytes, int peer, int tag) {
-  check_p2p("isend", buf, bytes, peer, tag);
+Request MpiCommunicator::do_isend(const void* buf, std::size_t bytes, int peer, int tag) {
   const char* p = static_cast<const char*>(buf);
   return post_chunks(info("send", peer, tag), false, bytes, "MPI_Isend",
                      [&](std::size_t off, int n, MPI_Request* r) {
@@ -256,8 +256,7 @@ Request MpiCommunicator::isend(const void* buf, std::size_t bytes, int peer, int
                      });
 }
 
-Request MpiCommunicator::irecv(void* buf, std::size_t bytes, int peer, int tag) {
-  check_p2p("irecv", buf, bytes, peer, tag);
+Request MpiCommunicator::do_irecv(void* buf, std::size_t bytes, int peer, int tag) {
   char* p = static_cast<char*>(buf);
   return post_chunks(info("recv", peer, tag), true, bytes, "MPI_Irecv",
                      [&](std::size_t off, int n, MPI_Request* r) {
@@ -265,76 +264,43 @@ Request MpiCommunicator::irecv(void* buf, std::size_t bytes, int peer, int tag) 
                      });
 }
 
-void MpiCommunicator::alltoall(const void* send, void* recv, std::size_t bytes_per_rank) {
-  const std::size_t total = bytes_per_rank * static_cast<std::size_t>(size_);
-  USP_CHECK_ARG((send && recv) || bytes_per_rank == 0, "alltoall: null buffer with ",
-                bytes_per_rank, " bytes per rank");
-  USP_CHECK_ARG(!overlaps(send, total, recv, total),
-                "alltoall: send and recv buffers overlap (in-place is not supported)");
-  OpInfo oi = info("alltoall", -1, -1);
+void MpiCommunicator::do_alltoall(const void* send, void* recv, std::size_t bytes_per_rank) {
   ByteType t(bytes_per_rank, "alltoall");
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Ialltoall(send, t.count, t.type, recv, t.count, t.type, comm_, &req);
-  }
-  mpi_check(rc, "MPI_Ialltoall", oi);
-  complete(req, oi);
+  run_collective(info("alltoall", -1, -1), "MPI_Ialltoall", [&](MPI_Request* r) {
+    return MPI_Ialltoall(send, t.count, t.type, recv, t.count, t.type, comm_, r);
+  });
 }
 
-void MpiCommunicator::allgather(const void* send, void* recv, std::size_t bytes) {
-  const std::size_t total = bytes * static_cast<std::size_t>(size_);
-  USP_CHECK_ARG((send && recv) || bytes == 0, "allgather: null buffer with ", bytes,
-                " bytes per rank");
-  USP_CHECK_ARG(!overlaps(send, bytes, recv, total),
-                "allgather: send and recv buffers overlap (in-place is not supported)");
-  OpInfo oi = info("allgather", -1, -1);
+void MpiCommunicator::do_allgather(const void* send, void* recv, std::size_t bytes) {
   ByteType t(bytes, "allgather");
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Iallgather(send, t.count, t.type, recv, t.count, t.type, comm_, &req);
-  }
-  mpi_check(rc, "MPI_Iallgather", oi);
-  complete(req, oi);
+  run_collective(info("allgather", -1, -1), "MPI_Iallgather", [&](MPI_Request* r) {
+    return MPI_Iallgather(send, t.count, t.type, recv, t.count, t.type, comm_, r);
+  });
 }
 
-void MpiCommunicator::barrier() {
-  OpInfo oi = info("barrier", -1, -1);
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Ibarrier(comm_, &req);
-  }
-  mpi_check(rc, "MPI_Ibarrier", oi);
-  complete(req, oi);
+void MpiCommunicator::do_barrier() {
+  run_collective(info("barrier", -1, -1), "MPI_Ibarrier",
+                 [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
 }
 
-std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+std::unique_ptr<Communicator> MpiCommunicator::do_split(int color, int key) {
   // MPI_Comm_split blocks without a timeout; a timed all-gather first makes sure every rank has
   // arrived, so a missing rank is reported instead of hanging.
   int mine[2] = {color, key};
   std::vector<int> all(2 * static_cast<std::size_t>(size_));
-  OpInfo oi = info("split", -1, -1);
-  MPI_Request req;
-  int rc;
-  {
-    auto lk = mpi_lock();
-    rc = MPI_Iallgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_, &req);
-  }
-  mpi_check(rc, "MPI_Iallgather", oi);
-  complete(req, oi);
+  const OpInfo oi = info("split", -1, -1);
+  run_collective(oi, "MPI_Iallgather", [&](MPI_Request* r) {
+    return MPI_Iallgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_, r);
+  });
   MPI_Comm child = MPI_COMM_NULL;
+  int rc;
   {
     auto lk = mpi_lock();
     rc = MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &child);
   }
   mpi_check(rc, "MPI_Comm_split", oi);
   if (child == MPI_COMM_NULL) return nullptr;
-  return std::make_unique<MpiCommunicator>(child, name_ + "/split", timeout_);
+  return std::make_unique<MpiCommunicator>(child, name_, timeout_);
 }
 
 }  // namespace usp::detail

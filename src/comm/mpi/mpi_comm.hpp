@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/wait_info.hpp"
+#include "comm/base/wait_info.hpp"
 #include "usp/comm.hpp"
 
 namespace usp::detail {
@@ -38,16 +38,17 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
 
-  Request isend(const void* buf, std::size_t bytes, int peer, int tag) override;
-  Request irecv(void* buf, std::size_t bytes, int peer, int tag) override;
-  void alltoall(const void* send, void* recv, std::size_t bytes_per_rank) override;
-  void allgather(const void* send, void* recv, std::size_t bytes) override;
-  void barrier() override;
-  std::unique_ptr<Communicator> split(int color, int key) override;
+ protected:
+  Request do_isend(const void* buf, std::size_t bytes, int peer, int tag) override;
+  Request do_irecv(void* buf, std::size_t bytes, int peer, int tag) override;
+  void do_alltoall(const void* send, void* recv, std::size_t bytes_per_rank) override;
+  void do_allgather(const void* send, void* recv, std::size_t bytes) override;
+  void do_barrier() override;
+  std::unique_ptr<Communicator> do_split(int color, int key) override;
+  TagLimit tag_limit() const override;
 
  private:
   OpInfo info(const char* op, int peer, int tag) const;
-  void check_p2p(const char* op, const void* buf, std::size_t bytes, int peer, int tag) const;
 
   MPI_Comm comm_;
   int rank_ = 0;

@@ -1,5 +1,5 @@
 /* DECLARATIONS-ONLY STUB of NCCL's public header, used for ONE purpose: the compile-only CMake
- * target usp_nccl_compile_check type-checks src/cuda/nccl/nccl_comm.cpp on machines where the real
+ * target usp_nccl_compile_check type-checks src/comm/nccl/nccl_*.cpp on machines where the real
  * nccl.h is not installed (CI has nvcc and MPI but no NCCL). Nothing is ever linked against it and
  * no binary built from it exists; real builds use the system's nccl.h and libnccl.
  *

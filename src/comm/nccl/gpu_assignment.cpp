@@ -1,4 +1,4 @@
-#include "comm/gpu_assignment.hpp"
+#include "comm/nccl/gpu_assignment.hpp"
 
 #include <cstddef>
 #include <map>

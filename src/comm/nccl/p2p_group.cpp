@@ -1,4 +1,4 @@
-#include "comm/p2p_group.hpp"
+#include "comm/nccl/p2p_group.hpp"
 
 namespace usp::detail {
 

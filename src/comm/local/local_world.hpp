@@ -1,5 +1,11 @@
-// Shared state of the local backend: one mailbox per rank thread, message matching, and the abort
-// flag that wakes every waiter when a rank fails.
+// The one in-process matcher: shared state of the ranks that are threads of this process (the local
+// backend, and cuda-local on top of it): one mailbox per rank thread, message matching, and the
+// abort flag that wakes every waiter when a rank fails.
+//
+// Host messages (no CopyEngine) are eager: a send completes without waiting for its receive.
+// Messages with a CopyEngine (device buffers) rendezvous: the thread whose posting completes the
+// match starts the copy through its engine at once, so any order of wait() calls works, and the
+// send completes when the copy has finished.
 #pragma once
 
 #include <atomic>
@@ -15,9 +21,37 @@
 #include <tuple>
 #include <vector>
 
-#include "comm/wait_info.hpp"
+#include "comm/base/wait_info.hpp"
+#include "usp/comm.hpp"
 
 namespace usp::detail {
+
+// Internal tags: negative, so they never meet a user's message.
+enum InternalTag : int {
+  kTagAlltoall = -1,
+  kTagAllgather = -2,
+  kTagBarrier = -3,
+  kTagSplit = -4,
+  kTagDeviceCollective = -5,  // cuda-local's alltoall/allgather
+};
+
+// A copy started by a CopyEngine.
+struct CopyDone {
+  virtual ~CopyDone() = default;
+  virtual void wait() = 0;  // blocks until the data is in place
+  virtual bool test() = 0;
+};
+
+// Moves the payload of matched messages whose buffers a plain memcpy cannot reach (cuda-local:
+// device-to-device on a stream). Called, outside any lock, by the thread whose posting completed
+// the match, with the tokens both sides posted (e.g. events after which each buffer is ready).
+class CopyEngine {
+ public:
+  virtual ~CopyEngine() = default;
+  virtual std::shared_ptr<CopyDone> start(void* dst, const void* src, std::size_t bytes,
+                                          const std::shared_ptr<void>& send_token,
+                                          const std::shared_ptr<void>& recv_token) = 0;
+};
 
 // Messages match on (communicator id, sender's world rank, tag), in order of sending.
 struct MatchKey {
@@ -41,9 +75,12 @@ struct Slot {
   };
   MatchKey key;
   const void* src = nullptr;
-  std::unique_ptr<char[]> data;
+  std::unique_ptr<char[]> data{};
   std::size_t bytes = 0;
   State state = State::pending;
+  CopyEngine* engine = nullptr;  // set: a rendezvous message (never filling/ready)
+  std::shared_ptr<void> token{};
+  std::shared_ptr<CopyDone> done{};  // the engine's copy, once matched
 };
 
 // A receive. State transitions happen under the owner's mailbox mutex.
@@ -54,8 +91,10 @@ struct RecvOp {
   void* buf = nullptr;
   std::size_t bytes = 0;
   State state = State::posted;
-  std::size_t message_bytes = 0;  // set when failed on a size mismatch
-  std::shared_ptr<Slot> slot;     // awaiting_slot: the message still being filled
+  std::size_t message_bytes = 0;     // set when failed on a size mismatch
+  std::shared_ptr<Slot> slot{};      // awaiting_slot: the message still being filled
+  std::shared_ptr<void> token{};     // the receiver's engine token
+  std::shared_ptr<CopyDone> done{};  // the engine's copy, once matched
 };
 
 class LocalWorld {
@@ -63,17 +102,24 @@ class LocalWorld {
   explicit LocalWorld(int size);
   int size() const { return static_cast<int>(boxes_.size()); }
 
-  // Send from `self` to `dst`. Into a posted matching receive it copies at once and returns null;
-  // otherwise it leaves a pending slot in dst's mailbox that points at `buf` (which must stay
-  // unchanged until complete_send) and returns it. Throws the abort error once the world is
-  // aborted.
+  // Send from `self` to `dst`. Into a posted matching receive it copies at once and returns null
+  // (with an engine: a delivered slot holding the copy's CopyDone); otherwise it leaves a pending
+  // slot in dst's mailbox that points at `buf` (which must stay unchanged until complete_send /
+  // wait_send) and returns it. Throws the abort error once the world is aborted.
   std::shared_ptr<Slot> post_send(int self, int dst, const MatchKey& key, const void* buf,
-                                  std::size_t bytes);
+                                  std::size_t bytes, CopyEngine* engine = nullptr,
+                                  std::shared_ptr<void> token = {});
   // Ends a send: if no receive has taken the slot yet, copies the payload into it (the receive
   // copies it from there later). Never waits for the receiver, only for a copy in progress.
   void complete_send(int dst, Slot& slot);
-  // Posts a receive in `self`'s mailbox; takes a waiting message if one matches.
-  std::shared_ptr<RecvOp> post_recv(int self, const MatchKey& key, void* buf, std::size_t bytes);
+  // Ends a rendezvous send (one with an engine): blocks until a receive matched it and the copy
+  // finished, or `deadline` (Error(timeout)), abort or the receiver returning (Error(comm)).
+  void wait_send(Slot& slot, std::chrono::steady_clock::time_point deadline, const OpInfo& info);
+  bool test_send(Slot& slot, const OpInfo& info);
+  // Posts a receive in `self`'s mailbox; takes a waiting message if one matches (copying it through
+  // `engine` when the message is a rendezvous one).
+  std::shared_ptr<RecvOp> post_recv(int self, const MatchKey& key, void* buf, std::size_t bytes,
+                                    CopyEngine* engine = nullptr, std::shared_ptr<void> token = {});
   // Blocks until the receive completes or `deadline`; throws Error(timeout) / Error(comm).
   void wait(RecvOp& op, std::chrono::steady_clock::time_point deadline, const OpInfo& info);
   // True when wait() would return at once; throws the abort error if aborted first.
@@ -104,6 +150,10 @@ class LocalWorld {
     std::deque<std::shared_ptr<RecvOp>> posted;
   };
   void copy_slot(RecvOp& op);
+  // Locks `mb`; throws the abort error (for rank `self`) once the world is aborted.
+  std::unique_lock<std::mutex> lock_unless_aborted(Mailbox& mb, int self) const;
+  // What a wait that gave up throws: the abort error, the peer returned, or the timeout.
+  [[noreturn]] void give_up(const OpInfo& info, const char* missing) const;
   // Payload buffers of unexpected messages, reused: a ring sends blocks of the same size over and
   // over, and a fresh buffer per message costs page faults on every byte. Up to kSpareBytes are
   // kept (the oldest dropped first); a buffer of another size is taken fresh. None under ASan.
@@ -127,5 +177,10 @@ class LocalWorld {
   std::map<std::tuple<std::uint64_t, std::uint64_t, int>, std::uint64_t> ids_;
   std::uint64_t next_id_ = 1;  // 0 is the world
 };
+
+// The request of a send that post_send returned (null: already complete): an eager one completes
+// at once (complete_send), a rendezvous one waits for its receive (wait_send).
+Request send_request(std::shared_ptr<LocalWorld> world, std::shared_ptr<Slot> slot, OpInfo info);
+Request recv_request(std::shared_ptr<LocalWorld> world, std::shared_ptr<RecvOp> op, OpInfo info);
 
 }  // namespace usp::detail

@@ -1,5 +1,5 @@
 // The local backend: ranks are threads of this process; see local_world.hpp for matching.
-#include "comm/local.hpp"
+#include "comm/local/local_comm.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -13,59 +13,6 @@
 #include "util/thread_pool_gate.hpp"
 
 namespace usp::detail {
-namespace {
-
-// Internal tags: negative, so they never meet a user's message.
-constexpr int kTagAlltoall = -1;
-constexpr int kTagAllgather = -2;
-constexpr int kTagBarrier = -3;
-constexpr int kTagSplit = -4;
-
-struct DoneImpl final : Request::Impl {
-  void wait() override {}
-  bool test() override { return true; }
-};
-
-// A send whose payload may still be read from the caller's buffer by the receiver; wait()
-// copies it into the mailbox if no receive has taken it yet (never waits for the receiver).
-class SendImpl final : public Request::Impl {
- public:
-  SendImpl(std::shared_ptr<LocalWorld> world, std::shared_ptr<Slot> slot, int dst)
-      : world_(std::move(world)), slot_(std::move(slot)), dst_(dst) {}
-  void wait() override { world_->complete_send(dst_, *slot_); }
-  bool test() override {
-    wait();
-    return true;
-  }
-
- private:
-  std::shared_ptr<LocalWorld> world_;
-  std::shared_ptr<Slot> slot_;
-  int dst_;
-};
-
-class RecvImpl final : public Request::Impl {
- public:
-  RecvImpl(std::shared_ptr<LocalWorld> world, std::shared_ptr<RecvOp> op, OpInfo info)
-      : world_(std::move(world)), op_(std::move(op)), info_(std::move(info)) {}
-  void wait() override {
-    world_->wait(*op_, std::chrono::steady_clock::now() + info_.timeout, info_);
-  }
-  bool test() override { return world_->test(*op_, info_.self_world); }
-
- private:
-  std::shared_ptr<LocalWorld> world_;
-  std::shared_ptr<RecvOp> op_;
-  OpInfo info_;
-};
-
-bool overlaps(const void* a, std::size_t na, const void* b, std::size_t nb) {
-  auto pa = reinterpret_cast<std::uintptr_t>(a);
-  auto pb = reinterpret_cast<std::uintptr_t>(b);
-  return na && nb && pa < pb + nb && pb < pa + na;
-}
-
-}  // namespace
 
 LocalCommunicator::LocalCommunicator(std::shared_ptr<LocalWorld> world, std::uint64_t id,
                                      std::vector<int> members, int rank, std::string name,
@@ -79,36 +26,21 @@ OpInfo LocalCommunicator::info(const char* op, int peer, int tag) const {
   return OpInfo{world_rank(), op, peer, world_of(peer), tag, name_, timeout_};
 }
 
-void LocalCommunicator::check_p2p(const char* op, const void* buf, std::size_t bytes, int peer,
-                                  int tag) const {
-  USP_CHECK_ARG(peer >= 0 && peer < size(), op, ": peer ", peer, " is out of range [0, ", size(),
-                ") on comm '", name_, "'");
-  USP_CHECK_ARG(tag >= 0, op, ": tag ", tag, " must be >= 0 (negative tags are reserved)");
-  USP_CHECK_ARG(buf != nullptr || bytes == 0, op, ": buffer is null but bytes = ", bytes);
-}
-
-Request LocalCommunicator::isend(const void* buf, std::size_t bytes, int peer, int tag) {
-  check_p2p("isend", buf, bytes, peer, tag);
+Request LocalCommunicator::do_isend(const void* buf, std::size_t bytes, int peer, int tag) {
   const int dst = world_of(peer);
   std::shared_ptr<Slot> slot =
       world_->post_send(world_rank(), dst, MatchKey{id_, world_rank(), tag}, buf, bytes);
-  if (!slot) return Request(std::make_unique<DoneImpl>());  // copied into the posted receive
-  return Request(std::make_unique<SendImpl>(world_, std::move(slot), dst));
+  return send_request(world_, std::move(slot), info("send", peer, tag));
 }
 
-Request LocalCommunicator::irecv(void* buf, std::size_t bytes, int peer, int tag) {
-  check_p2p("irecv", buf, bytes, peer, tag);
+Request LocalCommunicator::do_irecv(void* buf, std::size_t bytes, int peer, int tag) {
   auto op = world_->post_recv(world_rank(), MatchKey{id_, world_of(peer), tag}, buf, bytes);
-  return Request(std::make_unique<RecvImpl>(world_, std::move(op), info("recv", peer, tag)));
+  return recv_request(world_, std::move(op), info("recv", peer, tag));
 }
 
 void LocalCommunicator::exchange(const char* op, int tag, const void* send, bool strided,
                                  void* recv, std::size_t bytes) {
   const int p = size();
-  const std::size_t total = bytes * static_cast<std::size_t>(p);
-  USP_CHECK_ARG((send && recv) || bytes == 0, op, ": null buffer with ", bytes, " bytes per rank");
-  USP_CHECK_ARG(!overlaps(send, strided ? total : bytes, recv, total), op,
-                ": send and recv buffers overlap (in-place is not supported)");
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   auto* out = static_cast<char*>(recv);
   const auto* in = static_cast<const char*>(send);
@@ -149,21 +81,21 @@ void LocalCommunicator::exchange(const char* op, int tag, const void* send, bool
   }
 }
 
-void LocalCommunicator::alltoall(const void* send, void* recv, std::size_t bytes_per_rank) {
+void LocalCommunicator::do_alltoall(const void* send, void* recv, std::size_t bytes_per_rank) {
   exchange("alltoall", kTagAlltoall, send, true, recv, bytes_per_rank);
 }
 
-void LocalCommunicator::allgather(const void* send, void* recv, std::size_t bytes) {
+void LocalCommunicator::do_allgather(const void* send, void* recv, std::size_t bytes) {
   exchange("allgather", kTagAllgather, send, false, recv, bytes);
 }
 
-void LocalCommunicator::barrier() {
+void LocalCommunicator::do_barrier() {
   char none = 0;
   std::vector<char> sink(static_cast<std::size_t>(size()));
   exchange("barrier", kTagBarrier, &none, false, sink.data(), 0);
 }
 
-std::unique_ptr<Communicator> LocalCommunicator::split(int color, int key) {
+std::unique_ptr<Communicator> LocalCommunicator::do_split(int color, int key) {
   const int p = size();
   int mine[2] = {color, key};
   std::vector<int> all(2 * static_cast<std::size_t>(p));
@@ -183,8 +115,7 @@ std::unique_ptr<Communicator> LocalCommunicator::split(int color, int key) {
     members.push_back(world_of(group[i]));
   }
   return std::make_unique<LocalCommunicator>(world_, world_->child_id(id_, seq, color),
-                                             std::move(members), new_rank, name_ + "/split",
-                                             timeout_);
+                                             std::move(members), new_rank, name_, timeout_);
 }
 
 namespace {

@@ -1,4 +1,4 @@
-#include "comm/wait_info.hpp"
+#include "comm/base/wait_info.hpp"
 
 #include <cstdio>
 #include <cstring>
