@@ -4,7 +4,7 @@
 #include <limits>
 #include <string>
 
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 
@@ -16,10 +16,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Forward on each half of the keys, merged into an fp32 accumulator, equals the whole.
 void merge_halves(DType in_dtype, DType partial_dtype, double tol) {
   auto kernel = make_cpu_kernel(2);
-  const std::uint32_t seed = test::fresh_seed();
-  SCOPED_TRACE("seed=" + std::to_string(seed));
-  std::mt19937 rng(seed);
-  test::Problem p;
+  USP_TEST_RNG(rng);
+  test::KernelCase p;
   p.b = 2;
   p.sq = 77;
   p.sk = 150;
@@ -40,9 +38,7 @@ void merge_halves(DType in_dtype, DType partial_dtype, double tol) {
                     in.scale, part, part_lse);
     kernel->merge(acc, lse, part, part_lse);
   }
-  const auto ref = reference::forward(in.q, in.k, in.v, MaskMode::none, in.scale);
-  EXPECT_LE(relative_error(to_doubles(acc), ref.out), tol);
-  EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
+  test::expect_forward_matches(in, MaskMode::none, {acc, lse}, tol, 1e-5);
 }
 
 TEST(MergeHalves, Fp32PartialsEqualTheWhole) {
@@ -60,7 +56,7 @@ TEST(MergeHalves, Fp16Partials) {
 TEST(MergeHalves, RowRangeThroughSlices) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  test::Problem p;
+  test::KernelCase p;
   p.b = 1;
   p.sq = 50;
   p.sk = 40;
@@ -83,9 +79,8 @@ TEST(MergeHalves, RowRangeThroughSlices) {
                     in.scale, part, part_lse);
     kernel->merge(acc_rows, lse_rows, part, part_lse);
   }
-  const auto ref = reference::forward(q, in.k, in.v, MaskMode::none, in.scale);
-  EXPECT_LE(relative_error(to_doubles(acc_rows), ref.out), 1e-5);
-  EXPECT_LE(relative_error(to_doubles(lse_rows), ref.lse), 1e-5);
+  test::expect_forward_matches({q, in.k, in.v, {}, in.scale}, MaskMode::none, {acc_rows, lse_rows},
+                               1e-5, 1e-5);
   // Rows outside the range are untouched.
   EXPECT_EQ(*static_cast<float*>(acc.ptr({0, 9, 1, 31})), 0.0f);
   EXPECT_EQ(*static_cast<float*>(acc.ptr({0, 40, 0, 0})), 0.0f);
@@ -125,7 +120,7 @@ TEST(MergeInf, EitherSideNegInf) {
 TEST(MergeInf, MixedRowsMatchLogAddExp) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  test::Problem p;
+  test::KernelCase p;
   p.b = 1;
   p.sq = p.sk = 9;
   p.h = 2;
@@ -164,26 +159,16 @@ TEST(MergeInf, MixedRowsMatchLogAddExp) {
 TEST(MergeArgs, RejectsBadArguments) {
   auto kernel = make_cpu_kernel(1);
   Tensor out = Tensor::zeros({1, 4, 2, 8}, DType::f32), lse = Tensor::zeros({1, 2, 4}, DType::f32);
-  auto err = [&](Tensor o, Tensor l, Tensor ob, Tensor lb) -> std::string {
-    try {
-      kernel->merge(o, l, ob, lb);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "<no error>";
-  };
-  auto has = [](const std::string& msg, const std::string& part) {
-    EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected: " << part;
-  };
-  EXPECT_EQ(err(out, lse, out, lse), "<no error>");
-  has(err(Tensor::zeros({1, 4, 2, 8}, DType::bf16), lse, out, lse),
-      "merge: out must be an fp32 accumulator, got bf16");
-  has(err(out, Tensor::zeros({1, 4, 2}, DType::f32), out, lse),
-      "merge: lse: expected shape [b, h, s] = [1, 2, 4], got [1, 4, 2]");
-  has(err(out, lse, Tensor::zeros({1, 3, 2, 8}, DType::f32), lse),
-      "merge: out_b shape [1, 3, 2, 8] must equal out shape [1, 4, 2, 8]");
-  has(err(out, lse, out, Tensor::zeros({1, 2, 4}, DType::f16)),
-      "merge: lse and lse_b must be fp32");
+  auto merge = [&](Tensor o, Tensor l, Tensor ob, Tensor lb) { kernel->merge(o, l, ob, lb); };
+  EXPECT_EQ(test::error_message([&] { merge(out, lse, out, lse); }), test::kNoError);
+  USP_EXPECT_ERROR(merge(Tensor::zeros({1, 4, 2, 8}, DType::bf16), lse, out, lse), invalid_argument,
+                   "merge: out must be an fp32 accumulator, got bf16");
+  USP_EXPECT_ERROR(merge(out, Tensor::zeros({1, 4, 2}, DType::f32), out, lse), invalid_argument,
+                   "merge: lse: expected shape [b, h, s] = [1, 2, 4], got [1, 4, 2]");
+  USP_EXPECT_ERROR(merge(out, lse, Tensor::zeros({1, 3, 2, 8}, DType::f32), lse), invalid_argument,
+                   "merge: out_b shape [1, 3, 2, 8] must equal out shape [1, 4, 2, 8]");
+  USP_EXPECT_ERROR(merge(out, lse, out, Tensor::zeros({1, 2, 4}, DType::f16)), invalid_argument,
+                   "merge: lse and lse_b must be fp32");
 }
 
 // --- the other whole-tensor helpers
@@ -211,23 +196,12 @@ TEST(KernelHelpers, FillCopyAdd) {
   for (std::size_t i = 0; i < after.size(); ++i)
     EXPECT_EQ(static_cast<float>(after[i]),
               static_cast<float>(before[i]) + static_cast<float>(s[i]));
-  try {
-    Tensor bad = Tensor::zeros({2, 4, 2, 8}, DType::bf16);
-    kernel->add(src, bad);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("add: dst must be fp32, got bf16"), std::string::npos)
-        << e.what();
-  }
-  try {
-    Tensor bad = Tensor::zeros({2, 4, 2, 7}, DType::f32);
-    kernel->copy(src, bad);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("copy: dst shape [2, 4, 2, 7] must equal src shape"),
-              std::string::npos)
-        << e.what();
-  }
+  Tensor bad_dtype = Tensor::zeros({2, 4, 2, 8}, DType::bf16);
+  USP_EXPECT_ERROR(kernel->add(src, bad_dtype), invalid_argument,
+                   "add: dst must be fp32, got bf16");
+  Tensor bad_shape = Tensor::zeros({2, 4, 2, 7}, DType::f32);
+  USP_EXPECT_ERROR(kernel->copy(src, bad_shape), invalid_argument,
+                   "copy: dst shape [2, 4, 2, 7] must equal src shape");
 }
 
 }  // namespace

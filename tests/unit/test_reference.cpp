@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/kernel.hpp"
 
 namespace usp {

@@ -1,0 +1,89 @@
+// The test support library itself: each helper must be able to fail.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "support/support.hpp"
+#include "usp/error.hpp"
+
+namespace usp::test {
+namespace {
+
+TEST(TestSupport, WithinTakesTheSmallerOfCapAndRelativeBound) {
+  EXPECT_TRUE(within(1e-6, 1e-7, {1e-5}));
+  EXPECT_FALSE(within(1e-5, 1e-7, {1e-4}));  // above 16 × naive + floor, below the cap
+  EXPECT_FALSE(within(2e-2, 1e-2, {1e-2}));  // below 16 × naive, above the cap
+  EXPECT_TRUE(within(3e-6, 0.0, {1e-2, 16, 4e-6}));
+  EXPECT_FALSE(within(5e-6, 0.0, {1e-2, 16, 4e-6}));
+}
+
+TEST(TestSupport, NaiveAttentionErrorGrowsWithTheDtype) {
+  std::mt19937 rng(fresh_seed());
+  for (MaskMode mask : kMasks) {
+    const KernelCase c{.sq = 40, .sk = 40, .h = 2, .hkv = 1, .d = 32, .mask = mask};
+    const Inputs f32 = make_inputs(c, rng);
+    const Inputs bf16{to_dtype(f32.q, DType::bf16), to_dtype(f32.k, DType::bf16),
+                      to_dtype(f32.v, DType::bf16), to_dtype(f32.dout, DType::bf16), f32.scale};
+    for (const Inputs* in : {&f32, &bf16}) {
+      const auto ref = reference::forward(in->q, in->k, in->v, mask, in->scale);
+      const auto naive = naive_forward(in->q, in->k, in->v, mask, in->scale);
+      const double err = relative_error(naive.out, ref.out);
+      if (in == &f32) {
+        EXPECT_LT(err, 1e-6) << mask_name(mask);
+      } else {
+        EXPECT_GT(err, 1e-4) << mask_name(mask);  // scores, P and out rounded to bf16
+        EXPECT_LT(err, 3e-2) << mask_name(mask);
+      }
+      const auto g = reference::backward(in->q, in->k, in->v, in->dout, mask, in->scale);
+      const auto ng = naive_backward(in->q, in->k, in->v, in->dout, mask, in->scale);
+      const double floor = 1e-2 * norm(g.dv);
+      EXPECT_LT(grad_error(ng.dq, g.dq, floor), in == &f32 ? 1e-5 : 5e-2);
+      EXPECT_LT(grad_error(ng.dv, g.dv, floor), in == &f32 ? 1e-5 : 5e-2);
+    }
+  }
+}
+
+TEST(TestSupport, ThrowsErrorChecksKindWordsAndThatItThrows) {
+  const auto fail = [] { throw Error(ErrorKind::invalid_argument, "h 6, hkv 4: bad"); };
+  EXPECT_TRUE(throws_error(fail, ErrorKind::invalid_argument, {"h 6", "hkv 4"}));
+  EXPECT_FALSE(throws_error(fail, ErrorKind::internal, {"h 6"}));
+  EXPECT_FALSE(throws_error(fail, ErrorKind::invalid_argument, {"h 7"}));
+  EXPECT_FALSE(throws_error([] {}, ErrorKind::invalid_argument, {}));
+  EXPECT_EQ(error_message(fail), "h 6, hkv 4: bad");
+  EXPECT_EQ(error_message([] {}), kNoError);
+}
+
+TEST(TestSupport, ScopedCpuPathRestoresTheOldValue) {
+  const char* before = std::getenv("USP_CPU_PATH");
+  const std::string saved = before != nullptr ? before : "";
+  {
+    const ScopedEnv outer("USP_CPU_PATH", "avx2");
+    {
+      const ScopedCpuPath inner("generic");
+      EXPECT_STREQ(std::getenv("USP_CPU_PATH"), "generic");
+      const ScopedCpuPath none(std::nullopt);
+      EXPECT_EQ(std::getenv("USP_CPU_PATH"), nullptr);
+    }
+    EXPECT_STREQ(std::getenv("USP_CPU_PATH"), "avx2");
+  }
+  if (before != nullptr)
+    EXPECT_EQ(std::getenv("USP_CPU_PATH"), saved);
+  else
+    EXPECT_EQ(std::getenv("USP_CPU_PATH"), nullptr);
+}
+
+TEST(TestSupport, RandomTensorsAreFreshAndNeverZero) {
+  std::mt19937 rng(fresh_seed());
+  const Tensor a = random_tensor({4, 64}, DType::f32, rng),
+               b = random_tensor({4, 64}, DType::f32, rng);
+  EXPECT_NE(to_doubles(a), to_doubles(b));
+  EXPECT_GT(norm(to_doubles(a)), 0.0);
+  const Tensor n = random_normal({4, 64}, DType::bf16, rng);
+  EXPECT_EQ(to_doubles(n), to_doubles(to_dtype(n, DType::bf16)));  // exactly representable
+  EXPECT_GT(norm(to_doubles(n)), 0.0);
+  EXPECT_NE(to_doubles(random_bits({64}, DType::f16, rng)), std::vector<double>(64, 0.0));
+}
+
+}  // namespace
+}  // namespace usp::test
