@@ -1,5 +1,7 @@
 #include "support/errors.hpp"
 
+#include <optional>
+
 namespace usp::test {
 
 std::string error_message(const std::function<void()>& fn) {
@@ -19,15 +21,34 @@ std::string error_message(const std::function<void()>& fn) {
   return ::testing::AssertionSuccess();
 }
 
+namespace {
+// The failure for an error of the wrong kind, or none when `e` has `kind`.
+std::optional<::testing::AssertionResult> wrong_kind(const Error& e, ErrorKind kind) {
+  if (e.kind() == kind) return std::nullopt;
+  return ::testing::AssertionFailure()
+         << "error kind " << static_cast<int>(e.kind()) << ", expected " << static_cast<int>(kind)
+         << ": " << e.what();
+}
+}  // namespace
+
+::testing::AssertionResult throws_error_exactly(const std::function<void()>& fn, ErrorKind kind,
+                                                std::string_view message) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (auto failure = wrong_kind(e, kind)) return *failure;
+    if (e.what() == message) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "message: " << e.what() << "\nexpected: " << message;
+  }
+  return ::testing::AssertionFailure() << "no error";
+}
+
 ::testing::AssertionResult throws_error(const std::function<void()>& fn, ErrorKind kind,
                                         std::initializer_list<std::string_view> words) {
   try {
     fn();
   } catch (const Error& e) {
-    if (e.kind() != kind)
-      return ::testing::AssertionFailure()
-             << "error kind " << static_cast<int>(e.kind()) << ", expected "
-             << static_cast<int>(kind) << ": " << e.what();
+    if (auto failure = wrong_kind(e, kind)) return *failure;
     return contains_all(e.what(), words);
   }
   return ::testing::AssertionFailure() << "no error";

@@ -40,6 +40,12 @@ struct KernelCase {
   DType dtype = DType::f32;
 
   std::string str() const;
+  KernelCase with(MaskMode m, DType t = DType::f32) const {
+    KernelCase c = *this;
+    c.mask = m;
+    c.dtype = t;
+    return c;
+  }
   Tensor::Dims q_shape() const { return {b, sq, h, d}; }
   Tensor::Dims kv_shape() const { return {b, sk, hkv, d}; }
   Tensor::Dims lse_shape() const { return {b, h, sq}; }

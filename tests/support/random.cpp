@@ -1,5 +1,7 @@
 #include "support/random.hpp"
 
+#include <algorithm>
+
 namespace usp::test {
 
 std::uint32_t fresh_seed() {
@@ -7,21 +9,28 @@ std::uint32_t fresh_seed() {
   return rd();
 }
 
-Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& rng, float amp) {
+namespace {
+// An fp32 tensor whose elements are successive values of `next()`.
+template <class Next>
+Tensor f32_of(const Tensor::Dims& shape, Next&& next) {
   Tensor f = Tensor::empty(shape, DType::f32);
-  std::uniform_real_distribution<float> u(-amp, amp);
   float* p = f.data_as<float>();
-  for (std::int64_t i = 0; i < f.numel(); ++i) p[i] = u(rng);
+  std::generate(p, p + f.numel(), next);
+  return f;
+}
+}  // namespace
+
+Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& rng, float amp) {
+  std::uniform_real_distribution<float> u(-amp, amp);
+  Tensor f = f32_of(shape, [&] { return u(rng); });
   return t == DType::f32 ? f : to_dtype(f, t);
 }
 
 Tensor random_normal(const Tensor::Dims& shape, DType t, std::mt19937& rng) {
-  Tensor x = Tensor::empty(shape, DType::f32);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  float* p = x.data_as<float>();
-  for (std::int64_t i = 0; i < x.numel(); ++i) p[i] = dist(rng);
-  round_through(p, static_cast<std::size_t>(x.numel()), t);
-  return x;
+  Tensor f = f32_of(shape, [&] { return dist(rng); });
+  round_through(f.data_as<float>(), static_cast<std::size_t>(f.numel()), t);
+  return f;
 }
 
 Tensor random_bits(const Tensor::Dims& shape, DType t, std::mt19937& rng) {
@@ -32,10 +41,7 @@ Tensor random_bits(const Tensor::Dims& shape, DType t, std::mt19937& rng) {
 }
 
 Tensor filled(const Tensor::Dims& shape, float value) {
-  Tensor f = Tensor::empty(shape, DType::f32);
-  float* p = f.data_as<float>();
-  for (std::int64_t i = 0; i < f.numel(); ++i) p[i] = value;
-  return f;
+  return f32_of(shape, [value] { return value; });
 }
 
 }  // namespace usp::test

@@ -35,16 +35,8 @@ TEST_P(KernelVsReference, OddSizes) {
     sizes = {{1, 1}, {7, 7}, {129, 129}};
   }
   for (const auto& [sq, sk] : sizes) {
-    KernelCase p;
-    p.b = 2;
-    p.sq = sq;
-    p.sk = sk;
-    p.h = 4;
-    p.hkv = gqa ? 2 : 4;
-    p.d = d;
-    p.mask = mask;
-    p.dtype = dtype;
-    test::expect_matches_reference(kernel(), p);
+    const KernelCase p{.b = 2, .sq = sq, .sk = sk, .h = 4, .hkv = gqa ? 2 : 4, .d = d};
+    test::expect_matches_reference(kernel(), p.with(mask, dtype));
   }
 }
 
@@ -75,16 +67,8 @@ class KernelLarge : public ::testing::TestWithParam<LargeCase> {};
 TEST_P(KernelLarge, MatchesReference) {
   const LargeCase c = GetParam();
   auto kernel = make_cpu_kernel(2);
-  KernelCase p;
-  p.b = 1;
-  p.sq = c.sq;
-  p.sk = c.sk;
-  p.h = 2;
-  p.hkv = c.gqa ? 1 : 2;
-  p.d = c.d;
-  p.mask = c.mask;
-  p.dtype = c.dtype;
-  test::expect_matches_reference(*kernel, p);
+  const KernelCase p{.sq = c.sq, .sk = c.sk, .h = 2, .hkv = c.gqa ? 1 : 2, .d = c.d};
+  test::expect_matches_reference(*kernel, p.with(c.mask, c.dtype));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -113,13 +97,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  KernelCase p;
-  p.b = 2;
-  p.sq = p.sk = 70;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 32;
-  p.mask = MaskMode::causal_strict;
+  KernelCase p{
+      .b = 2, .sq = 70, .sk = 70, .h = 2, .hkv = 1, .d = 32, .mask = MaskMode::causal_strict};
   const auto in = test::make_inputs(p, rng);
   Tensor out = test::filled({2, 70, 2, 32}, 7.0f), lse = test::filled({2, 2, 70}, 7.0f);
   kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
@@ -190,12 +169,7 @@ TEST(KernelNonFinite, NanInAQueryRowGivesNanInThatRowOnly) {
 TEST(KernelMasked, SingleTokenStrictSeesNothing) {
   auto kernel = make_cpu_kernel(1);
   std::mt19937 rng(test::fresh_seed());
-  KernelCase p;
-  p.b = 1;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 16;
-  p.mask = MaskMode::causal_strict;
+  KernelCase p{.b = 1, .h = 4, .hkv = 2, .d = 16, .mask = MaskMode::causal_strict};
   const auto in = test::make_inputs(p, rng);
   Tensor out = test::filled({1, 1, 4, 16}, 3.0f), lse = test::filled({1, 4, 1}, 3.0f);
   kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
@@ -247,13 +221,7 @@ TEST(KernelLogits, MagnitudeThousandDoesNotOverflow) {
 TEST(KernelBackward, AccumulateAdds) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  KernelCase p;
-  p.b = 1;
-  p.sq = p.sk = 100;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 64;
-  p.mask = MaskMode::causal;
+  KernelCase p{.b = 1, .sq = 100, .sk = 100, .h = 4, .hkv = 2, .d = 64, .mask = MaskMode::causal};
   const auto in = test::make_inputs(p, rng);
   const test::Forward f = test::run_forward(*kernel, in, p.mask);
   const auto [dq, dk, dv] = test::run_backward(*kernel, in, f, p.mask);
@@ -316,13 +284,7 @@ TEST(KernelThreads, OneAndThreeThreadsAgreeBitwise) {
   auto k3 = make_cpu_kernel(3);
   std::mt19937 rng(test::fresh_seed());
   for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
-    KernelCase p;
-    p.b = 2;
-    p.sq = p.sk = 300;
-    p.h = 4;
-    p.hkv = 2;
-    p.d = 64;
-    p.mask = mask;
+    KernelCase p{.b = 2, .sq = 300, .sk = 300, .h = 4, .hkv = 2, .d = 64, .mask = mask};
     const auto in = test::make_inputs(p, rng);
     const test::Forward f1 = test::run_forward(*k1, in, mask),
                         f3 = test::run_forward(*k3, in, mask);
@@ -340,16 +302,9 @@ TEST(KernelPortable, GenericPathMatchesReference) {
   EXPECT_NE(kernel->name().find("generic"), std::string::npos) << kernel->name();
   for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
     for (DType dt : {DType::f32, DType::f16}) {
-      KernelCase p;
-      p.b = 1;
-      p.sq = 129;
-      p.sk = mask == MaskMode::none ? 70 : 129;
-      p.h = 4;
-      p.hkv = 2;
-      p.d = 24;
-      p.mask = mask;
-      p.dtype = dt;
-      test::expect_matches_reference(*kernel, p);
+      const std::int64_t sk = mask == MaskMode::none ? 70 : 129;
+      const KernelCase p{.sq = 129, .sk = sk, .h = 4, .hkv = 2, .d = 24};
+      test::expect_matches_reference(*kernel, p.with(mask, dt));
     }
 }
 
@@ -386,14 +341,12 @@ TEST(KernelArgs, ForwardRejectsBadArguments) {
                                 T::zeros({1, 8, 2, 300}, f32), MaskMode::none,
                                 T::zeros({1, 8, 4, 300}, f32), lse),
                    invalid_argument, "head size d = 300 exceeds the maximum 256");
-  USP_EXPECT_ERROR(forward_call(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
-                                T::zeros({1, 9, 2, 64}, f32), MaskMode::causal,
-                                T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 4, 7}, f32)),
-                   invalid_argument, "mask causal needs sq == sk, got sq = 7, sk = 9");
-  USP_EXPECT_ERROR(forward_call(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
-                                T::zeros({1, 9, 2, 64}, f32), MaskMode::causal_strict,
-                                T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 4, 7}, f32)),
-                   invalid_argument, "mask causal_strict needs sq == sk, got sq = 7, sk = 9");
+  for (MaskMode m : {MaskMode::causal, MaskMode::causal_strict})
+    USP_EXPECT_ERROR(forward_call(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
+                                  T::zeros({1, 9, 2, 64}, f32), m, T::zeros({1, 7, 4, 64}, f32),
+                                  T::zeros({1, 4, 7}, f32)),
+                     invalid_argument,
+                     std::string("mask ") + mask_name(m) + " needs sq == sk, got sq = 7, sk = 9");
   USP_EXPECT_ERROR(
       forward_call(q, T::zeros({1, 8, 2, 64}, DType::f16), v, MaskMode::none, out, lse),
       invalid_argument, "k: dtype fp16 must equal q's dtype fp32");

@@ -80,8 +80,8 @@ INSTANTIATE_TEST_SUITE_P(Kernel, KernelAmxVsReference,
 TEST(KernelAmx, LongRowsStayWithinTheBf16Tolerance) {
   USP_SKIP_WITHOUT_AMX();
   for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
-    const KernelCase p{
-        .sq = 1000, .sk = 1000, .h = 2, .d = 128, .mask = mask, .dtype = DType::bf16};
+    const KernelCase p =
+        KernelCase{.sq = 1000, .sk = 1000, .h = 2, .d = 128}.with(mask, DType::bf16);
     SCOPED_TRACE(p.str());
     USP_TEST_RNG(rng);
     const test::Inputs in = test::make_inputs(p, rng);
@@ -113,8 +113,8 @@ TEST(KernelAmx, LongRowsStayWithinTheBf16Tolerance) {
 TEST(KernelAmx, RowsWithoutKeysAreZeroWithNegInfLse) {
   USP_SKIP_WITHOUT_AMX();
   std::mt19937 rng(test::fresh_seed());
-  const KernelCase p{
-      .sq = 70, .sk = 70, .h = 2, .d = 64, .mask = MaskMode::causal_strict, .dtype = DType::bf16};
+  const KernelCase p =
+      KernelCase{.sq = 70, .sk = 70, .h = 2, .d = 64}.with(MaskMode::causal_strict, DType::bf16);
   const auto in = test::make_inputs(p, rng);
   Tensor out = test::filled({1, 70, 2, 64}, 7.0f), lse = test::filled({1, 2, 70}, 7.0f);
   shared_kernel().forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
@@ -134,7 +134,8 @@ TEST(KernelAmx, RowsWithoutKeysAreZeroWithNegInfLse) {
 TEST(KernelAmx, RunningMaximumRaisedWhenScoresClimb) {
   USP_SKIP_WITHOUT_AMX();
   std::mt19937 rng(test::fresh_seed());
-  const KernelCase p{.sq = 48, .sk = 1024, .h = 2, .d = 64, .dtype = DType::bf16};
+  const KernelCase p =
+      KernelCase{.sq = 48, .sk = 1024, .h = 2, .d = 64}.with(MaskMode::none, DType::bf16);
   test::Inputs in = test::make_inputs(p, rng);
   auto* q = static_cast<std::uint16_t*>(in.q.data());
   auto* k = static_cast<std::uint16_t*>(in.k.data());
@@ -158,14 +159,8 @@ TEST(KernelAmx, RunningMaximumRaisedWhenScoresClimb) {
 TEST(KernelAmx, SameBitsForAnyThreadCount) {
   USP_SKIP_WITHOUT_AMX();
   std::mt19937 rng(test::fresh_seed());
-  const KernelCase p{.b = 2,
-                     .sq = 150,
-                     .sk = 150,
-                     .h = 4,
-                     .hkv = 2,
-                     .d = 64,
-                     .mask = MaskMode::causal,
-                     .dtype = DType::bf16};
+  const KernelCase p = KernelCase{.b = 2, .sq = 150, .sk = 150, .h = 4, .hkv = 2, .d = 64}.with(
+      MaskMode::causal, DType::bf16);
   const auto in = test::make_inputs(p, rng);
   auto k1 = make_cpu_kernel(1), k3 = make_cpu_kernel(3);
   const test::Forward f1 = test::run_forward(*k1, in, p.mask),
@@ -185,14 +180,8 @@ TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
     auto kernel = make_cpu_kernel(threads, &alloc);
     for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
       std::mt19937 rng(test::fresh_seed());
-      const KernelCase p{.b = 2,
-                         .sq = 100,
-                         .sk = 100,
-                         .h = 4,
-                         .hkv = 2,
-                         .d = 40,
-                         .mask = mask,
-                         .dtype = DType::bf16};
+      const KernelCase p = KernelCase{.b = 2, .sq = 100, .sk = 100, .h = 4, .hkv = 2, .d = 40}.with(
+          mask, DType::bf16);
       const auto in = test::make_inputs(p, rng);
       Tensor out = Tensor::empty({2, 100, 4, 40}, DType::bf16);
       Tensor lse = Tensor::empty({2, 4, 100}, DType::f32);

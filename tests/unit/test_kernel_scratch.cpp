@@ -102,24 +102,11 @@ void expect_scratch_counted(const Case& c) {
 TEST(KernelScratch, ForwardAndBackwardCountTheirScratchAndReturnIt) {
   for (DType t : {DType::f32, DType::f16}) {
     // Several (batch, kv head) groups, d and lengths off the tile sizes, GQA.
-    KernelCase p;
-    p.b = 2;
-    p.sq = 100;
-    p.sk = 100;
-    p.h = 4;
-    p.hkv = 2;
-    p.d = 40;
-    p.mask = MaskMode::causal;
-    p.dtype = t;
-    for (int threads : {1, 3}) expect_scratch_counted({p, threads});
-    KernelCase cross = p;  // sq != sk, no mask, MHA
-    cross.sq = 70;
-    cross.sk = 130;
-    cross.h = 2;
-    cross.hkv = 2;
-    cross.d = 64;
-    cross.mask = MaskMode::none;
-    expect_scratch_counted({cross, 2});
+    const KernelCase p{.b = 2, .sq = 100, .sk = 100, .h = 4, .hkv = 2, .d = 40};
+    for (int threads : {1, 3}) expect_scratch_counted({p.with(MaskMode::causal, t), threads});
+    // sq != sk, no mask, MHA
+    const KernelCase cross{.b = 2, .sq = 70, .sk = 130, .h = 2, .hkv = 2, .d = 64};
+    expect_scratch_counted({cross.with(MaskMode::none, t), 2});
   }
 }
 
@@ -163,8 +150,7 @@ TEST(KernelScratch, MakeKernelPassesTheAllocator) {
   Tensor out = Tensor::empty({1, 8, 1, 16}, DType::f32);
   Tensor lse = Tensor::empty({1, 1, 8}, DType::f32);
   kernel->forward(q, q, q, MaskMode::causal, 0.25f, out, lse);
-  KernelCase p;
-  p.sq = p.sk = 8;
+  KernelCase p{.sq = 8, .sk = 8};
   EXPECT_EQ(alloc.stats().peak, documented_bytes(p, 1, false));
   EXPECT_EQ(alloc.stats().current, 0u);
 }

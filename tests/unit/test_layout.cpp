@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/layout.hpp"
 #include "usp/tensor.hpp"
@@ -16,9 +17,8 @@
 namespace usp {
 namespace {
 
-const RingType kTypes[] = {RingType::basic, RingType::stripe, RingType::zigzag};
-const std::pair<int, int> kMeshes[] = {{1, 1}, {1, 2}, {2, 1}, {1, 4}, {2, 2}, {4, 1},
-                                       {1, 8}, {2, 4}, {4, 2}, {8, 1}, {3, 2}};
+using test::kMeshes;
+constexpr auto& kTypes = test::kRingTypes;
 
 // Lengths valid for every type at (u, r): multiples of 2·u·r, including non-powers of two.
 std::vector<std::int64_t> lengths(int u, int r) {
@@ -27,12 +27,7 @@ std::vector<std::int64_t> lengths(int u, int r) {
 }
 
 Layout make(RingType t, std::int64_t s, int u, int r) {
-  Layout l;
-  l.type = t;
-  l.seq_len = s;
-  l.ulysses = u;
-  l.ring = r;
-  return l;
+  return {.type = t, .seq_len = s, .ulysses = u, .ring = r};
 }
 
 std::string label(const Layout& l) {
@@ -61,15 +56,8 @@ TEST(LayoutNames, RoundTripAndAliases) {
 }
 
 TEST(LayoutNames, UnknownTypeNamesValueAndAllowedSet) {
-  try {
-    parse_ring_type("zigzog");
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    const std::string m = e.what();
-    EXPECT_NE(m.find("'zigzog'"), std::string::npos) << m;
-    EXPECT_NE(m.find("basic, stripe, zigzag"), std::string::npos) << m;
-  }
+  USP_EXPECT_ERROR(parse_ring_type("zigzog"), invalid_argument, "'zigzog'",
+                   "basic, stripe, zigzag");
   EXPECT_THROW(parse_ring_type(""), Error);
   EXPECT_THROW(parse_ring_type("Basic"), Error);
 }
@@ -242,13 +230,8 @@ TEST(LayoutValidate, OutOfRangeIndicesAreRejected) {
   EXPECT_THROW(l.ring_global(0, 8), Error);
 }
 
-// Fills a tensor of any dtype with random bit patterns (no NaN worries: we compare bytes).
-Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& rng) {
-  Tensor x = Tensor::empty(shape, t);
-  auto* p = static_cast<unsigned char*>(x.data());
-  for (std::size_t i = 0; i < x.nbytes(); ++i) p[i] = static_cast<unsigned char>(rng() & 0xff);
-  return x;
-}
+// Random bit patterns in any dtype (no NaN worries: the tests compare bytes).
+using test::random_bits;
 
 const unsigned char* row(const Tensor& t, std::int64_t outer, std::int64_t tok, int seq_dim,
                          std::size_t row_bytes) {
@@ -257,9 +240,7 @@ const unsigned char* row(const Tensor& t, std::int64_t outer, std::int64_t tok, 
 }
 
 TEST(LayoutShard, RoundTripRandomTensors) {
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   for (RingType t : kTypes) {
     for (auto [u, r] : kMeshes) {
       for (DType dt : {DType::f32, DType::f16}) {
@@ -269,7 +250,7 @@ TEST(LayoutShard, RoundTripRandomTensors) {
           SCOPED_TRACE(label(l) + " " + dtype_name(dt) + " seq_dim " + std::to_string(seq_dim));
           const Tensor::Dims shape =
               seq_dim == 1 ? Tensor::Dims{2, s, 3, 5} : Tensor::Dims{2, 3, s};
-          const Tensor g = random_tensor(shape, dt, rng);
+          const Tensor g = random_bits(shape, dt, rng);
           std::int64_t outer = 1;
           for (int d = 0; d < seq_dim; ++d) outer *= g.size(d);
           const std::size_t row_bytes = g.nbytes() / static_cast<std::size_t>(outer * s);
@@ -309,7 +290,7 @@ TEST(LayoutShard, RoundTripRandomTensors) {
 TEST(LayoutShard, StridedViewIsShardedByValue) {
   std::mt19937 rng(7);
   const Layout l = make(RingType::zigzag, 16, 2, 2);
-  const Tensor big = random_tensor({1, 16, 6, 4}, DType::f32, rng);
+  const Tensor big = random_bits({1, 16, 6, 4}, DType::f32, rng);
   const Tensor view = big.slice(2, 1, 3);  // heads 1..3: not contiguous
   ASSERT_FALSE(view.is_contiguous());
   const Tensor loc = shard(l, view, 1, 1, 1);
@@ -325,27 +306,19 @@ TEST(LayoutShard, StridedViewIsShardedByValue) {
 TEST(LayoutShard, MismatchesAreRejectedWithMessages) {
   std::mt19937 rng(11);
   const Layout l = make(RingType::basic, 8, 2, 2);
-  const Tensor g = random_tensor({1, 8, 2, 4}, DType::f32, rng);
-  try {
-    shard(l, g, 0, 0, 2);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("seq_len 8"), std::string::npos) << e.what();
-  }
+  const Tensor g = random_bits({1, 8, 2, 4}, DType::f32, rng);
+  EXPECT_TRUE(
+      test::contains_all(test::error_message([&] { shard(l, g, 0, 0, 2); }), {"seq_len 8"}));
   EXPECT_THROW(shard(l, g, 2, 0), Error);
   EXPECT_THROW(shard(l, g, 0, 2), Error);
   EXPECT_THROW(shard(l, g, 0, 0, 4), Error);
   std::vector<Tensor> locals;
   for (int i = 0; i < 3; ++i) locals.push_back(shard(l, g, i / 2, i % 2));
-  try {
-    unshard(l, locals);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("got 3 local tensors"), std::string::npos) << e.what();
-  }
-  locals.push_back(random_tensor({1, 2, 3, 4}, DType::f32, rng));
+  EXPECT_TRUE(test::contains_all(test::error_message([&] { unshard(l, locals); }),
+                                 {"got 3 local tensors"}));
+  locals.push_back(random_bits({1, 2, 3, 4}, DType::f32, rng));
   EXPECT_THROW(unshard(l, locals), Error);
-  locals.back() = random_tensor({1, 2, 2, 4}, DType::f16, rng);
+  locals.back() = random_bits({1, 2, 2, 4}, DType::f16, rng);
   EXPECT_THROW(unshard(l, locals), Error);
 }
 

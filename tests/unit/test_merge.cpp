@@ -17,14 +17,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 void merge_halves(DType in_dtype, DType partial_dtype, double tol) {
   auto kernel = make_cpu_kernel(2);
   USP_TEST_RNG(rng);
-  test::KernelCase p;
-  p.b = 2;
-  p.sq = 77;
-  p.sk = 150;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 64;
-  p.dtype = in_dtype;
+  test::KernelCase p{.b = 2, .sq = 77, .sk = 150, .h = 4, .hkv = 2, .d = 64, .dtype = in_dtype};
   const auto in = test::make_inputs(p, rng);
   const std::int64_t half = 61;  // uneven split
   Tensor acc = Tensor::empty({2, 77, 4, 64}, DType::f32),
@@ -56,13 +49,7 @@ TEST(MergeHalves, Fp16Partials) {
 TEST(MergeHalves, RowRangeThroughSlices) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  test::KernelCase p;
-  p.b = 1;
-  p.sq = 50;
-  p.sk = 40;
-  p.h = 2;
-  p.hkv = 2;
-  p.d = 32;
+  test::KernelCase p{.b = 1, .sq = 50, .sk = 40, .h = 2, .hkv = 2, .d = 32};
   const auto in = test::make_inputs(p, rng);
   Tensor acc = Tensor::empty({1, 50, 2, 32}, DType::f32),
          lse = Tensor::empty({1, 2, 50}, DType::f32);
@@ -120,12 +107,7 @@ TEST(MergeInf, EitherSideNegInf) {
 TEST(MergeInf, MixedRowsMatchLogAddExp) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  test::KernelCase p;
-  p.b = 1;
-  p.sq = p.sk = 9;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 16;
+  test::KernelCase p{.b = 1, .sq = 9, .sk = 9, .h = 2, .hkv = 1, .d = 16};
   const auto in = test::make_inputs(p, rng);
   // Partial a: strict causal (row 0 sees nothing). Partial b: other keys, no mask, large logits.
   Tensor oa = Tensor::empty({1, 9, 2, 16}, DType::f32), la = Tensor::empty({1, 2, 9}, DType::f32);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/npy.hpp"
 #include "usp/tensor.hpp"
@@ -335,13 +336,7 @@ TEST_F(NpyTest, TensorReadNeedsOneToFourDims) {
 TEST_F(NpyTest, UnwritablePathNamesTheFile) {
   Tensor t = Tensor::zeros({2}, DType::f32);
   const std::string p = path("no/such/dir/x.npy");
-  try {
-    write_npy(p, t);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::io);
-    EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
+  USP_EXPECT_ERROR(write_npy(p, t), io, p);
 }
 
 }  // namespace
