@@ -126,48 +126,44 @@ TEST(LayoutMap, RingLevelDoesNotDependOnUlysses) {
   }
 }
 
+using V = std::vector<std::int64_t>;
+// The tokens of ring rank `ring` (ulysses < 0) or of local rank (ring, ulysses).
+struct Tokens {
+  int ring, ulysses;
+  V tokens;
+};
+
+void expect_tokens(const Layout& l, std::initializer_list<Tokens> want) {
+  for (const Tokens& w : want) {
+    SCOPED_TRACE(label(l) + " ring " + std::to_string(w.ring) + " ulysses " +
+                 std::to_string(w.ulysses));
+    EXPECT_EQ(w.ulysses < 0 ? ring_tokens_of(l, w.ring) : tokens_of(l, w.ring, w.ulysses),
+              w.tokens);
+  }
+}
+
 TEST(LayoutExamples, BasicIsContiguousChunks) {
-  const Layout l = make(RingType::basic, 12, 2, 3);
-  using V = std::vector<std::int64_t>;
-  EXPECT_EQ(ring_tokens_of(l, 0), (V{0, 1, 2, 3}));
-  EXPECT_EQ(ring_tokens_of(l, 2), (V{8, 9, 10, 11}));
-  EXPECT_EQ(tokens_of(l, 1, 0), (V{4, 5}));
-  EXPECT_EQ(tokens_of(l, 1, 1), (V{6, 7}));
+  expect_tokens(make(RingType::basic, 12, 2, 3),
+                {{0, -1, {0, 1, 2, 3}}, {2, -1, {8, 9, 10, 11}}, {1, 0, {4, 5}}, {1, 1, {6, 7}}});
 }
 
 TEST(LayoutExamples, ZigzagTakesChunkIAndMirror) {
-  using V = std::vector<std::int64_t>;
-  const Layout l = make(RingType::zigzag, 8, 1, 2);
-  EXPECT_EQ(ring_tokens_of(l, 0), (V{0, 1, 6, 7}));
-  EXPECT_EQ(ring_tokens_of(l, 1), (V{2, 3, 4, 5}));
-
+  expect_tokens(make(RingType::zigzag, 8, 1, 2), {{0, -1, {0, 1, 6, 7}}, {1, -1, {2, 3, 4, 5}}});
   // P = 4, s = 16: chunks of 2; ring rank 1 holds chunks 1 and 6; u = 2 splits that pair.
-  const Layout m = make(RingType::zigzag, 16, 2, 4);
-  EXPECT_EQ(ring_tokens_of(m, 1), (V{2, 3, 12, 13}));
-  EXPECT_EQ(tokens_of(m, 1, 0), (V{2, 3}));
-  EXPECT_EQ(tokens_of(m, 1, 1), (V{12, 13}));
-  EXPECT_EQ(ring_tokens_of(m, 3), (V{6, 7, 8, 9}));
-
+  expect_tokens(make(RingType::zigzag, 16, 2, 4),
+                {{1, -1, {2, 3, 12, 13}}, {1, 0, {2, 3}}, {1, 1, {12, 13}}, {3, -1, {6, 7, 8, 9}}});
   // u = 2, P = 2, s = 16: ring rank 0 holds chunks 0 and 3 (0..3, 12..15), ulysses splits mid-pair.
-  const Layout n = make(RingType::zigzag, 16, 2, 2);
-  EXPECT_EQ(tokens_of(n, 0, 0), (V{0, 1, 2, 3}));
-  EXPECT_EQ(tokens_of(n, 0, 1), (V{12, 13, 14, 15}));
-  EXPECT_EQ(tokens_of(n, 1, 0), (V{4, 5, 6, 7}));
-  EXPECT_EQ(tokens_of(n, 1, 1), (V{8, 9, 10, 11}));
-
+  expect_tokens(make(RingType::zigzag, 16, 2, 2), {{0, 0, {0, 1, 2, 3}},
+                                                   {0, 1, {12, 13, 14, 15}},
+                                                   {1, 0, {4, 5, 6, 7}},
+                                                   {1, 1, {8, 9, 10, 11}}});
   // u = 4, P = 1, s = 8: one ring rank holds chunk 0 (0..3) then chunk 1 (4..7): identity.
-  const Layout o = make(RingType::zigzag, 8, 4, 1);
-  EXPECT_EQ(tokens_of(o, 0, 1), (V{2, 3}));
-  EXPECT_EQ(tokens_of(o, 0, 3), (V{6, 7}));
+  expect_tokens(make(RingType::zigzag, 8, 4, 1), {{0, 1, {2, 3}}, {0, 3, {6, 7}}});
 }
 
 TEST(LayoutExamples, StripeIsTokenModP) {
-  using V = std::vector<std::int64_t>;
   const Layout l = make(RingType::stripe, 16, 2, 4);
-  EXPECT_EQ(ring_tokens_of(l, 1), (V{1, 5, 9, 13}));
-  EXPECT_EQ(tokens_of(l, 1, 0), (V{1, 5}));
-  EXPECT_EQ(tokens_of(l, 1, 1), (V{9, 13}));
-  EXPECT_EQ(tokens_of(l, 3, 1), (V{11, 15}));
+  expect_tokens(l, {{1, -1, {1, 5, 9, 13}}, {1, 0, {1, 5}}, {1, 1, {9, 13}}, {3, 1, {11, 15}}});
   const TokenLocation loc = l.locate(14);
   EXPECT_EQ(loc.ring_rank, 2);
   EXPECT_EQ(loc.ulysses_rank, 1);

@@ -58,42 +58,36 @@ TEST(Mesh, ValidateNamesTheRule) {
   EXPECT_THROW(shape(1, 2, -4).validate(-8), usp::Error);
 }
 
+// s's ulysses and ring groups, and the coordinate of `rank`.
+void expect_mesh(const MeshShape& s, const Groups& ulysses, const Groups& ring, int rank,
+                 MeshCoord want) {
+  EXPECT_EQ(groups(s, 0), ulysses);
+  EXPECT_EQ(groups(s, 1), ring);
+  const MeshCoord c = usp::mesh_coord(s, rank);
+  EXPECT_EQ(c.data, want.data);
+  EXPECT_EQ(c.ulysses, want.ulysses);
+  EXPECT_EQ(c.ring, want.ring);
+}
+
 TEST(Mesh, UlyssesInner2x4) {  // the seed's u=2, r=4: ulysses groups contiguous, ring strided
-  const MeshShape s = shape(1, 2, 4);
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 2, 4, 6}, {1, 3, 5, 7}}));
-  const MeshCoord c = usp::mesh_coord(s, 5);
-  EXPECT_EQ(c.data, 0);
-  EXPECT_EQ(c.ulysses, 1);
-  EXPECT_EQ(c.ring, 2);
+  expect_mesh(shape(1, 2, 4), {{0, 1}, {2, 3}, {4, 5}, {6, 7}}, {{0, 2, 4, 6}, {1, 3, 5, 7}}, 5,
+              {0, 1, 2});
 }
 
 TEST(Mesh, UlyssesInner4x2) {
-  const MeshShape s = shape(1, 4, 2);
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}}));
-  const MeshCoord c = usp::mesh_coord(s, 6);
-  EXPECT_EQ(c.ulysses, 2);
-  EXPECT_EQ(c.ring, 1);
+  expect_mesh(shape(1, 4, 2), {{0, 1, 2, 3}, {4, 5, 6, 7}}, {{0, 4}, {1, 5}, {2, 6}, {3, 7}}, 6,
+              {0, 2, 1});
 }
 
 TEST(Mesh, RingInner) {
-  const MeshShape s = shape(1, 2, 4, Placement::ring_inner);
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}}));
-  const MeshCoord c = usp::mesh_coord(s, 5);
-  EXPECT_EQ(c.ulysses, 1);
-  EXPECT_EQ(c.ring, 1);
+  expect_mesh(shape(1, 2, 4, Placement::ring_inner), {{0, 4}, {1, 5}, {2, 6}, {3, 7}},
+              {{0, 1, 2, 3}, {4, 5, 6, 7}}, 5, {0, 1, 1});
 }
 
 TEST(Mesh, DataParallelOuter) {
-  const MeshShape s = shape(2, 2, 2);
-  const MeshCoord c = usp::mesh_coord(s, 5);  // second replica, local rank 1
-  EXPECT_EQ(c.data, 1);
-  EXPECT_EQ(c.ulysses, 1);
-  EXPECT_EQ(c.ring, 0);
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}}));
+  // Rank 5: second replica, local rank 1.
+  expect_mesh(shape(2, 2, 2), {{0, 1}, {2, 3}, {4, 5}, {6, 7}}, {{0, 2}, {1, 3}, {4, 6}, {5, 7}}, 5,
+              {1, 1, 0});
   const MeshShape ri = shape(2, 2, 2, Placement::ring_inner);
   EXPECT_EQ(groups(ri, 1), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
 }

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "usp/comm.hpp"
@@ -49,6 +50,28 @@ void wait_for_waiters(ThreadPoolGate& gate, int n) {
   }
 }
 
+// With the gate's only slot held by the test, callers (name, account) queue one after the other;
+// then the slot is released. Returns the names in the order the callers got through.
+std::string serve_queued(
+    ThreadPoolGate& gate,
+    std::initializer_list<std::pair<char, usp::detail::GateAccount*>> callers) {
+  std::mutex m;
+  std::string order;
+  std::vector<std::thread> threads;
+  int queued = 0;
+  for (const auto& [name, account] : callers) {
+    threads.emplace_back([&, name = name, account = account] {
+      const GateSlots s(&gate, 1, account);
+      std::lock_guard g(m);
+      order.push_back(name);
+    });
+    wait_for_waiters(gate, ++queued);
+  }
+  gate.release(1);
+  for (std::thread& t : threads) t.join();
+  return order;
+}
+
 TEST(UspThreadPoolGate, AcquireIsCappedAtTheSlots) {
   ThreadPoolGate gate(2);
   EXPECT_EQ(gate.slots(), 2);
@@ -67,23 +90,7 @@ TEST(UspThreadPoolGate, AcquireIsCappedAtTheSlots) {
 TEST(UspThreadPoolGate, CallersAreServedInArrivalOrder) {
   ThreadPoolGate gate(1);
   ASSERT_EQ(gate.acquire(1), 1);  // the only slot: a and b queue behind it
-  std::mutex m;
-  std::vector<char> order;
-  auto caller = [&](char name) {
-    const GateSlots s(&gate, 1);
-    std::lock_guard g(m);
-    order.push_back(name);
-  };
-  std::thread a(caller, 'a');
-  wait_for_waiters(gate, 1);
-  std::thread b(caller, 'b');
-  wait_for_waiters(gate, 2);
-  gate.release(1);
-  a.join();
-  b.join();
-  ASSERT_EQ(order.size(), 2u);
-  EXPECT_EQ(order[0], 'a');
-  EXPECT_EQ(order[1], 'b');
+  EXPECT_EQ(serve_queued(gate, {{'a', nullptr}, {'b', nullptr}}), "ab");
   EXPECT_EQ(gate.waiting(), 0);
 }
 
@@ -95,23 +102,7 @@ TEST(UspThreadPoolGate, TheLeastUsedAccountGoesFirst) {
   gate.release(1, &busy, 5.0);
   EXPECT_DOUBLE_EQ(busy.used, 5.0);
   ASSERT_EQ(gate.acquire(1), 1);  // hold the only slot while both queue
-  std::mutex m;
-  std::vector<char> order;
-  auto caller = [&](char name, usp::detail::GateAccount* account) {
-    const GateSlots s(&gate, 1, account);
-    std::lock_guard g(m);
-    order.push_back(name);
-  };
-  std::thread b(caller, 'b', &busy);  // queues first
-  wait_for_waiters(gate, 1);
-  std::thread i(caller, 'i', &idle);
-  wait_for_waiters(gate, 2);
-  gate.release(1);
-  b.join();
-  i.join();
-  ASSERT_EQ(order.size(), 2u);
-  EXPECT_EQ(order[0], 'i');
-  EXPECT_EQ(order[1], 'b');
+  EXPECT_EQ(serve_queued(gate, {{'b', &busy}, {'i', &idle}}), "ib");  // busy queues first
   // Served after busy (key 5), idle's account was raised to that floor: no credit for idling.
   EXPECT_GE(busy.used, 5.0);
   EXPECT_GE(idle.used, 0.0);
