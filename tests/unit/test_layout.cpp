@@ -62,57 +62,60 @@ TEST(LayoutNames, UnknownTypeNamesValueAndAllowedSet) {
   EXPECT_THROW(parse_ring_type("Basic"), Error);
 }
 
-TEST(LayoutMap, EveryTokenOwnedExactlyOnceAndRoundTrips) {
-  for (RingType t : kTypes) {
-    for (auto [u, r] : kMeshes) {
+// Calls fn(l) for every ring type × mesh × valid length, the layout traced.
+template <class Fn>
+void for_each_layout(Fn&& fn) {
+  for (RingType t : kTypes)
+    for (auto [u, r] : kMeshes)
       for (std::int64_t s : lengths(u, r)) {
         const Layout l = make(t, s, u, r);
         SCOPED_TRACE(label(l));
-        ASSERT_NO_THROW(l.validate());
-        ASSERT_EQ(l.shard_len() * u * r, s);
-        std::vector<int> owners(static_cast<std::size_t>(s), 0);
-        for (int rr = 0; rr < r; ++rr) {
-          for (int ur = 0; ur < u; ++ur) {
-            for (std::int64_t i = 0; i < l.shard_len(); ++i) {
-              const std::int64_t g = l.global(rr, ur, i);
-              ASSERT_GE(g, 0);
-              ASSERT_LT(g, s);
-              ++owners[static_cast<std::size_t>(g)];
-              const TokenLocation loc = l.locate(g);
-              ASSERT_EQ(loc.ring_rank, rr);
-              ASSERT_EQ(loc.ulysses_rank, ur);
-              ASSERT_EQ(loc.index, i);
-            }
-          }
-        }
-        for (std::int64_t g = 0; g < s; ++g) {
-          ASSERT_EQ(owners[static_cast<std::size_t>(g)], 1) << "token " << g;
-          ASSERT_EQ(l.global(l.locate(g)), g);
-          const auto [rr, ri] = l.ring_locate(g);
-          ASSERT_EQ(l.ring_global(rr, ri), g);
+        fn(l);
+      }
+}
+
+TEST(LayoutMap, EveryTokenOwnedExactlyOnceAndRoundTrips) {
+  for_each_layout([](const Layout& l) {
+    const int u = l.ulysses, r = l.ring;
+    const std::int64_t s = l.seq_len;
+    ASSERT_NO_THROW(l.validate());
+    ASSERT_EQ(l.shard_len() * u * r, s);
+    std::vector<int> owners(static_cast<std::size_t>(s), 0);
+    for (int rr = 0; rr < r; ++rr) {
+      for (int ur = 0; ur < u; ++ur) {
+        for (std::int64_t i = 0; i < l.shard_len(); ++i) {
+          const std::int64_t g = l.global(rr, ur, i);
+          ASSERT_GE(g, 0);
+          ASSERT_LT(g, s);
+          ++owners[static_cast<std::size_t>(g)];
+          const TokenLocation loc = l.locate(g);
+          ASSERT_EQ(loc.ring_rank, rr);
+          ASSERT_EQ(loc.ulysses_rank, ur);
+          ASSERT_EQ(loc.index, i);
         }
       }
     }
-  }
+    for (std::int64_t g = 0; g < s; ++g) {
+      ASSERT_EQ(owners[static_cast<std::size_t>(g)], 1) << "token " << g;
+      ASSERT_EQ(l.global(l.locate(g)), g);
+      const auto [rr, ri] = l.ring_locate(g);
+      ASSERT_EQ(l.ring_global(rr, ri), g);
+    }
+  });
 }
 
 TEST(LayoutMap, UlyssesPartsConcatenateToRingLocalOrder) {
-  for (RingType t : kTypes) {
-    for (auto [u, r] : kMeshes) {
-      for (std::int64_t s : lengths(u, r)) {
-        const Layout l = make(t, s, u, r);
-        SCOPED_TRACE(label(l));
-        for (int rr = 0; rr < r; ++rr) {
-          std::vector<std::int64_t> cat;
-          for (int ur = 0; ur < u; ++ur) {
-            const auto part = tokens_of(l, rr, ur);
-            cat.insert(cat.end(), part.begin(), part.end());
-          }
-          ASSERT_EQ(cat, ring_tokens_of(l, rr));
-        }
+  for_each_layout([](const Layout& l) {
+    const int u = l.ulysses, r = l.ring;
+    for (int rr = 0; rr < r; ++rr) {
+      std::vector<std::int64_t> cat;
+      for (int ur = 0; ur < u; ++ur) {
+        const auto part = tokens_of(l, rr, ur);
+        cat.insert(cat.end(), part.begin(), part.end());
       }
+      ASSERT_EQ(cat, ring_tokens_of(l, rr));
     }
-  }
+  });
 }
 
 TEST(LayoutMap, RingLevelDoesNotDependOnUlysses) {

@@ -72,6 +72,12 @@ std::string serve_queued(
   return order;
 }
 
+// `account` takes the gate's only free slot and gives it back after `seconds` of use.
+void use_slot(ThreadPoolGate& gate, usp::detail::GateAccount& account, double seconds) {
+  ASSERT_EQ(gate.acquire(1, &account), 1);
+  gate.release(1, &account, seconds);
+}
+
 TEST(UspThreadPoolGate, AcquireIsCappedAtTheSlots) {
   ThreadPoolGate gate(2);
   EXPECT_EQ(gate.slots(), 2);
@@ -98,8 +104,7 @@ TEST(UspThreadPoolGate, TheLeastUsedAccountGoesFirst) {
   ThreadPoolGate gate(1);
   usp::detail::GateAccount busy, idle;
   // busy has held a slot for 5 s; idle never has.
-  ASSERT_EQ(gate.acquire(1, &busy), 1);
-  gate.release(1, &busy, 5.0);
+  use_slot(gate, busy, 5.0);
   EXPECT_DOUBLE_EQ(busy.used, 5.0);
   ASSERT_EQ(gate.acquire(1), 1);  // hold the only slot while both queue
   EXPECT_EQ(serve_queued(gate, {{'b', &busy}, {'i', &idle}}), "ib");  // busy queues first
@@ -112,10 +117,8 @@ TEST(UspThreadPoolGate, TheLeastUsedAccountGoesFirst) {
 TEST(UspThreadPoolGate, ACallerBackFromAPauseQueuesNoFurtherAheadThanTheLastServed) {
   ThreadPoolGate gate(1);
   usp::detail::GateAccount a, late;
-  ASSERT_EQ(gate.acquire(1, &a), 1);
-  gate.release(1, &a, 3.0);
-  ASSERT_EQ(gate.acquire(1, &a), 1);  // served at key 3: the floor is now 3
-  gate.release(1, &a, 1.0);
+  use_slot(gate, a, 3.0);
+  use_slot(gate, a, 1.0);                // served at key 3: the floor is now 3
   ASSERT_EQ(gate.acquire(1, &late), 1);  // late has used nothing: raised to the floor
   EXPECT_DOUBLE_EQ(late.used, 3.0);
   gate.release(1, &late, 0.5);
