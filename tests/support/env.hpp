@@ -8,8 +8,8 @@ namespace usp::test {
 
 class ScopedEnv {
  public:
-  // value == nullopt unsets the variable.
-  ScopedEnv(std::string name, const std::optional<std::string>& value);
+  // value == nullptr unsets the variable.
+  ScopedEnv(std::string name, const char* value);
   ~ScopedEnv();
   ScopedEnv(const ScopedEnv&) = delete;
   ScopedEnv& operator=(const ScopedEnv&) = delete;
@@ -22,8 +22,7 @@ class ScopedEnv {
 // USP_CPU_PATH=value (generic, avx2, avx512, amx, ...) for a scope.
 class ScopedCpuPath : public ScopedEnv {
  public:
-  explicit ScopedCpuPath(const std::optional<std::string>& value)
-      : ScopedEnv("USP_CPU_PATH", value) {}
+  explicit ScopedCpuPath(const char* value) : ScopedEnv("USP_CPU_PATH", value) {}
 };
 
 }  // namespace usp::test

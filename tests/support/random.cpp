@@ -29,8 +29,7 @@ Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& rng, floa
 Tensor random_normal(const Tensor::Dims& shape, DType t, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   Tensor f = f32_of(shape, [&] { return dist(rng); });
-  round_through(f.data_as<float>(), static_cast<std::size_t>(f.numel()), t);
-  return f;
+  return t == DType::f32 ? f : to_dtype(f, t);
 }
 
 Tensor random_bits(const Tensor::Dims& shape, DType t, std::mt19937& rng) {

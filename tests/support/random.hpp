@@ -25,7 +25,7 @@ std::uint32_t fresh_seed();
 // Uniform values in [-amp, amp), stored as dtype t.
 Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& rng, float amp = 1.0f);
 
-// Standard normal values in an fp32 tensor, each exactly representable in dtype t.
+// Standard normal values stored as dtype t.
 Tensor random_normal(const Tensor::Dims& shape, DType t, std::mt19937& rng);
 
 // Random bit patterns in every byte (NaNs included: for tests that compare bytes).

@@ -86,9 +86,7 @@ std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
 }
 
 TEST_F(NpyTest, Fp32RoundTripAllRanks) {
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   const std::vector<Tensor::Dims> shapes = {{7}, {3, 5}, {2, 3, 4}, {2, 17, 3, 5}, {1, 1, 1, 1}};
   for (const auto& shape : shapes) {
     Tensor t = Tensor::empty(shape, DType::f32);

@@ -62,7 +62,7 @@ TEST(TestSupport, ScopedCpuPathRestoresTheOldValue) {
     {
       const ScopedCpuPath inner("generic");
       EXPECT_STREQ(std::getenv("USP_CPU_PATH"), "generic");
-      const ScopedCpuPath none(std::nullopt);
+      const ScopedCpuPath none(nullptr);
       EXPECT_EQ(std::getenv("USP_CPU_PATH"), nullptr);
     }
     EXPECT_STREQ(std::getenv("USP_CPU_PATH"), "avx2");
@@ -80,7 +80,7 @@ TEST(TestSupport, RandomTensorsAreFreshAndNeverZero) {
   EXPECT_NE(to_doubles(a), to_doubles(b));
   EXPECT_GT(norm(to_doubles(a)), 0.0);
   const Tensor n = random_normal({4, 64}, DType::bf16, rng);
-  EXPECT_EQ(to_doubles(n), to_doubles(to_dtype(n, DType::bf16)));  // exactly representable
+  EXPECT_EQ(n.dtype(), DType::bf16);
   EXPECT_GT(norm(to_doubles(n)), 0.0);
   EXPECT_NE(to_doubles(random_bits({64}, DType::f16, rng)), std::vector<double>(64, 0.0));
 }
