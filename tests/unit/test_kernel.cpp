@@ -41,10 +41,9 @@ TEST_P(KernelVsReference, OddSizes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernel, KernelVsReference,
-                         ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
-                                                              MaskMode::causal_strict),
-                                            ::testing::Bool(), ::testing::Values(16, 64, 128),
-                                            ::testing::Values(DType::f32, DType::bf16, DType::f16)),
+                         ::testing::Combine(::testing::ValuesIn(test::kMasks), ::testing::Bool(),
+                                            ::testing::Values(16, 64, 128),
+                                            ::testing::ValuesIn(test::kDtypes)),
                          [](const ::testing::TestParamInfo<Param>& info) {
                            return std::string(mask_name(std::get<0>(info.param))) +
                                   (std::get<1>(info.param) ? "_gqa" : "_mha") + "_d" +
@@ -130,8 +129,8 @@ TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
 // NaN lanes, and with the masked scores at -inf nothing finite would be left). Other rows keep
 // their values.
 TEST(KernelNonFinite, NanInAQueryRowGivesNanInThatRowOnly) {
-  for (DType t : {DType::f32, DType::bf16, DType::f16})
-    for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+  for (DType t : test::kDtypes)
+    for (MaskMode mask : test::kMasks) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " " + mask_name(mask));
       auto kernel = make_cpu_kernel(2);
       std::mt19937 rng(test::fresh_seed());
@@ -300,7 +299,7 @@ TEST(KernelPortable, GenericPathMatchesReference) {
     return make_cpu_kernel(2);
   }();
   EXPECT_NE(kernel->name().find("generic"), std::string::npos) << kernel->name();
-  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
+  for (MaskMode mask : test::kMasks)
     for (DType dt : {DType::f32, DType::f16}) {
       const std::int64_t sk = mask == MaskMode::none ? 70 : 129;
       const KernelCase p{.sq = 129, .sk = sk, .h = 4, .hkv = 2, .d = 24};

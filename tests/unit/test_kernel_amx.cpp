@@ -66,9 +66,8 @@ TEST_P(KernelAmxVsReference, RaggedSizes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernel, KernelAmxVsReference,
-                         ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
-                                                              MaskMode::causal_strict),
-                                            ::testing::Bool(), ::testing::Values(16, 40, 64, 128)),
+                         ::testing::Combine(::testing::ValuesIn(test::kMasks), ::testing::Bool(),
+                                            ::testing::Values(16, 40, 64, 128)),
                          [](const ::testing::TestParamInfo<Param>& info) {
                            return std::string(mask_name(std::get<0>(info.param))) +
                                   (std::get<1>(info.param) ? "_gqa" : "_mha") + "_d" +

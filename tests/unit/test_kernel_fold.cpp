@@ -50,8 +50,8 @@ TEST(KernelFold, FoldEqualsTheMergedReference) {
   auto kernel = make_cpu_kernel(2);
   const std::int64_t b = 2, h = 4, hkv = 2, s = 131, prior = 70, pad = 3;
   for (std::int64_t d : {64, 128})
-    for (DType dt : {DType::f32, DType::bf16, DType::f16})
-      for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+    for (DType dt : kDtypes)
+      for (MaskMode mask : kMasks) {
         const std::uint32_t seed = fresh_seed();
         SCOPED_TRACE(::testing::Message() << "d " << d << " " << dtype_name(dt) << " "
                                           << mask_name(mask) << " seed " << seed);

@@ -117,7 +117,7 @@ TEST(KernelScratch, ResultsDoNotDependOnFreshScratchContents) {
   // 129 rows under causal_strict: the last key tile is hidden from every row, so the backward
   // chunk holding it writes no dq product and must zero its partial instead.
   for (DType t : {DType::f32, DType::f16})
-    for (MaskMode m : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
+    for (MaskMode m : test::kMasks)
       for (std::int64_t s : {77, 129})
         test::expect_matches_reference(*kernel,
                                        {.sq = s, .sk = s, .h = 3, .d = 24, .mask = m, .dtype = t});

@@ -53,7 +53,7 @@ TEST(ReferenceBackward, MatchesFiniteDifferences) {
       t.data_as<float>()[i] = static_cast<float>(u(rng)) / 64.0f;
     return t;
   };
-  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+  for (MaskMode mask : test::kMasks) {
     SCOPED_TRACE(mask_name(mask));
     Tensor q = dyadic({1, 4, 2, 3}), k = dyadic({1, 4, 1, 3}), v = dyadic({1, 4, 1, 3});
     Tensor dout = dyadic({1, 4, 2, 3});

@@ -145,7 +145,7 @@ TEST(RingBlockAccumulate, FromEmptyMatchesTheReference) {
   const std::int64_t b = 1, h = 2, d = 16, s = 77;
   const std::uint32_t seed = 7;
   std::mt19937 gen(seed);
-  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
+  for (MaskMode mask : test::kMasks)
     for (bool fold : {true, false}) {
       SCOPED_TRACE(::testing::Message()
                    << mask_name(mask) << (fold ? " folded" : " chunks of 10") << " seed " << seed);

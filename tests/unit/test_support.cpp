@@ -1,4 +1,5 @@
 // The test support library itself: each helper must be able to fail.
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -42,6 +43,31 @@ TEST(TestSupport, NaiveAttentionErrorGrowsWithTheDtype) {
       EXPECT_LT(grad_error(ng.dv, g.dv, floor), in == &f32 ? 1e-5 : 5e-2);
     }
   }
+}
+
+// Scales every element of an fp32 tensor by (1 + rel).
+void perturb(Tensor& t, double rel) {
+  float* p = t.data_as<float>();
+  for (std::int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(p[i] * (1 + rel));
+}
+
+// An fp32 result off by a relative 8e-6 passed the old fixed bound of 1e-5; against 16 × the
+// naive fp32 attention's error (~1e-7) it fails. Likewise a gradient off by 8e-5 (old bound 1e-4).
+TEST(TestSupport, KernelChecksCatchWhatTheFixedBoundsMissed) {
+  auto kernel = make_cpu_kernel(1);
+  USP_TEST_RNG(rng);
+  const KernelCase c{.sq = 64, .sk = 64, .h = 2, .d = 32};
+  const Inputs in = make_inputs(c, rng);
+  Forward f = run_forward(*kernel, in, MaskMode::none);
+  Grads g = run_backward(*kernel, in, f, MaskMode::none);
+  expect_forward_matches(in, MaskMode::none, f, 1e-5, 1e-5);
+  expect_backward_matches(in, MaskMode::none, g, {1e-4, 1e-4, 1e-4});
+  perturb(f.out, 8e-6);
+  EXPECT_NONFATAL_FAILURE(expect_forward_matches(in, MaskMode::none, f, 1e-5, 1e-5),
+                          "naive same-dtype error");
+  perturb(g.dv, 8e-5);
+  EXPECT_NONFATAL_FAILURE(expect_backward_matches(in, MaskMode::none, g, {1e-4, 1e-4, 1e-4}),
+                          "naive same-dtype error");
 }
 
 TEST(TestSupport, ThrowsErrorChecksKindWordsAndThatItThrows) {
