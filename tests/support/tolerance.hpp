@@ -32,11 +32,13 @@ inline constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
 // Calibrated on the generic, AVX2 and AVX-512 paths: the kernel's error stays within ~10× the
 // naive one but for the extreme-logit case; where the naive run happens to be exact (one visible
-// key) the kernel still carries a few fp32 ulps, hence the floors. Gradient errors are measured
-// against max(‖ref‖, 1% of ‖dv‖) (grad_error), which magnifies that cancellation: a 10× floor.
+// key) the kernel still carries a few fp32 ulps, hence the floors (the largest errors seen stay
+// below half the bound). Gradient errors are measured against max(‖ref‖, 1% of ‖dv‖)
+// (grad_error), which magnifies that cancellation; their floor is still half the old fixed fp32
+// bound of 1e-4.
 inline constexpr double kNaiveMultiple = 16;
 inline constexpr double kForwardFloor = 2e-6;
-inline constexpr double kGradFloor = 2e-5;
+inline constexpr double kGradFloor = 5e-5;
 
 struct Tolerance {
   double cap;                    // the fixed bound: the relative bound never exceeds it
