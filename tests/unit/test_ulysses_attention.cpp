@@ -68,8 +68,7 @@ TEST(UlyssesHeadSplit, ErrorsNameTheRule) {
 class UlyssesAttention : public ::testing::TestWithParam<Problem> {};
 
 TEST_P(UlyssesAttention, ForwardAndBackwardMatchReference) {
-  const Problem& p = GetParam();
-  expect_within_bounds(p, run_and_compare(p));
+  expect_within_bounds(GetParam(), run_and_compare(GetParam()));
 }
 
 INSTANTIATE_TEST_SUITE_P(UlyssesMatrix, UlyssesAttention,
