@@ -22,12 +22,29 @@ std::string error_message(const std::function<void()>& fn) {
 }
 
 namespace {
+const char* kind_name(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::invalid_argument:
+      return "invalid_argument";
+    case ErrorKind::timeout:
+      return "timeout";
+    case ErrorKind::comm:
+      return "comm";
+    case ErrorKind::unsupported:
+      return "unsupported";
+    case ErrorKind::io:
+      return "io";
+    case ErrorKind::internal:
+      return "internal";
+  }
+  return "?";
+}
+
 // The failure for an error of the wrong kind, or none when `e` has `kind`.
 std::optional<::testing::AssertionResult> wrong_kind(const Error& e, ErrorKind kind) {
   if (e.kind() == kind) return std::nullopt;
-  return ::testing::AssertionFailure()
-         << "error kind " << static_cast<int>(e.kind()) << ", expected " << static_cast<int>(kind)
-         << ": " << e.what();
+  return ::testing::AssertionFailure() << "error kind " << kind_name(e.kind()) << ", expected "
+                                       << kind_name(kind) << ": " << e.what();
 }
 }  // namespace
 
