@@ -1,5 +1,6 @@
 #include "support/errors.hpp"
 
+#include <iterator>
 #include <optional>
 
 namespace usp::test {
@@ -22,22 +23,12 @@ std::string error_message(const std::function<void()>& fn) {
 }
 
 namespace {
+// In the order of the enumerators of ErrorKind.
 const char* kind_name(ErrorKind k) {
-  switch (k) {
-    case ErrorKind::invalid_argument:
-      return "invalid_argument";
-    case ErrorKind::timeout:
-      return "timeout";
-    case ErrorKind::comm:
-      return "comm";
-    case ErrorKind::unsupported:
-      return "unsupported";
-    case ErrorKind::io:
-      return "io";
-    case ErrorKind::internal:
-      return "internal";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"invalid_argument", "timeout", "comm",
+                                           "unsupported",      "io",      "internal"};
+  const auto i = static_cast<std::size_t>(k);
+  return i < std::size(kNames) ? kNames[i] : "?";
 }
 
 // The failure for an error of the wrong kind, or none when `e` has `kind`.
