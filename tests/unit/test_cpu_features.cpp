@@ -8,6 +8,8 @@
 #include "usp/cpu.hpp"
 #include "usp/error.hpp"
 
+#include "support/support.hpp"
+
 namespace {
 
 using usp::CpuFeatures;
@@ -44,29 +46,7 @@ CpuFeatures with_amx() {
   return f;
 }
 
-// Sets an environment variable for one scope and restores the old value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using usp::test::ScopedCpuPath;
 
 std::string error_of(const CpuFeatures& f, const char* env, usp::ErrorKind* kind) {
   try {
@@ -97,18 +77,11 @@ TEST(CpuPathParse, NamesEveryPath) {
 
 TEST(CpuPathParse, UnknownValueNamesVariableValueAndChoices) {
   for (const char* bad : {"AVX512", "sse", "generic,amx", "avx-512", "AVX2", "sve"}) {
-    try {
-      parse_cpu_path(bad);
-      ADD_FAILURE() << "no error for '" << bad << "'";
-    } catch (const usp::Error& e) {
-      EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find("USP_CPU_PATH"), std::string::npos) << msg;
-      EXPECT_NE(msg.find(std::string("'") + bad + "'"), std::string::npos) << msg;
-      EXPECT_NE(msg.find("generic, avx2, avx512, amx, neon"), std::string::npos) << msg;
-      for (CpuPath p : usp::detail::kCpuPaths)  // every accepted name is listed
-        EXPECT_NE(msg.find(usp::cpu_path_name(p)), std::string::npos) << msg;
-    }
+    USP_EXPECT_ERROR(parse_cpu_path(bad), invalid_argument, "USP_CPU_PATH",
+                     std::string("'") + bad + "'", "generic, avx2, avx512, amx, neon");
+    const std::string msg = usp::test::error_message([&] { parse_cpu_path(bad); });
+    for (CpuPath p : usp::detail::kCpuPaths)  // every accepted name is listed
+      EXPECT_NE(msg.find(usp::cpu_path_name(p)), std::string::npos) << msg;
   }
 }
 
@@ -174,15 +147,15 @@ TEST(CpuPathNames, AreDistinct) {
 TEST(CpuPathEnv, ForcingGenericThroughTheEnvironment) {
   const CpuPath best = usp::best_cpu_path(usp::cpu_features());
   {
-    ScopedEnv env("USP_CPU_PATH", nullptr);
+    ScopedCpuPath env(nullptr);
     EXPECT_EQ(usp::cpu_path(), best);
   }
   {
-    ScopedEnv env("USP_CPU_PATH", "generic");
+    ScopedCpuPath env("generic");
     EXPECT_EQ(usp::cpu_path(), CpuPath::generic);
   }
   {
-    ScopedEnv env("USP_CPU_PATH", "bogus");
+    ScopedCpuPath env("bogus");
     EXPECT_THROW(usp::cpu_path(), usp::Error);
   }
 }
@@ -200,7 +173,7 @@ TEST(CpuPathEnv, DetectedFeaturesAreConsistent) {
   EXPECT_EQ(f.amx_tile, f.amx_bf16);
   // Each path this CPU supports can be forced; one it lacks cannot.
   for (CpuPath p : usp::detail::kCpuPaths) {
-    ScopedEnv env("USP_CPU_PATH", usp::cpu_path_name(p));
+    ScopedCpuPath env(usp::cpu_path_name(p));
     if (usp::cpu_path_supported(p, f)) {
       EXPECT_EQ(usp::cpu_path(), p);
     } else {

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/dtype.hpp"
 #include "usp/error.hpp"
 
@@ -40,16 +41,7 @@ TEST(DtypeNames, NamesAndParsing) {
   for (const char* s : {"fp32", "f32", "float32"}) EXPECT_EQ(parse_dtype(s), DType::f32);
   for (const char* s : {"bf16", "bfloat16"}) EXPECT_EQ(parse_dtype(s), DType::bf16);
   for (const char* s : {"fp16", "f16", "float16"}) EXPECT_EQ(parse_dtype(s), DType::f16);
-  try {
-    parse_dtype("fp8", "--dtype");
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("--dtype"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("'fp8'"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("bf16"), std::string::npos) << msg;
-  }
+  USP_EXPECT_ERROR(parse_dtype("fp8", "--dtype"), invalid_argument, "--dtype", "'fp8'", "bf16");
 }
 
 TEST(DtypeBf16, RoundsToNearestEven) {
@@ -160,9 +152,7 @@ TEST(DtypeF16, AllBitPatternsRoundTrip) {
 // Every float between two adjacent halves rounds to the nearer one (ties to even): checked on
 // random floats against the neighbours computed from the exact half values.
 TEST(DtypeF16, RandomFloatsRoundToNearest) {
-  const std::uint32_t seed = std::random_device{}();
-  SCOPED_TRACE("seed=" + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   std::uniform_int_distribution<std::uint32_t> u(0,
                                                  0x477fefffu);  // below 65520, which rounds to inf
   for (int n = 0; n < 200000; ++n) {
@@ -185,9 +175,7 @@ TEST(DtypeF16, RandomFloatsRoundToNearest) {
 TEST(DtypeConvert, ArrayToF16MatchesTheScalarConversionBitForBit) {
   // convert() takes a vector path for fp32 → fp16 where the CPU has one (not under
   // USP_CPU_PATH=generic); every bit pattern class must come out as f32_to_f16 gives it.
-  const std::uint32_t seed = std::random_device{}();
-  SCOPED_TRACE(::testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   std::vector<std::uint32_t> bits;
   for (std::uint32_t e = 0; e < 256; ++e)  // every exponent, edge and random mantissas, both signs
     for (std::uint32_t m : {0u, 1u, 0x1000u, 0x1fffu, 0x2000u, 0x3fffffu, 0x400000u, 0x7fffffu,

@@ -4,14 +4,14 @@
 #include <tuple>
 
 #include "kernel/reference/reference.hpp"
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 
 namespace usp {
 namespace {
 
-using test::Problem;
+using test::KernelCase;
 
 // --- every mask × GQA/MHA × d × dtype, over odd sizes -------------------------------------------
 
@@ -36,24 +36,15 @@ TEST_P(KernelVsReference, OddSizes) {
     sizes = {{1, 1}, {7, 7}, {129, 129}};
   }
   for (const auto& [sq, sk] : sizes) {
-    Problem p;
-    p.b = 2;
-    p.sq = sq;
-    p.sk = sk;
-    p.h = 4;
-    p.hkv = gqa ? 2 : 4;
-    p.d = d;
-    p.mask = mask;
-    p.dtype = dtype;
-    test::expect_matches_reference(kernel(), p);
+    const KernelCase p{.b = 2, .sq = sq, .sk = sk, .h = 4, .hkv = gqa ? 2 : 4, .d = d};
+    test::expect_matches_reference(kernel(), p.with(mask, dtype));
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernel, KernelVsReference,
-                         ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
-                                                              MaskMode::causal_strict),
-                                            ::testing::Bool(), ::testing::Values(16, 64, 128),
-                                            ::testing::Values(DType::f32, DType::bf16, DType::f16)),
+                         ::testing::Combine(::testing::ValuesIn(test::kMasks), ::testing::Bool(),
+                                            ::testing::Values(16, 64, 128),
+                                            ::testing::ValuesIn(test::kDtypes)),
                          [](const ::testing::TestParamInfo<Param>& info) {
                            return std::string(mask_name(std::get<0>(info.param))) +
                                   (std::get<1>(info.param) ? "_gqa" : "_mha") + "_d" +
@@ -76,16 +67,8 @@ class KernelLarge : public ::testing::TestWithParam<LargeCase> {};
 TEST_P(KernelLarge, MatchesReference) {
   const LargeCase c = GetParam();
   auto kernel = make_cpu_kernel(2);
-  Problem p;
-  p.b = 1;
-  p.sq = c.sq;
-  p.sk = c.sk;
-  p.h = 2;
-  p.hkv = c.gqa ? 1 : 2;
-  p.d = c.d;
-  p.mask = c.mask;
-  p.dtype = c.dtype;
-  test::expect_matches_reference(*kernel, p);
+  const KernelCase p{.sq = c.sq, .sk = c.sk, .h = 2, .hkv = c.gqa ? 1 : 2, .d = c.d};
+  test::expect_matches_reference(*kernel, p.with(c.mask, c.dtype));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -114,13 +97,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  Problem p;
-  p.b = 2;
-  p.sq = p.sk = 70;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 32;
-  p.mask = MaskMode::causal_strict;
+  KernelCase p{
+      .b = 2, .sq = 70, .sk = 70, .h = 2, .hkv = 1, .d = 32, .mask = MaskMode::causal_strict};
   const auto in = test::make_inputs(p, rng);
   Tensor out = test::filled({2, 70, 2, 32}, 7.0f), lse = test::filled({2, 2, 70}, 7.0f);
   kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
@@ -144,8 +122,7 @@ TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
     }
   EXPECT_TRUE(test::all_finite_or_neg_inf(out));
   EXPECT_TRUE(test::all_finite_or_neg_inf(dq));
-  const auto ref = reference::forward(in.q, in.k, in.v, p.mask, in.scale);
-  EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-5);
+  test::expect_forward_matches(in, p.mask, {out, lse}, 1e-5, 1e-5);
 }
 
 // A NaN in a query row makes every score of that row NaN: its output and lse are NaN, as in the
@@ -153,8 +130,8 @@ TEST(KernelMasked, CausalStrictFirstRowIsEmpty) {
 // NaN lanes, and with the masked scores at -inf nothing finite would be left). Other rows keep
 // their values.
 TEST(KernelNonFinite, NanInAQueryRowGivesNanInThatRowOnly) {
-  for (DType t : {DType::f32, DType::bf16, DType::f16})
-    for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+  for (DType t : test::kDtypes)
+    for (MaskMode mask : test::kMasks) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " " + mask_name(mask));
       auto kernel = make_cpu_kernel(2);
       std::mt19937 rng(test::fresh_seed());
@@ -192,12 +169,7 @@ TEST(KernelNonFinite, NanInAQueryRowGivesNanInThatRowOnly) {
 TEST(KernelMasked, SingleTokenStrictSeesNothing) {
   auto kernel = make_cpu_kernel(1);
   std::mt19937 rng(test::fresh_seed());
-  Problem p;
-  p.b = 1;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 16;
-  p.mask = MaskMode::causal_strict;
+  KernelCase p{.b = 1, .h = 4, .hkv = 2, .d = 16, .mask = MaskMode::causal_strict};
   const auto in = test::make_inputs(p, rng);
   Tensor out = test::filled({1, 1, 4, 16}, 3.0f), lse = test::filled({1, 4, 1}, 3.0f);
   kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
@@ -212,18 +184,17 @@ TEST(KernelMasked, SingleTokenStrictSeesNothing) {
 
 TEST(KernelLogits, MagnitudeThousandDoesNotOverflow) {
   auto kernel = make_cpu_kernel(2);
-  const std::uint32_t seed = test::fresh_seed();
-  SCOPED_TRACE("seed=" + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   const std::int64_t s = 150, d = 64;
-  Tensor q = test::random_tensor({1, s, 2, d}, DType::f32, rng, 12.0f);
-  Tensor k = test::random_tensor({1, s, 2, d}, DType::f32, rng, 12.0f);
-  Tensor v = test::random_tensor({1, s, 2, d}, DType::f32, rng);
-  Tensor dout = test::random_tensor({1, s, 2, d}, DType::f32, rng);
-  const float scale = 1.0f;
+  test::Inputs in;
+  in.q = test::random_tensor({1, s, 2, d}, DType::f32, rng, 12.0f);
+  in.k = test::random_tensor({1, s, 2, d}, DType::f32, rng, 12.0f);
+  in.v = test::random_tensor({1, s, 2, d}, DType::f32, rng);
+  in.dout = test::random_tensor({1, s, 2, d}, DType::f32, rng);
+  in.scale = 1.0f;
   // Make the logits large: the biggest |q·k| must reach ~1e3.
   double max_logit = 0;
-  const auto qd = to_doubles(q), kd = to_doubles(k);
+  const auto qd = to_doubles(in.q), kd = to_doubles(in.k);
   for (std::int64_t i = 0; i < s; ++i)
     for (std::int64_t j = 0; j < s; ++j) {
       double acc = 0;
@@ -232,26 +203,16 @@ TEST(KernelLogits, MagnitudeThousandDoesNotOverflow) {
     }
   ASSERT_GE(max_logit, 1000.0);
   for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
-    Tensor out = Tensor::empty({1, s, 2, d}, DType::f32),
-           lse = Tensor::empty({1, 2, s}, DType::f32);
-    kernel->forward(q, k, v, mask, scale, out, lse);
-    ASSERT_TRUE(test::all_finite_or_neg_inf(out));
-    ASSERT_TRUE(test::all_finite_or_neg_inf(lse));
-    const auto ref = reference::forward(q, k, v, mask, scale);
-    EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-4);
-    EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
-    Tensor dq = Tensor::empty({1, s, 2, d}, DType::f32),
-           dk = Tensor::empty({1, s, 2, d}, DType::f32),
-           dv = Tensor::empty({1, s, 2, d}, DType::f32);
-    kernel->backward(q, k, v, out, lse, dout, mask, scale, dq, dk, dv, false);
-    ASSERT_TRUE(test::all_finite_or_neg_inf(dq));
-    ASSERT_TRUE(test::all_finite_or_neg_inf(dk));
-    ASSERT_TRUE(test::all_finite_or_neg_inf(dv));
-    const auto g = reference::backward(q, k, v, dout, mask, scale);
+    const test::Forward f = test::run_forward(*kernel, in, mask);
+    ASSERT_TRUE(test::all_finite_or_neg_inf(f.out));
+    ASSERT_TRUE(test::all_finite_or_neg_inf(f.lse));
+    test::expect_forward_matches(in, mask, f, 1e-4, 1e-5);
+    const test::Grads g = test::run_backward(*kernel, in, f, mask);
+    ASSERT_TRUE(test::all_finite_or_neg_inf(g.dq));
+    ASSERT_TRUE(test::all_finite_or_neg_inf(g.dk));
+    ASSERT_TRUE(test::all_finite_or_neg_inf(g.dv));
     // Near one-hot softmax: dv is well conditioned, dq/dk carry the 1e3-scale scores' rounding.
-    EXPECT_LE(relative_error(to_doubles(dv), g.dv), 1e-4);
-    EXPECT_LE(relative_error(to_doubles(dq), g.dq), 1e-2);
-    EXPECT_LE(relative_error(to_doubles(dk), g.dk), 1e-2);
+    test::expect_backward_matches(in, mask, g, {1e-2, 1e-2, 1e-4, false});
   }
 }
 
@@ -260,26 +221,15 @@ TEST(KernelLogits, MagnitudeThousandDoesNotOverflow) {
 TEST(KernelBackward, AccumulateAdds) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  Problem p;
-  p.b = 1;
-  p.sq = p.sk = 100;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 64;
-  p.mask = MaskMode::causal;
+  KernelCase p{.b = 1, .sq = 100, .sk = 100, .h = 4, .hkv = 2, .d = 64, .mask = MaskMode::causal};
   const auto in = test::make_inputs(p, rng);
-  Tensor out = Tensor::empty({1, 100, 4, 64}, DType::f32),
-         lse = Tensor::empty({1, 4, 100}, DType::f32);
-  kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
-  Tensor dq = Tensor::empty({1, 100, 4, 64}, DType::f32),
-         dk = Tensor::empty({1, 100, 2, 64}, DType::f32),
-         dv = Tensor::empty({1, 100, 2, 64}, DType::f32);
-  kernel->backward(in.q, in.k, in.v, out, lse, in.dout, p.mask, in.scale, dq, dk, dv, false);
+  const test::Forward f = test::run_forward(*kernel, in, p.mask);
+  const auto [dq, dk, dv] = test::run_backward(*kernel, in, f, p.mask);
   Tensor aq = test::random_tensor(dq.shape(), DType::f32, rng);
   Tensor ak = test::random_tensor(dk.shape(), DType::f32, rng);
   Tensor av = test::random_tensor(dv.shape(), DType::f32, rng);
   const auto q0 = to_doubles(aq), k0 = to_doubles(ak), v0 = to_doubles(av);
-  kernel->backward(in.q, in.k, in.v, out, lse, in.dout, p.mask, in.scale, aq, ak, av, true);
+  kernel->backward(in.q, in.k, in.v, f.out, f.lse, in.dout, p.mask, in.scale, aq, ak, av, true);
   const auto check = [](const Tensor& acc, const std::vector<double>& before, const Tensor& grad) {
     const auto a = to_doubles(acc), g = to_doubles(grad);
     for (std::size_t i = 0; i < a.size(); ++i)
@@ -293,9 +243,7 @@ TEST(KernelBackward, AccumulateAdds) {
 
 TEST(KernelStrided, SlicedInputsAndOutputs) {
   auto kernel = make_cpu_kernel(2);
-  const std::uint32_t seed = test::fresh_seed();
-  SCOPED_TRACE("seed=" + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   const std::int64_t b = 2, s = 90, h = 4, hkv = 2, d = 48;
   // q/k/v/dout live inside larger tensors: a window of the sequence and of the heads.
   Tensor qb = test::random_tensor({b, s + 10, h + 2, d}, DType::bf16, rng);
@@ -310,11 +258,10 @@ TEST(KernelStrided, SlicedInputsAndOutputs) {
   Tensor lseb = Tensor::zeros({b, h, s + 7}, DType::f32);
   Tensor lse = lseb.slice(2, 7, s);
   kernel->forward(q, k, v, MaskMode::causal, 0.2f, out, lse);
-  const auto ref = reference::forward(q, k, v, MaskMode::causal, 0.2f);
+  const test::Inputs in{q, k, v, dout, 0.2f};
   // The fp32 loops compute bf16 inputs exactly; the AMX tiles round P to bf16 (bf16 tolerance).
   const bool amx = kernel->name().find("amx") != std::string::npos;
-  EXPECT_LE(relative_error(to_doubles(out), ref.out), amx ? 1e-2 : 1e-5);
-  EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
+  test::expect_forward_matches(in, MaskMode::causal, {out, lse}, amx ? 1e-2 : 1e-5, 1e-5);
   // Untouched surroundings stay zero.
   EXPECT_EQ(*static_cast<float*>(outb.ptr({0, 0, 0, 0})), 0.0f);
   EXPECT_EQ(*static_cast<float*>(outb.ptr({1, 3, 2, 7})), 0.0f);
@@ -326,10 +273,8 @@ TEST(KernelStrided, SlicedInputsAndOutputs) {
   Tensor dq = gq.slice(1, 1, s).slice(2, 3, h), dk = gk.slice(1, 2, s).slice(2, 2, hkv);
   Tensor dv = gv.slice(2, 1, hkv);
   kernel->backward(q, k, v, out, lse, dout, MaskMode::causal, 0.2f, dq, dk, dv, false);
-  const auto g = reference::backward(q, k, v, dout, MaskMode::causal, 0.2f);
-  EXPECT_LE(relative_error(to_doubles(dq), g.dq), amx ? 1e-2 : 1e-4);
-  EXPECT_LE(relative_error(to_doubles(dk), g.dk), amx ? 1e-2 : 1e-4);
-  EXPECT_LE(relative_error(to_doubles(dv), g.dv), amx ? 1e-2 : 1e-4);
+  const double cap = amx ? 1e-2 : 1e-4;
+  test::expect_backward_matches(in, MaskMode::causal, {dq, dk, dv}, {cap, cap, cap, false});
   EXPECT_EQ(*static_cast<float*>(gq.ptr({0, 0, 0, 0})), 0.0f);
   EXPECT_EQ(*static_cast<float*>(gk.ptr({1, 1, 1, 5})), 0.0f);
 }
@@ -339,51 +284,27 @@ TEST(KernelThreads, OneAndThreeThreadsAgreeBitwise) {
   auto k3 = make_cpu_kernel(3);
   std::mt19937 rng(test::fresh_seed());
   for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
-    Problem p;
-    p.b = 2;
-    p.sq = p.sk = 300;
-    p.h = 4;
-    p.hkv = 2;
-    p.d = 64;
-    p.mask = mask;
+    KernelCase p{.b = 2, .sq = 300, .sk = 300, .h = 4, .hkv = 2, .d = 64, .mask = mask};
     const auto in = test::make_inputs(p, rng);
-    Tensor out[2], lse[2], dq[2], dk[2], dv[2];
-    AttentionKernel* ks[2] = {k1.get(), k3.get()};
-    for (int i = 0; i < 2; ++i) {
-      out[i] = Tensor::empty({2, 300, 4, 64}, DType::f32);
-      lse[i] = Tensor::empty({2, 4, 300}, DType::f32);
-      dq[i] = Tensor::empty({2, 300, 4, 64}, DType::f32);
-      dk[i] = Tensor::empty({2, 300, 2, 64}, DType::f32);
-      dv[i] = Tensor::empty({2, 300, 2, 64}, DType::f32);
-      ks[i]->forward(in.q, in.k, in.v, mask, in.scale, out[i], lse[i]);
-      ks[i]->backward(in.q, in.k, in.v, out[i], lse[i], in.dout, mask, in.scale, dq[i], dk[i],
-                      dv[i], false);
-    }
-    EXPECT_TRUE(test::bitwise_equal(out[0], out[1]));
-    EXPECT_TRUE(test::bitwise_equal(lse[0], lse[1]));
-    EXPECT_TRUE(test::bitwise_equal(dq[0], dq[1]));
-    EXPECT_TRUE(test::bitwise_equal(dk[0], dk[1]));
-    EXPECT_TRUE(test::bitwise_equal(dv[0], dv[1]));
+    const test::Forward f1 = test::run_forward(*k1, in, mask),
+                        f3 = test::run_forward(*k3, in, mask);
+    test::expect_same_bits(f1, f3);
+    test::expect_same_bits(test::run_backward(*k1, in, f1, mask),
+                           test::run_backward(*k3, in, f3, mask));
   }
 }
 
 TEST(KernelPortable, GenericPathMatchesReference) {
-  ::setenv("USP_CPU_PATH", "generic", 1);
-  auto kernel = make_cpu_kernel(2);
-  ::unsetenv("USP_CPU_PATH");
+  auto kernel = [] {
+    const test::ScopedCpuPath generic("generic");
+    return make_cpu_kernel(2);
+  }();
   EXPECT_NE(kernel->name().find("generic"), std::string::npos) << kernel->name();
-  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
+  for (MaskMode mask : test::kMasks)
     for (DType dt : {DType::f32, DType::f16}) {
-      Problem p;
-      p.b = 1;
-      p.sq = 129;
-      p.sk = mask == MaskMode::none ? 70 : 129;
-      p.h = 4;
-      p.hkv = 2;
-      p.d = 24;
-      p.mask = mask;
-      p.dtype = dt;
-      test::expect_matches_reference(*kernel, p);
+      const std::int64_t sk = mask == MaskMode::none ? 70 : 129;
+      const KernelCase p{.sq = 129, .sk = sk, .h = 4, .hkv = 2, .d = 24};
+      test::expect_matches_reference(*kernel, p.with(mask, dt));
     }
 }
 
@@ -396,16 +317,10 @@ TEST(KernelInfo, NameAndDevice) {
 // --- bad arguments
 // ----------------------------------------------------------------------------------
 
-std::string forward_error(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
-                          Tensor out, Tensor lse, float scale = 0.125f) {
-  auto kernel = make_cpu_kernel(1);
-  try {
-    kernel->forward(q, k, v, mask, scale, out, lse);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    return e.what();
-  }
-  return "<no error>";
+// The forward of a one-thread kernel on these arguments.
+void forward_call(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, Tensor out,
+                  Tensor lse, float scale = 0.125f) {
+  make_cpu_kernel(1)->forward(q, k, v, mask, scale, out, lse);
 }
 
 TEST(KernelArgs, ForwardRejectsBadArguments) {
@@ -414,53 +329,52 @@ TEST(KernelArgs, ForwardRejectsBadArguments) {
   T q = T::zeros({1, 8, 4, 64}, f32), k = T::zeros({1, 8, 2, 64}, f32),
     v = T::zeros({1, 8, 2, 64}, f32);
   T out = T::zeros({1, 8, 4, 64}, f32), lse = T::zeros({1, 4, 8}, f32);
-  EXPECT_EQ(forward_error(q, k, v, MaskMode::causal, out, lse), "<no error>");
-
-  auto has = [](const std::string& msg, const std::string& part) {
-    EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected: " << part;
-  };
-  has(forward_error(T::zeros({8, 4, 64}, f32), k, v, MaskMode::none, out, lse),
-      "q: expected 4 dims [b, sq, h, d], got [8, 4, 64]");
-  has(forward_error(T::zeros({1, 8, 16, 64}, f32), T::zeros({1, 8, 3, 64}, f32),
-                    T::zeros({1, 8, 3, 64}, f32), MaskMode::none, T::zeros({1, 8, 16, 64}, f32),
-                    T::zeros({1, 16, 8}, f32)),
-      "h (16) must be a multiple of hkv (3)");
-  has(forward_error(T::zeros({1, 8, 4, 300}, f32), T::zeros({1, 8, 2, 300}, f32),
-                    T::zeros({1, 8, 2, 300}, f32), MaskMode::none, T::zeros({1, 8, 4, 300}, f32),
-                    lse),
-      "head size d = 300 exceeds the maximum 256");
-  has(forward_error(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
-                    T::zeros({1, 9, 2, 64}, f32), MaskMode::causal, T::zeros({1, 7, 4, 64}, f32),
-                    T::zeros({1, 4, 7}, f32)),
-      "mask causal needs sq == sk, got sq = 7, sk = 9");
-  has(forward_error(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
-                    T::zeros({1, 9, 2, 64}, f32), MaskMode::causal_strict,
-                    T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 4, 7}, f32)),
-      "mask causal_strict needs sq == sk, got sq = 7, sk = 9");
-  has(forward_error(q, T::zeros({1, 8, 2, 64}, DType::f16), v, MaskMode::none, out, lse),
-      "k: dtype fp16 must equal q's dtype fp32");
-  has(forward_error(q, k, T::zeros({1, 8, 2, 64}, DType::bf16), MaskMode::none, out, lse),
-      "v: dtype bf16 must equal q's dtype fp32");
-  has(forward_error(q, k, T::zeros({1, 9, 2, 64}, f32), MaskMode::none, out, lse),
-      "v: shape [1, 9, 2, 64] must equal k's shape [1, 8, 2, 64]");
-  has(forward_error(q, T::zeros({2, 8, 2, 64}, f32), T::zeros({2, 8, 2, 64}, f32), MaskMode::none,
-                    out, lse),
-      "k: batch 2 must equal q's batch b = 1");
-  has(forward_error(q, T::zeros({1, 8, 2, 32}, f32), T::zeros({1, 8, 2, 32}, f32), MaskMode::none,
-                    out, lse),
-      "k: head size 32 must equal q's head size d = 64");
-  has(forward_error(q, k, v, MaskMode::none, T::zeros({1, 8, 4, 32}, f32), lse),
-      "out: expected shape [b, sq, h, d] = [1, 8, 4, 64], got [1, 8, 4, 32]");
-  has(forward_error(q, k, v, MaskMode::none, out, T::zeros({1, 4, 8}, DType::bf16)),
-      "lse: must be fp32, got bf16");
-  has(forward_error(q, k, v, MaskMode::none, out, T::zeros({1, 8, 4}, f32)),
-      "lse: expected shape [b, h, sq] = [1, 4, 8], got [1, 8, 4]");
-  has(forward_error(q, k, v, MaskMode::none, out, lse, 0.0f),
-      "scale must be a positive finite number");
-  has(forward_error(q, k, v, MaskMode::none, out, Tensor()), "lse: tensor is undefined");
-  has(forward_error(q, k, v, MaskMode::none, out,
-                    T::wrap(lse.data(), {1, 4, 8}, f32, Device::cuda)),
-      "lse: device cuda differs from q's device host");
+  EXPECT_EQ(test::error_message([&] { forward_call(q, k, v, MaskMode::causal, out, lse); }),
+            test::kNoError);
+  USP_EXPECT_ERROR(forward_call(T::zeros({8, 4, 64}, f32), k, v, MaskMode::none, out, lse),
+                   invalid_argument, "q: expected 4 dims [b, sq, h, d], got [8, 4, 64]");
+  USP_EXPECT_ERROR(forward_call(T::zeros({1, 8, 16, 64}, f32), T::zeros({1, 8, 3, 64}, f32),
+                                T::zeros({1, 8, 3, 64}, f32), MaskMode::none,
+                                T::zeros({1, 8, 16, 64}, f32), T::zeros({1, 16, 8}, f32)),
+                   invalid_argument, "h (16) must be a multiple of hkv (3)");
+  USP_EXPECT_ERROR(forward_call(T::zeros({1, 8, 4, 300}, f32), T::zeros({1, 8, 2, 300}, f32),
+                                T::zeros({1, 8, 2, 300}, f32), MaskMode::none,
+                                T::zeros({1, 8, 4, 300}, f32), lse),
+                   invalid_argument, "head size d = 300 exceeds the maximum 256");
+  for (MaskMode m : {MaskMode::causal, MaskMode::causal_strict})
+    USP_EXPECT_ERROR(forward_call(T::zeros({1, 7, 4, 64}, f32), T::zeros({1, 9, 2, 64}, f32),
+                                  T::zeros({1, 9, 2, 64}, f32), m, T::zeros({1, 7, 4, 64}, f32),
+                                  T::zeros({1, 4, 7}, f32)),
+                     invalid_argument,
+                     std::string("mask ") + mask_name(m) + " needs sq == sk, got sq = 7, sk = 9");
+  USP_EXPECT_ERROR(
+      forward_call(q, T::zeros({1, 8, 2, 64}, DType::f16), v, MaskMode::none, out, lse),
+      invalid_argument, "k: dtype fp16 must equal q's dtype fp32");
+  USP_EXPECT_ERROR(
+      forward_call(q, k, T::zeros({1, 8, 2, 64}, DType::bf16), MaskMode::none, out, lse),
+      invalid_argument, "v: dtype bf16 must equal q's dtype fp32");
+  USP_EXPECT_ERROR(forward_call(q, k, T::zeros({1, 9, 2, 64}, f32), MaskMode::none, out, lse),
+                   invalid_argument, "v: shape [1, 9, 2, 64] must equal k's shape [1, 8, 2, 64]");
+  USP_EXPECT_ERROR(forward_call(q, T::zeros({2, 8, 2, 64}, f32), T::zeros({2, 8, 2, 64}, f32),
+                                MaskMode::none, out, lse),
+                   invalid_argument, "k: batch 2 must equal q's batch b = 1");
+  USP_EXPECT_ERROR(forward_call(q, T::zeros({1, 8, 2, 32}, f32), T::zeros({1, 8, 2, 32}, f32),
+                                MaskMode::none, out, lse),
+                   invalid_argument, "k: head size 32 must equal q's head size d = 64");
+  USP_EXPECT_ERROR(forward_call(q, k, v, MaskMode::none, T::zeros({1, 8, 4, 32}, f32), lse),
+                   invalid_argument,
+                   "out: expected shape [b, sq, h, d] = [1, 8, 4, 64], got [1, 8, 4, 32]");
+  USP_EXPECT_ERROR(forward_call(q, k, v, MaskMode::none, out, T::zeros({1, 4, 8}, DType::bf16)),
+                   invalid_argument, "lse: must be fp32, got bf16");
+  USP_EXPECT_ERROR(forward_call(q, k, v, MaskMode::none, out, T::zeros({1, 8, 4}, f32)),
+                   invalid_argument, "lse: expected shape [b, h, sq] = [1, 4, 8], got [1, 8, 4]");
+  USP_EXPECT_ERROR(forward_call(q, k, v, MaskMode::none, out, lse, 0.0f), invalid_argument,
+                   "scale must be a positive finite number");
+  USP_EXPECT_ERROR(forward_call(q, k, v, MaskMode::none, out, Tensor()), invalid_argument,
+                   "lse: tensor is undefined");
+  USP_EXPECT_ERROR(
+      forward_call(q, k, v, MaskMode::none, out, T::wrap(lse.data(), {1, 4, 8}, f32, Device::cuda)),
+      invalid_argument, "lse: device cuda differs from q's device host");
 }
 
 TEST(KernelArgs, BackwardRejectsBadArguments) {
@@ -473,33 +387,22 @@ TEST(KernelArgs, BackwardRejectsBadArguments) {
   T dq = T::zeros({1, 8, 4, 64}, f32), dk = T::zeros({1, 8, 2, 64}, f32),
     dv = T::zeros({1, 8, 2, 64}, f32);
   auto kernel = make_cpu_kernel(1);
-  auto err = [&](T dout_, T dq_, T dk_, T dv_) -> std::string {
-    try {
-      kernel->backward(q, k, v, out, lse, dout_, MaskMode::none, 0.125f, dq_, dk_, dv_, false);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "<no error>";
+  auto backward = [&](T dout_, T dq_, T dk_, T dv_) {
+    kernel->backward(q, k, v, out, lse, dout_, MaskMode::none, 0.125f, dq_, dk_, dv_, false);
   };
-  EXPECT_EQ(err(dout, dq, dk, dv), "<no error>");
-  auto has = [](const std::string& msg, const std::string& part) {
-    EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected: " << part;
-  };
-  has(err(T::zeros({1, 8, 4, 32}, f32), dq, dk, dv),
-      "dout: expected shape [b, sq, h, d] = [1, 8, 4, 64], got [1, 8, 4, 32]");
-  has(err(dout, T::zeros({1, 8, 4, 64}, DType::bf16), dk, dv), "dq: must be fp32, got bf16");
-  has(err(dout, dq, T::zeros({1, 8, 2, 64}, DType::f16), dv), "dk: must be fp32, got fp16");
-  has(err(dout, dq, dk, T::zeros({1, 8, 4, 64}, f32)),
-      "dv: expected shape [b, sk, hkv, d] = [1, 8, 2, 64], got [1, 8, 4, 64]");
+  EXPECT_EQ(test::error_message([&] { backward(dout, dq, dk, dv); }), test::kNoError);
+  USP_EXPECT_ERROR(backward(T::zeros({1, 8, 4, 32}, f32), dq, dk, dv), invalid_argument,
+                   "dout: expected shape [b, sq, h, d] = [1, 8, 4, 64], got [1, 8, 4, 32]");
+  USP_EXPECT_ERROR(backward(dout, T::zeros({1, 8, 4, 64}, DType::bf16), dk, dv), invalid_argument,
+                   "dq: must be fp32, got bf16");
+  USP_EXPECT_ERROR(backward(dout, dq, T::zeros({1, 8, 2, 64}, DType::f16), dv), invalid_argument,
+                   "dk: must be fp32, got fp16");
+  USP_EXPECT_ERROR(backward(dout, dq, dk, T::zeros({1, 8, 4, 64}, f32)), invalid_argument,
+                   "dv: expected shape [b, sk, hkv, d] = [1, 8, 2, 64], got [1, 8, 4, 64]");
 }
 
 TEST(KernelArgs, ThreadCount) {
-  try {
-    make_cpu_kernel(-1);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("threads must be >= 0"), std::string::npos) << e.what();
-  }
+  USP_EXPECT_ERROR(make_cpu_kernel(-1), invalid_argument, "threads must be >= 0");
 }
 
 }  // namespace

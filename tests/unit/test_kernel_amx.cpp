@@ -13,7 +13,7 @@
 #include <tuple>
 
 #include "kernel/reference/reference.hpp"
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/cpu.hpp"
 #include "usp/dtype.hpp"
 #include "usp/error.hpp"
@@ -23,7 +23,7 @@
 namespace usp {
 namespace {
 
-using test::Problem;
+using test::KernelCase;
 
 bool amx_dispatched() {
   return cpu_path() == CpuPath::amx;
@@ -55,24 +55,20 @@ TEST_P(KernelAmxVsReference, RaggedSizes) {
     sizes = {{1, 1}, {7, 129}, {129, 7}, {65, 200}, {200, 65}};
   else
     sizes = {{1, 1}, {7, 7}, {65, 65}, {129, 129}, {200, 200}};
-  for (const auto& [sq, sk] : sizes) {
-    Problem p;
-    p.b = 2;
-    p.sq = sq;
-    p.sk = sk;
-    p.h = 4;
-    p.hkv = gqa ? 2 : 4;
-    p.d = d;
-    p.mask = mask;
-    p.dtype = DType::bf16;
-    test::expect_matches_reference(shared_kernel(), p);
-  }
+  for (const auto& [sq, sk] : sizes)
+    test::expect_matches_reference(shared_kernel(), {.b = 2,
+                                                     .sq = sq,
+                                                     .sk = sk,
+                                                     .h = 4,
+                                                     .hkv = gqa ? 2 : 4,
+                                                     .d = d,
+                                                     .mask = mask,
+                                                     .dtype = DType::bf16});
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernel, KernelAmxVsReference,
-                         ::testing::Combine(::testing::Values(MaskMode::none, MaskMode::causal,
-                                                              MaskMode::causal_strict),
-                                            ::testing::Bool(), ::testing::Values(16, 40, 64, 128)),
+                         ::testing::Combine(::testing::ValuesIn(test::kMasks), ::testing::Bool(),
+                                            ::testing::Values(16, 40, 64, 128)),
                          [](const ::testing::TestParamInfo<Param>& info) {
                            return std::string(mask_name(std::get<0>(info.param))) +
                                   (std::get<1>(info.param) ? "_gqa" : "_mha") + "_d" +
@@ -84,63 +80,41 @@ INSTANTIATE_TEST_SUITE_P(Kernel, KernelAmxVsReference,
 TEST(KernelAmx, LongRowsStayWithinTheBf16Tolerance) {
   USP_SKIP_WITHOUT_AMX();
   for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
-    const std::uint32_t seed = test::fresh_seed();
-    Problem p;
-    p.b = 1;
-    p.sq = p.sk = 1000;
-    p.h = 2;
-    p.hkv = 1;
-    p.d = 128;
-    p.mask = mask;
-    p.dtype = DType::bf16;
-    SCOPED_TRACE(p.str() + " seed=" + std::to_string(seed));
-    std::mt19937 rng(seed);
+    const KernelCase p =
+        KernelCase{.sq = 1000, .sk = 1000, .h = 2, .d = 128}.with(mask, DType::bf16);
+    SCOPED_TRACE(p.str());
+    USP_TEST_RNG(rng);
     const test::Inputs in = test::make_inputs(p, rng);
-    Tensor out = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
-    Tensor lse = Tensor::empty({p.b, p.h, p.sq}, DType::f32);
-    shared_kernel().forward(in.q, in.k, in.v, mask, in.scale, out, lse);
+    const test::Forward f = test::run_forward(shared_kernel(), in, mask);
     const auto ref = reference::forward(in.q, in.k, in.v, mask, in.scale);
-    const auto o = to_doubles(out), l = to_doubles(lse);
+    const auto o = to_doubles(f.out), l = to_doubles(f.lse);
     double max_out = 0, max_lse = 0;
     for (std::size_t i = 0; i < o.size(); ++i)
       max_out = std::max(max_out, std::abs(o[i] - ref.out[i]));
     for (std::size_t i = 0; i < l.size(); ++i)
       max_lse = std::max(max_lse, std::abs(l[i] - ref.lse[i]));
-    const double rel_out = relative_error(o, ref.out), rel_lse = relative_error(l, ref.lse);
-    std::cout << "[ amx fwd " << mask_name(mask) << " ] out: rel " << rel_out << ", max abs "
-              << max_out << "; lse: rel " << rel_lse << ", max abs " << max_lse << "\n";
-    EXPECT_LE(rel_out, 1e-2);
-    EXPECT_LE(rel_lse, 1e-2);
+    std::cout << "[ amx fwd " << mask_name(mask) << " ] out: rel " << relative_error(o, ref.out)
+              << ", max abs " << max_out << "; lse: rel " << relative_error(l, ref.lse)
+              << ", max abs " << max_lse << "\n";
+    test::expect_forward_matches(in, mask, f, 1e-2, 1e-2);
     EXPECT_LE(max_lse, 1e-4);  // scores and sums stay fp32
 
-    Tensor dq = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
-    Tensor dk = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32);
-    Tensor dv = Tensor::empty({p.b, p.sk, p.hkv, p.d}, DType::f32);
-    shared_kernel().backward(in.q, in.k, in.v, out, lse, in.dout, mask, in.scale, dq, dk, dv,
-                             false);
-    const auto g = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
-    const double floor = 1e-2 * test::norm(g.dv);
-    const double e_dq = test::grad_error(dq, g.dq, floor), e_dk = test::grad_error(dk, g.dk, floor),
-                 e_dv = test::grad_error(dv, g.dv, floor);
-    std::cout << "[ amx bwd " << mask_name(mask) << " ] rel dq " << e_dq << ", dk " << e_dk
-              << ", dv " << e_dv << "\n";
-    EXPECT_LE(e_dq, 1e-2);
-    EXPECT_LE(e_dk, 1e-2);
-    EXPECT_LE(e_dv, 1e-2);
+    const test::Grads g = test::run_backward(shared_kernel(), in, f, mask);
+    const auto r = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
+    const double floor = 1e-2 * test::norm(r.dv);
+    std::cout << "[ amx bwd " << mask_name(mask) << " ] rel dq "
+              << test::grad_error(g.dq, r.dq, floor) << ", dk "
+              << test::grad_error(g.dk, r.dk, floor) << ", dv "
+              << test::grad_error(g.dv, r.dv, floor) << "\n";
+    test::expect_backward_matches(in, mask, g, {1e-2, 1e-2, 1e-2});
   }
 }
 
 TEST(KernelAmx, RowsWithoutKeysAreZeroWithNegInfLse) {
   USP_SKIP_WITHOUT_AMX();
   std::mt19937 rng(test::fresh_seed());
-  Problem p;
-  p.b = 1;
-  p.sq = p.sk = 70;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 64;
-  p.mask = MaskMode::causal_strict;
-  p.dtype = DType::bf16;
+  const KernelCase p =
+      KernelCase{.sq = 70, .sk = 70, .h = 2, .d = 64}.with(MaskMode::causal_strict, DType::bf16);
   const auto in = test::make_inputs(p, rng);
   Tensor out = test::filled({1, 70, 2, 64}, 7.0f), lse = test::filled({1, 2, 70}, 7.0f);
   shared_kernel().forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
@@ -160,15 +134,8 @@ TEST(KernelAmx, RowsWithoutKeysAreZeroWithNegInfLse) {
 TEST(KernelAmx, RunningMaximumRaisedWhenScoresClimb) {
   USP_SKIP_WITHOUT_AMX();
   std::mt19937 rng(test::fresh_seed());
-  Problem p;
-  p.b = 1;
-  p.sq = 48;
-  p.sk = 1024;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 64;
-  p.mask = MaskMode::none;
-  p.dtype = DType::bf16;
+  const KernelCase p =
+      KernelCase{.sq = 48, .sk = 1024, .h = 2, .d = 64}.with(MaskMode::none, DType::bf16);
   test::Inputs in = test::make_inputs(p, rng);
   auto* q = static_cast<std::uint16_t*>(in.q.data());
   auto* k = static_cast<std::uint16_t*>(in.k.data());
@@ -179,47 +146,29 @@ TEST(KernelAmx, RunningMaximumRaisedWhenScoresClimb) {
     const float ramp = j < p.sk / 2 ? static_cast<float>(j) : static_cast<float>(p.sk - j);
     k[j * p.d] = f32_to_bf16(4 * ramp);  // scale 1/8: ~92 bits (base 2) of score per 128 keys
   }
-  Tensor out = Tensor::empty({p.b, p.sq, p.h, p.d}, DType::f32);
-  Tensor lse = Tensor::empty({p.b, p.h, p.sq}, DType::f32);
-  shared_kernel().forward(in.q, in.k, in.v, p.mask, in.scale, out, lse);
+  const test::Forward f = test::run_forward(shared_kernel(), in, p.mask);
   const auto ref = reference::forward(in.q, in.k, in.v, p.mask, in.scale);
-  const auto l = to_doubles(lse);
+  const auto l = to_doubles(f.lse);
   double max_lse = 0;
   for (std::size_t i = 0; i < l.size(); ++i)
     max_lse = std::max(max_lse, std::abs(l[i] - ref.lse[i]) / std::max(1.0, std::abs(ref.lse[i])));
-  EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-2);
+  test::expect_forward_matches(in, p.mask, f, 1e-2, test::kUnbounded);
   EXPECT_LE(max_lse, 1e-5);
 }
 
 TEST(KernelAmx, SameBitsForAnyThreadCount) {
   USP_SKIP_WITHOUT_AMX();
   std::mt19937 rng(test::fresh_seed());
-  Problem p;
-  p.b = 2;
-  p.sq = p.sk = 150;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 64;
-  p.mask = MaskMode::causal;
-  p.dtype = DType::bf16;
+  const KernelCase p = KernelCase{.b = 2, .sq = 150, .sk = 150, .h = 4, .hkv = 2, .d = 64}.with(
+      MaskMode::causal, DType::bf16);
   const auto in = test::make_inputs(p, rng);
-  Tensor out[2], lse[2], dq[2], dk[2], dv[2];
-  for (int i = 0; i < 2; ++i) {
-    auto kernel = make_cpu_kernel(i == 0 ? 1 : 3);
-    out[i] = Tensor::empty({2, 150, 4, 64}, DType::f32);
-    lse[i] = Tensor::empty({2, 4, 150}, DType::f32);
-    kernel->forward(in.q, in.k, in.v, p.mask, in.scale, out[i], lse[i]);
-    dq[i] = Tensor::empty({2, 150, 4, 64}, DType::f32);
-    dk[i] = Tensor::empty({2, 150, 2, 64}, DType::f32);
-    dv[i] = Tensor::empty({2, 150, 2, 64}, DType::f32);
-    kernel->backward(in.q, in.k, in.v, out[0], lse[0], in.dout, p.mask, in.scale, dq[i], dk[i],
-                     dv[i], false);
-  }
-  EXPECT_TRUE(test::bitwise_equal(out[0], out[1]));
-  EXPECT_TRUE(test::bitwise_equal(lse[0], lse[1]));
-  EXPECT_TRUE(test::bitwise_equal(dq[0], dq[1]));
-  EXPECT_TRUE(test::bitwise_equal(dk[0], dk[1]));
-  EXPECT_TRUE(test::bitwise_equal(dv[0], dv[1]));
+  auto k1 = make_cpu_kernel(1), k3 = make_cpu_kernel(3);
+  const test::Forward f1 = test::run_forward(*k1, in, p.mask),
+                      f3 = test::run_forward(*k3, in, p.mask);
+  test::expect_same_bits(f1, f3);
+  // Both backwards from the one-thread forward.
+  test::expect_same_bits(test::run_backward(*k1, in, f1, p.mask),
+                         test::run_backward(*k3, in, f1, p.mask));
 }
 
 // The path takes exactly the scratch make_cpu_kernel documents, writes every byte before reading
@@ -231,14 +180,8 @@ TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
     auto kernel = make_cpu_kernel(threads, &alloc);
     for (MaskMode mask : {MaskMode::none, MaskMode::causal}) {
       std::mt19937 rng(test::fresh_seed());
-      Problem p;
-      p.b = 2;
-      p.sq = p.sk = 100;
-      p.h = 4;
-      p.hkv = 2;
-      p.d = 40;
-      p.mask = mask;
-      p.dtype = DType::bf16;
+      const KernelCase p = KernelCase{.b = 2, .sq = 100, .sk = 100, .h = 4, .hkv = 2, .d = 40}.with(
+          mask, DType::bf16);
       const auto in = test::make_inputs(p, rng);
       Tensor out = Tensor::empty({2, 100, 4, 40}, DType::bf16);
       Tensor lse = Tensor::empty({2, 4, 100}, DType::f32);
@@ -247,9 +190,7 @@ TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
       EXPECT_EQ(alloc.stats().peak,
                 cpu_kernel_scratch_bytes(false, 2, 100, 100, 4, 2, 40, threads));
       EXPECT_EQ(alloc.stats().current, 0u);
-      const auto ref = reference::forward(in.q, in.k, in.v, mask, in.scale);
-      EXPECT_LE(relative_error(to_doubles(out), ref.out), 1e-2);
-      EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-2);
+      test::expect_forward_matches(in, mask, {out, lse}, 1e-2, 1e-2);
 
       // Backward, accumulating onto gradients that already hold values.
       Tensor dq = test::filled({2, 100, 4, 40}, 0.5f), dk = test::filled({2, 100, 2, 40}, 0.5f),
@@ -258,14 +199,7 @@ TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
       kernel->backward(in.q, in.k, in.v, out, lse, in.dout, mask, in.scale, dq, dk, dv, true);
       EXPECT_EQ(alloc.stats().peak, cpu_kernel_scratch_bytes(true, 2, 100, 100, 4, 2, 40, threads));
       EXPECT_EQ(alloc.stats().current, 0u);
-      const auto g = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
-      auto shifted = [](std::vector<double> x) {
-        for (double& e : x) e += 0.5;
-        return x;
-      };
-      EXPECT_LE(relative_error(to_doubles(dq), shifted(g.dq)), 1e-2);
-      EXPECT_LE(relative_error(to_doubles(dk), shifted(g.dk)), 1e-2);
-      EXPECT_LE(relative_error(to_doubles(dv), shifted(g.dv)), 1e-2);
+      test::expect_backward_matches(in, mask, {dq, dk, dv}, {1e-2, 1e-2, 1e-2, false, 0.5});
     }
   }
 }
@@ -274,24 +208,17 @@ TEST(KernelAmx, ScratchIsTheDocumentedBlockAndFullyWritten) {
 // rounding of the probabilities.
 TEST(KernelAmx, ForcedAvx512PathDoesNotUseTiles) {
   USP_SKIP_WITHOUT_AMX();
-  const char* before = std::getenv("USP_CPU_PATH");
-  const std::string saved = before != nullptr ? before : "";
-  ::setenv("USP_CPU_PATH", "avx512", 1);
-  auto kernel = make_cpu_kernel(2);
-  const std::string name = kernel->name();
-  Problem p;
-  p.b = 1;
-  p.sq = p.sk = 90;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 64;
-  p.mask = MaskMode::causal;
-  p.dtype = DType::bf16;
-  test::expect_matches_reference(*kernel, p, false);
-  if (before != nullptr)
-    ::setenv("USP_CPU_PATH", saved.c_str(), 1);
-  else
-    ::unsetenv("USP_CPU_PATH");
+  std::unique_ptr<AttentionKernel> kernel;
+  std::string name;  // under USP_CPU_PATH=avx512
+  {
+    const test::ScopedCpuPath avx512("avx512");
+    kernel = make_cpu_kernel(2);
+    name = kernel->name();
+    test::expect_matches_reference(
+        *kernel,
+        {.sq = 90, .sk = 90, .h = 2, .d = 64, .mask = MaskMode::causal, .dtype = DType::bf16},
+        false);
+  }
   EXPECT_EQ(name.find("amx"), std::string::npos) << name;
   EXPECT_NE(kernel->name().find("amx"), std::string::npos) << kernel->name();
 }

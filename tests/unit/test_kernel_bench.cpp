@@ -69,6 +69,14 @@ double gflops_of(const std::string& out, const std::string& prefix) {
   return v;
 }
 
+// The run exited with `status` and its output holds every one of `present` and none of `absent`.
+void expect_run(const RunResult& r, int status, std::initializer_list<const char*> present,
+                std::initializer_list<const char*> absent = {}) {
+  EXPECT_EQ(r.status, status) << r.output;
+  for (const char* p : present) EXPECT_TRUE(contains(r.output, p)) << p << "\n" << r.output;
+  for (const char* a : absent) EXPECT_FALSE(contains(r.output, a)) << a << "\n" << r.output;
+}
+
 constexpr const char* kTiny = "--quick --seq-len 64 --nheads 2 --batch-size 1 --threads 1";
 
 TEST(KernelBench, QuickRunPrintsHeaderAndTable) {
@@ -148,19 +156,13 @@ TEST(KernelBench, NoMatmulSkipsTheReference) {
 }
 
 TEST(KernelBench, HelpExitsZero) {
-  const RunResult r = run_bench({"--help"});
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "Usage: usp-kernel-bench")) << r.output;
-  EXPECT_TRUE(contains(r.output, "Thread policy:")) << r.output;
-  EXPECT_TRUE(contains(r.output, "--head-size")) << r.output;
+  expect_run(run_bench({"--help"}), 0,
+             {"Usage: usp-kernel-bench", "Thread policy:", "--head-size"});
 }
 
 TEST(KernelBench, UnknownFlagExitsTwo) {
-  const RunResult r = run_bench({"--quick --bogus"});
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "unknown flag '--bogus'")) << r.output;
-  EXPECT_TRUE(contains(r.output, "--help")) << r.output;
-  EXPECT_FALSE(contains(r.output, "| d | dtype |")) << r.output;
+  expect_run(run_bench({"--quick --bogus"}), 2, {"unknown flag '--bogus'", "--help"},
+             {"| d | dtype |"});
 }
 
 TEST(KernelBench, BadValuesExitTwo) {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kernel/reference/reference.hpp"
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 
 namespace usp::test {
 namespace {
@@ -51,8 +51,8 @@ TEST(KernelFold, FoldEqualsTheMergedReference) {
   auto kernel = make_cpu_kernel(2);
   const std::int64_t b = 2, h = 4, hkv = 2, s = 131, prior = 70, pad = 3;
   for (std::int64_t d : {64, 128})
-    for (DType dt : {DType::f32, DType::bf16, DType::f16})
-      for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+    for (DType dt : kDtypes)
+      for (MaskMode mask : kMasks) {
         const std::uint32_t seed = fresh_seed();
         SCOPED_TRACE(::testing::Message() << "d " << d << " " << dtype_name(dt) << " "
                                           << mask_name(mask) << " seed " << seed);
@@ -122,9 +122,7 @@ TEST(KernelFold, FoldEqualsTheMergedReference) {
 TEST(KernelFold, FoldTwiceEqualsOneBlockOfBoth) {
   // Two folds into an empty accumulator (keys split at 64) equal one forward over all keys.
   auto kernel = make_cpu_kernel(3);
-  const std::uint32_t seed = fresh_seed();
-  SCOPED_TRACE(::testing::Message() << "seed " << seed);
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   const std::int64_t b = 1, s = 90, sk = 150, h = 2, d = 32;
   const Tensor q = random_tensor({b, s, h, d}, DType::f32, rng);
   const Tensor k = random_tensor({b, sk, h, d}, DType::f32, rng);
@@ -146,14 +144,8 @@ TEST(KernelFold, AccumulatorMustBeFp32) {
   std::mt19937 rng(5);
   const Tensor q = random_tensor({1, 8, 1, 16}, DType::f16, rng);
   Tensor out = Tensor::zeros({1, 8, 1, 16}, DType::f16), lse = Tensor::zeros({1, 1, 8}, DType::f32);
-  try {
-    kernel->forward_accumulate(q, q, q, MaskMode::none, 1.0f, out, lse);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    EXPECT_NE(std::string(e.what()).find("must be fp32 (the accumulator)"), std::string::npos)
-        << e.what();
-  }
+  USP_EXPECT_ERROR(kernel->forward_accumulate(q, q, q, MaskMode::none, 1.0f, out, lse),
+                   invalid_argument, "must be fp32 (the accumulator)");
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 #include "kernel/cpu/tile_ops.hpp"
 #include "util/thread_pool.hpp"
 
+#include "support/random.hpp"
+
 namespace usp {
 namespace {
 
@@ -102,7 +104,7 @@ std::vector<const cpu::TileOps*> all_ops() {
 }
 
 TEST(KernelTileOps, GemmMatchesNaive) {
-  std::mt19937 rng(std::random_device{}());
+  USP_TEST_RNG(rng);
   std::uniform_real_distribution<float> u(-1, 1);
   for (const auto* ops : all_ops()) {
     SCOPED_TRACE(ops->isa);
@@ -184,9 +186,7 @@ TEST(KernelTileOps, Exp2IsAccurate) {
 // The fused tile members, where a TileOps has them, against their definition in double.
 TEST(KernelTileOps, FusedSoftmaxStepsMatchTheirDefinition) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE(seed);
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   std::uniform_real_distribution<float> u(-4, 4);
   int tested = 0;
   for (const auto* ops : all_ops()) {

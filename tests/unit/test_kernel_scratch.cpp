@@ -9,7 +9,7 @@
 #include <string>
 
 #include "kernel/reference/reference.hpp"
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/backend.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
@@ -18,15 +18,15 @@
 namespace usp {
 namespace {
 
+using test::KernelCase;
 using test::PoisonAllocator;
-using test::Problem;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
 }
 
 // The bytes make_cpu_kernel's comment gives for one call (kernel.hpp), computed independently.
-std::size_t documented_bytes(const Problem& p, std::int64_t threads, bool backward) {
+std::size_t documented_bytes(const KernelCase& p, std::int64_t threads, bool backward) {
   const std::int64_t dp = ceil_div(p.d, 16) * 16, nkt = ceil_div(p.sk, 64),
                      nqt = ceil_div(p.sq, 64), g = p.h / p.hkv, groups = p.b * p.hkv;
   const std::int64_t R = std::min<std::int64_t>(64, ceil_div(p.sq, 16) * 16);
@@ -51,15 +51,14 @@ std::size_t documented_bytes(const Problem& p, std::int64_t threads, bool backwa
 }
 
 struct Case {
-  Problem p;
+  KernelCase p;
   int threads;
 };
 
 void expect_scratch_counted(const Case& c) {
-  const Problem& p = c.p;
-  const std::uint32_t seed = test::fresh_seed();
-  SCOPED_TRACE(p.str() + " threads=" + std::to_string(c.threads) + " seed=" + std::to_string(seed));
-  std::mt19937 rng(seed);
+  const KernelCase& p = c.p;
+  SCOPED_TRACE(p.str() + " threads=" + std::to_string(c.threads));
+  USP_TEST_RNG(rng);
   HostAllocator alloc;
   auto kernel = make_cpu_kernel(c.threads, &alloc);
   const test::Inputs in0 = test::make_inputs(p, rng);
@@ -94,35 +93,21 @@ void expect_scratch_counted(const Case& c) {
   EXPECT_GE(bwd, static_cast<std::size_t>((3 * p.sk + 2 * p.sq * p.h / p.hkv) * p.d * 4));
 
   // And the results are still right.
-  const auto ref = reference::forward(q, k, v, p.mask, in0.scale);
-  const double tol = p.dtype == DType::f32 ? 1e-5 : 1e-2;
-  EXPECT_LE(relative_error(to_doubles(out), ref.out), tol);
-  const auto g = reference::backward(q, k, v, dout, p.mask, in0.scale);
-  EXPECT_LE(test::grad_error(dk, g.dk, 1e-2 * test::norm(g.dv)),
-            p.dtype == DType::f32 ? 1e-4 : 1e-2);
+  const test::Inputs in{q, k, v, dout, in0.scale};
+  const bool f32 = p.dtype == DType::f32;
+  test::expect_forward_matches(in, p.mask, {out, lse}, f32 ? 1e-5 : 1e-2, test::kUnbounded);
+  test::expect_backward_matches(in, p.mask, {dq, dk, dv},
+                                {test::kUnbounded, f32 ? 1e-4 : 1e-2, test::kUnbounded});
 }
 
 TEST(KernelScratch, ForwardAndBackwardCountTheirScratchAndReturnIt) {
   for (DType t : {DType::f32, DType::f16}) {
     // Several (batch, kv head) groups, d and lengths off the tile sizes, GQA.
-    Problem p;
-    p.b = 2;
-    p.sq = 100;
-    p.sk = 100;
-    p.h = 4;
-    p.hkv = 2;
-    p.d = 40;
-    p.mask = MaskMode::causal;
-    p.dtype = t;
-    for (int threads : {1, 3}) expect_scratch_counted({p, threads});
-    Problem cross = p;  // sq != sk, no mask, MHA
-    cross.sq = 70;
-    cross.sk = 130;
-    cross.h = 2;
-    cross.hkv = 2;
-    cross.d = 64;
-    cross.mask = MaskMode::none;
-    expect_scratch_counted({cross, 2});
+    const KernelCase p{.b = 2, .sq = 100, .sk = 100, .h = 4, .hkv = 2, .d = 40};
+    for (int threads : {1, 3}) expect_scratch_counted({p.with(MaskMode::causal, t), threads});
+    // sq != sk, no mask, MHA
+    const KernelCase cross{.b = 2, .sq = 70, .sk = 130, .h = 2, .hkv = 2, .d = 64};
+    expect_scratch_counted({cross.with(MaskMode::none, t), 2});
   }
 }
 
@@ -133,19 +118,10 @@ TEST(KernelScratch, ResultsDoNotDependOnFreshScratchContents) {
   // 129 rows under causal_strict: the last key tile is hidden from every row, so the backward
   // chunk holding it writes no dq product and must zero its partial instead.
   for (DType t : {DType::f32, DType::f16})
-    for (MaskMode m : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
-      for (std::int64_t s : {77, 129}) {
-        Problem p;
-        p.b = 1;
-        p.sq = s;
-        p.sk = s;
-        p.h = 3;
-        p.hkv = 1;
-        p.d = 24;
-        p.mask = m;
-        p.dtype = t;
-        test::expect_matches_reference(*kernel, p);
-      }
+    for (MaskMode m : test::kMasks)
+      for (std::int64_t s : {77, 129})
+        test::expect_matches_reference(*kernel,
+                                       {.sq = s, .sk = s, .h = 3, .d = 24, .mask = m, .dtype = t});
   EXPECT_EQ(poison.stats().current, 0u);
   EXPECT_GT(poison.stats().allocations, 0u);
 }
@@ -175,41 +151,23 @@ TEST(KernelScratch, MakeKernelPassesTheAllocator) {
   Tensor out = Tensor::empty({1, 8, 1, 16}, DType::f32);
   Tensor lse = Tensor::empty({1, 1, 8}, DType::f32);
   kernel->forward(q, q, q, MaskMode::causal, 0.25f, out, lse);
-  Problem p;
-  p.sq = p.sk = 8;
+  KernelCase p{.sq = 8, .sk = 8};
   EXPECT_EQ(alloc.stats().peak, documented_bytes(p, 1, false));
   EXPECT_EQ(alloc.stats().current, 0u);
 }
 
 TEST(KernelScratch, ScratchBytesRejectsBadShapes) {
-  try {
-    (void)cpu_kernel_scratch_bytes(true, 1, 64, 64, 6, 4, 32, 1);
-    FAIL() << "h = 6, hkv = 4 was accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    EXPECT_NE(std::string(e.what()).find("h 6, hkv 4"), std::string::npos) << e.what();
-  }
+  USP_EXPECT_ERROR(cpu_kernel_scratch_bytes(true, 1, 64, 64, 6, 4, 32, 1), invalid_argument,
+                   "h 6, hkv 4");
   EXPECT_GT(cpu_kernel_scratch_bytes(false, 1, 64, 64, 2, 1, 32, 0), 0u);
 }
 
 TEST(KernelScratch, RejectsAnAllocatorOnAnotherDevice) {
   PoisonAllocator device_memory(Device::cuda);
-  try {
-    (void)make_cpu_kernel(1, &device_memory);
-    FAIL() << "a cuda allocator was accepted for CPU scratch";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    EXPECT_NE(std::string(e.what()).find("scratch allocator is on device cuda"), std::string::npos)
-        << e.what();
-  }
-  try {
-    (void)make_kernel("local", 1, &device_memory);
-    FAIL() << "make_kernel accepted a cuda allocator for the local backend";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    EXPECT_NE(std::string(e.what()).find("needs one on device host"), std::string::npos)
-        << e.what();
-  }
+  USP_EXPECT_ERROR(make_cpu_kernel(1, &device_memory), invalid_argument,
+                   "scratch allocator is on device cuda");
+  USP_EXPECT_ERROR(make_kernel("local", 1, &device_memory), invalid_argument,
+                   "needs one on device host");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/layout.hpp"
 #include "usp/tensor.hpp"
@@ -16,9 +17,8 @@
 namespace usp {
 namespace {
 
-const RingType kTypes[] = {RingType::basic, RingType::stripe, RingType::zigzag};
-const std::pair<int, int> kMeshes[] = {{1, 1}, {1, 2}, {2, 1}, {1, 4}, {2, 2}, {4, 1},
-                                       {1, 8}, {2, 4}, {4, 2}, {8, 1}, {3, 2}};
+using test::kMeshes;
+constexpr auto& kTypes = test::kRingTypes;
 
 // Lengths valid for every type at (u, r): multiples of 2·u·r, including non-powers of two.
 std::vector<std::int64_t> lengths(int u, int r) {
@@ -27,12 +27,7 @@ std::vector<std::int64_t> lengths(int u, int r) {
 }
 
 Layout make(RingType t, std::int64_t s, int u, int r) {
-  Layout l;
-  l.type = t;
-  l.seq_len = s;
-  l.ulysses = u;
-  l.ring = r;
-  return l;
+  return {.type = t, .seq_len = s, .ulysses = u, .ring = r};
 }
 
 std::string label(const Layout& l) {
@@ -61,70 +56,66 @@ TEST(LayoutNames, RoundTripAndAliases) {
 }
 
 TEST(LayoutNames, UnknownTypeNamesValueAndAllowedSet) {
-  try {
-    parse_ring_type("zigzog");
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
-    const std::string m = e.what();
-    EXPECT_NE(m.find("'zigzog'"), std::string::npos) << m;
-    EXPECT_NE(m.find("basic, stripe, zigzag"), std::string::npos) << m;
-  }
+  USP_EXPECT_ERROR(parse_ring_type("zigzog"), invalid_argument, "'zigzog'",
+                   "basic, stripe, zigzag");
   EXPECT_THROW(parse_ring_type(""), Error);
   EXPECT_THROW(parse_ring_type("Basic"), Error);
 }
 
-TEST(LayoutMap, EveryTokenOwnedExactlyOnceAndRoundTrips) {
-  for (RingType t : kTypes) {
-    for (auto [u, r] : kMeshes) {
+// Calls fn(l) for every ring type × mesh × valid length, the layout traced.
+template <class Fn>
+void for_each_layout(Fn&& fn) {
+  for (RingType t : kTypes)
+    for (auto [u, r] : kMeshes)
       for (std::int64_t s : lengths(u, r)) {
         const Layout l = make(t, s, u, r);
         SCOPED_TRACE(label(l));
-        ASSERT_NO_THROW(l.validate());
-        ASSERT_EQ(l.shard_len() * u * r, s);
-        std::vector<int> owners(static_cast<std::size_t>(s), 0);
-        for (int rr = 0; rr < r; ++rr) {
-          for (int ur = 0; ur < u; ++ur) {
-            for (std::int64_t i = 0; i < l.shard_len(); ++i) {
-              const std::int64_t g = l.global(rr, ur, i);
-              ASSERT_GE(g, 0);
-              ASSERT_LT(g, s);
-              ++owners[static_cast<std::size_t>(g)];
-              const TokenLocation loc = l.locate(g);
-              ASSERT_EQ(loc.ring_rank, rr);
-              ASSERT_EQ(loc.ulysses_rank, ur);
-              ASSERT_EQ(loc.index, i);
-            }
-          }
-        }
-        for (std::int64_t g = 0; g < s; ++g) {
-          ASSERT_EQ(owners[static_cast<std::size_t>(g)], 1) << "token " << g;
-          ASSERT_EQ(l.global(l.locate(g)), g);
-          const auto [rr, ri] = l.ring_locate(g);
-          ASSERT_EQ(l.ring_global(rr, ri), g);
+        fn(l);
+      }
+}
+
+TEST(LayoutMap, EveryTokenOwnedExactlyOnceAndRoundTrips) {
+  for_each_layout([](const Layout& l) {
+    const int u = l.ulysses, r = l.ring;
+    const std::int64_t s = l.seq_len;
+    ASSERT_NO_THROW(l.validate());
+    ASSERT_EQ(l.shard_len() * u * r, s);
+    std::vector<int> owners(static_cast<std::size_t>(s), 0);
+    for (int rr = 0; rr < r; ++rr) {
+      for (int ur = 0; ur < u; ++ur) {
+        for (std::int64_t i = 0; i < l.shard_len(); ++i) {
+          const std::int64_t g = l.global(rr, ur, i);
+          ASSERT_GE(g, 0);
+          ASSERT_LT(g, s);
+          ++owners[static_cast<std::size_t>(g)];
+          const TokenLocation loc = l.locate(g);
+          ASSERT_EQ(loc.ring_rank, rr);
+          ASSERT_EQ(loc.ulysses_rank, ur);
+          ASSERT_EQ(loc.index, i);
         }
       }
     }
-  }
+    for (std::int64_t g = 0; g < s; ++g) {
+      ASSERT_EQ(owners[static_cast<std::size_t>(g)], 1) << "token " << g;
+      ASSERT_EQ(l.global(l.locate(g)), g);
+      const auto [rr, ri] = l.ring_locate(g);
+      ASSERT_EQ(l.ring_global(rr, ri), g);
+    }
+  });
 }
 
 TEST(LayoutMap, UlyssesPartsConcatenateToRingLocalOrder) {
-  for (RingType t : kTypes) {
-    for (auto [u, r] : kMeshes) {
-      for (std::int64_t s : lengths(u, r)) {
-        const Layout l = make(t, s, u, r);
-        SCOPED_TRACE(label(l));
-        for (int rr = 0; rr < r; ++rr) {
-          std::vector<std::int64_t> cat;
-          for (int ur = 0; ur < u; ++ur) {
-            const auto part = tokens_of(l, rr, ur);
-            cat.insert(cat.end(), part.begin(), part.end());
-          }
-          ASSERT_EQ(cat, ring_tokens_of(l, rr));
-        }
+  for_each_layout([](const Layout& l) {
+    const int u = l.ulysses, r = l.ring;
+    for (int rr = 0; rr < r; ++rr) {
+      std::vector<std::int64_t> cat;
+      for (int ur = 0; ur < u; ++ur) {
+        const auto part = tokens_of(l, rr, ur);
+        cat.insert(cat.end(), part.begin(), part.end());
       }
+      ASSERT_EQ(cat, ring_tokens_of(l, rr));
     }
-  }
+  });
 }
 
 TEST(LayoutMap, RingLevelDoesNotDependOnUlysses) {
@@ -138,48 +129,44 @@ TEST(LayoutMap, RingLevelDoesNotDependOnUlysses) {
   }
 }
 
+using V = std::vector<std::int64_t>;
+// The tokens of ring rank `ring` (ulysses < 0) or of local rank (ring, ulysses).
+struct Tokens {
+  int ring, ulysses;
+  V tokens;
+};
+
+void expect_tokens(const Layout& l, std::initializer_list<Tokens> want) {
+  for (const Tokens& w : want) {
+    SCOPED_TRACE(label(l) + " ring " + std::to_string(w.ring) + " ulysses " +
+                 std::to_string(w.ulysses));
+    EXPECT_EQ(w.ulysses < 0 ? ring_tokens_of(l, w.ring) : tokens_of(l, w.ring, w.ulysses),
+              w.tokens);
+  }
+}
+
 TEST(LayoutExamples, BasicIsContiguousChunks) {
-  const Layout l = make(RingType::basic, 12, 2, 3);
-  using V = std::vector<std::int64_t>;
-  EXPECT_EQ(ring_tokens_of(l, 0), (V{0, 1, 2, 3}));
-  EXPECT_EQ(ring_tokens_of(l, 2), (V{8, 9, 10, 11}));
-  EXPECT_EQ(tokens_of(l, 1, 0), (V{4, 5}));
-  EXPECT_EQ(tokens_of(l, 1, 1), (V{6, 7}));
+  expect_tokens(make(RingType::basic, 12, 2, 3),
+                {{0, -1, {0, 1, 2, 3}}, {2, -1, {8, 9, 10, 11}}, {1, 0, {4, 5}}, {1, 1, {6, 7}}});
 }
 
 TEST(LayoutExamples, ZigzagTakesChunkIAndMirror) {
-  using V = std::vector<std::int64_t>;
-  const Layout l = make(RingType::zigzag, 8, 1, 2);
-  EXPECT_EQ(ring_tokens_of(l, 0), (V{0, 1, 6, 7}));
-  EXPECT_EQ(ring_tokens_of(l, 1), (V{2, 3, 4, 5}));
-
+  expect_tokens(make(RingType::zigzag, 8, 1, 2), {{0, -1, {0, 1, 6, 7}}, {1, -1, {2, 3, 4, 5}}});
   // P = 4, s = 16: chunks of 2; ring rank 1 holds chunks 1 and 6; u = 2 splits that pair.
-  const Layout m = make(RingType::zigzag, 16, 2, 4);
-  EXPECT_EQ(ring_tokens_of(m, 1), (V{2, 3, 12, 13}));
-  EXPECT_EQ(tokens_of(m, 1, 0), (V{2, 3}));
-  EXPECT_EQ(tokens_of(m, 1, 1), (V{12, 13}));
-  EXPECT_EQ(ring_tokens_of(m, 3), (V{6, 7, 8, 9}));
-
+  expect_tokens(make(RingType::zigzag, 16, 2, 4),
+                {{1, -1, {2, 3, 12, 13}}, {1, 0, {2, 3}}, {1, 1, {12, 13}}, {3, -1, {6, 7, 8, 9}}});
   // u = 2, P = 2, s = 16: ring rank 0 holds chunks 0 and 3 (0..3, 12..15), ulysses splits mid-pair.
-  const Layout n = make(RingType::zigzag, 16, 2, 2);
-  EXPECT_EQ(tokens_of(n, 0, 0), (V{0, 1, 2, 3}));
-  EXPECT_EQ(tokens_of(n, 0, 1), (V{12, 13, 14, 15}));
-  EXPECT_EQ(tokens_of(n, 1, 0), (V{4, 5, 6, 7}));
-  EXPECT_EQ(tokens_of(n, 1, 1), (V{8, 9, 10, 11}));
-
+  expect_tokens(make(RingType::zigzag, 16, 2, 2), {{0, 0, {0, 1, 2, 3}},
+                                                   {0, 1, {12, 13, 14, 15}},
+                                                   {1, 0, {4, 5, 6, 7}},
+                                                   {1, 1, {8, 9, 10, 11}}});
   // u = 4, P = 1, s = 8: one ring rank holds chunk 0 (0..3) then chunk 1 (4..7): identity.
-  const Layout o = make(RingType::zigzag, 8, 4, 1);
-  EXPECT_EQ(tokens_of(o, 0, 1), (V{2, 3}));
-  EXPECT_EQ(tokens_of(o, 0, 3), (V{6, 7}));
+  expect_tokens(make(RingType::zigzag, 8, 4, 1), {{0, 1, {2, 3}}, {0, 3, {6, 7}}});
 }
 
 TEST(LayoutExamples, StripeIsTokenModP) {
-  using V = std::vector<std::int64_t>;
   const Layout l = make(RingType::stripe, 16, 2, 4);
-  EXPECT_EQ(ring_tokens_of(l, 1), (V{1, 5, 9, 13}));
-  EXPECT_EQ(tokens_of(l, 1, 0), (V{1, 5}));
-  EXPECT_EQ(tokens_of(l, 1, 1), (V{9, 13}));
-  EXPECT_EQ(tokens_of(l, 3, 1), (V{11, 15}));
+  expect_tokens(l, {{1, -1, {1, 5, 9, 13}}, {1, 0, {1, 5}}, {1, 1, {9, 13}}, {3, 1, {11, 15}}});
   const TokenLocation loc = l.locate(14);
   EXPECT_EQ(loc.ring_rank, 2);
   EXPECT_EQ(loc.ulysses_rank, 1);
@@ -242,13 +229,8 @@ TEST(LayoutValidate, OutOfRangeIndicesAreRejected) {
   EXPECT_THROW(l.ring_global(0, 8), Error);
 }
 
-// Fills a tensor of any dtype with random bit patterns (no NaN worries: we compare bytes).
-Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& rng) {
-  Tensor x = Tensor::empty(shape, t);
-  auto* p = static_cast<unsigned char*>(x.data());
-  for (std::size_t i = 0; i < x.nbytes(); ++i) p[i] = static_cast<unsigned char>(rng() & 0xff);
-  return x;
-}
+// Random bit patterns in any dtype (no NaN worries: the tests compare bytes).
+using test::random_bits;
 
 const unsigned char* row(const Tensor& t, std::int64_t outer, std::int64_t tok, int seq_dim,
                          std::size_t row_bytes) {
@@ -257,9 +239,7 @@ const unsigned char* row(const Tensor& t, std::int64_t outer, std::int64_t tok, 
 }
 
 TEST(LayoutShard, RoundTripRandomTensors) {
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   for (RingType t : kTypes) {
     for (auto [u, r] : kMeshes) {
       for (DType dt : {DType::f32, DType::f16}) {
@@ -269,7 +249,7 @@ TEST(LayoutShard, RoundTripRandomTensors) {
           SCOPED_TRACE(label(l) + " " + dtype_name(dt) + " seq_dim " + std::to_string(seq_dim));
           const Tensor::Dims shape =
               seq_dim == 1 ? Tensor::Dims{2, s, 3, 5} : Tensor::Dims{2, 3, s};
-          const Tensor g = random_tensor(shape, dt, rng);
+          const Tensor g = random_bits(shape, dt, rng);
           std::int64_t outer = 1;
           for (int d = 0; d < seq_dim; ++d) outer *= g.size(d);
           const std::size_t row_bytes = g.nbytes() / static_cast<std::size_t>(outer * s);
@@ -309,7 +289,7 @@ TEST(LayoutShard, RoundTripRandomTensors) {
 TEST(LayoutShard, StridedViewIsShardedByValue) {
   std::mt19937 rng(7);
   const Layout l = make(RingType::zigzag, 16, 2, 2);
-  const Tensor big = random_tensor({1, 16, 6, 4}, DType::f32, rng);
+  const Tensor big = random_bits({1, 16, 6, 4}, DType::f32, rng);
   const Tensor view = big.slice(2, 1, 3);  // heads 1..3: not contiguous
   ASSERT_FALSE(view.is_contiguous());
   const Tensor loc = shard(l, view, 1, 1, 1);
@@ -325,27 +305,19 @@ TEST(LayoutShard, StridedViewIsShardedByValue) {
 TEST(LayoutShard, MismatchesAreRejectedWithMessages) {
   std::mt19937 rng(11);
   const Layout l = make(RingType::basic, 8, 2, 2);
-  const Tensor g = random_tensor({1, 8, 2, 4}, DType::f32, rng);
-  try {
-    shard(l, g, 0, 0, 2);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("seq_len 8"), std::string::npos) << e.what();
-  }
+  const Tensor g = random_bits({1, 8, 2, 4}, DType::f32, rng);
+  EXPECT_TRUE(
+      test::contains_all(test::error_message([&] { shard(l, g, 0, 0, 2); }), {"seq_len 8"}));
   EXPECT_THROW(shard(l, g, 2, 0), Error);
   EXPECT_THROW(shard(l, g, 0, 2), Error);
   EXPECT_THROW(shard(l, g, 0, 0, 4), Error);
   std::vector<Tensor> locals;
   for (int i = 0; i < 3; ++i) locals.push_back(shard(l, g, i / 2, i % 2));
-  try {
-    unshard(l, locals);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("got 3 local tensors"), std::string::npos) << e.what();
-  }
-  locals.push_back(random_tensor({1, 2, 3, 4}, DType::f32, rng));
+  EXPECT_TRUE(test::contains_all(test::error_message([&] { unshard(l, locals); }),
+                                 {"got 3 local tensors"}));
+  locals.push_back(random_bits({1, 2, 3, 4}, DType::f32, rng));
   EXPECT_THROW(unshard(l, locals), Error);
-  locals.back() = random_tensor({1, 2, 2, 4}, DType::f16, rng);
+  locals.back() = random_bits({1, 2, 2, 4}, DType::f16, rng);
   EXPECT_THROW(unshard(l, locals), Error);
 }
 

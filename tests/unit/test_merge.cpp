@@ -5,7 +5,7 @@
 #include <string>
 
 #include "kernel/reference/reference.hpp"
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 
@@ -17,17 +17,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Forward on each half of the keys, merged into an fp32 accumulator, equals the whole.
 void merge_halves(DType in_dtype, DType partial_dtype, double tol) {
   auto kernel = make_cpu_kernel(2);
-  const std::uint32_t seed = test::fresh_seed();
-  SCOPED_TRACE("seed=" + std::to_string(seed));
-  std::mt19937 rng(seed);
-  test::Problem p;
-  p.b = 2;
-  p.sq = 77;
-  p.sk = 150;
-  p.h = 4;
-  p.hkv = 2;
-  p.d = 64;
-  p.dtype = in_dtype;
+  USP_TEST_RNG(rng);
+  test::KernelCase p{.b = 2, .sq = 77, .sk = 150, .h = 4, .hkv = 2, .d = 64, .dtype = in_dtype};
   const auto in = test::make_inputs(p, rng);
   const std::int64_t half = 61;  // uneven split
   Tensor acc = Tensor::empty({2, 77, 4, 64}, DType::f32),
@@ -41,9 +32,7 @@ void merge_halves(DType in_dtype, DType partial_dtype, double tol) {
                     in.scale, part, part_lse);
     kernel->merge(acc, lse, part, part_lse);
   }
-  const auto ref = reference::forward(in.q, in.k, in.v, MaskMode::none, in.scale);
-  EXPECT_LE(relative_error(to_doubles(acc), ref.out), tol);
-  EXPECT_LE(relative_error(to_doubles(lse), ref.lse), 1e-5);
+  test::expect_forward_matches(in, MaskMode::none, {acc, lse}, tol, 1e-5);
 }
 
 TEST(MergeHalves, Fp32PartialsEqualTheWhole) {
@@ -61,13 +50,7 @@ TEST(MergeHalves, Fp16Partials) {
 TEST(MergeHalves, RowRangeThroughSlices) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  test::Problem p;
-  p.b = 1;
-  p.sq = 50;
-  p.sk = 40;
-  p.h = 2;
-  p.hkv = 2;
-  p.d = 32;
+  test::KernelCase p{.b = 1, .sq = 50, .sk = 40, .h = 2, .hkv = 2, .d = 32};
   const auto in = test::make_inputs(p, rng);
   Tensor acc = Tensor::empty({1, 50, 2, 32}, DType::f32),
          lse = Tensor::empty({1, 2, 50}, DType::f32);
@@ -84,9 +67,8 @@ TEST(MergeHalves, RowRangeThroughSlices) {
                     in.scale, part, part_lse);
     kernel->merge(acc_rows, lse_rows, part, part_lse);
   }
-  const auto ref = reference::forward(q, in.k, in.v, MaskMode::none, in.scale);
-  EXPECT_LE(relative_error(to_doubles(acc_rows), ref.out), 1e-5);
-  EXPECT_LE(relative_error(to_doubles(lse_rows), ref.lse), 1e-5);
+  test::expect_forward_matches({q, in.k, in.v, {}, in.scale}, MaskMode::none, {acc_rows, lse_rows},
+                               1e-5, 1e-5);
   // Rows outside the range are untouched.
   EXPECT_EQ(*static_cast<float*>(acc.ptr({0, 9, 1, 31})), 0.0f);
   EXPECT_EQ(*static_cast<float*>(acc.ptr({0, 40, 0, 0})), 0.0f);
@@ -126,12 +108,7 @@ TEST(MergeInf, EitherSideNegInf) {
 TEST(MergeInf, MixedRowsMatchLogAddExp) {
   auto kernel = make_cpu_kernel(2);
   std::mt19937 rng(test::fresh_seed());
-  test::Problem p;
-  p.b = 1;
-  p.sq = p.sk = 9;
-  p.h = 2;
-  p.hkv = 1;
-  p.d = 16;
+  test::KernelCase p{.b = 1, .sq = 9, .sk = 9, .h = 2, .hkv = 1, .d = 16};
   const auto in = test::make_inputs(p, rng);
   // Partial a: strict causal (row 0 sees nothing). Partial b: other keys, no mask, large logits.
   Tensor oa = Tensor::empty({1, 9, 2, 16}, DType::f32), la = Tensor::empty({1, 2, 9}, DType::f32);
@@ -165,26 +142,16 @@ TEST(MergeInf, MixedRowsMatchLogAddExp) {
 TEST(MergeArgs, RejectsBadArguments) {
   auto kernel = make_cpu_kernel(1);
   Tensor out = Tensor::zeros({1, 4, 2, 8}, DType::f32), lse = Tensor::zeros({1, 2, 4}, DType::f32);
-  auto err = [&](Tensor o, Tensor l, Tensor ob, Tensor lb) -> std::string {
-    try {
-      kernel->merge(o, l, ob, lb);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "<no error>";
-  };
-  auto has = [](const std::string& msg, const std::string& part) {
-    EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nexpected: " << part;
-  };
-  EXPECT_EQ(err(out, lse, out, lse), "<no error>");
-  has(err(Tensor::zeros({1, 4, 2, 8}, DType::bf16), lse, out, lse),
-      "merge: out must be an fp32 accumulator, got bf16");
-  has(err(out, Tensor::zeros({1, 4, 2}, DType::f32), out, lse),
-      "merge: lse: expected shape [b, h, s] = [1, 2, 4], got [1, 4, 2]");
-  has(err(out, lse, Tensor::zeros({1, 3, 2, 8}, DType::f32), lse),
-      "merge: out_b shape [1, 3, 2, 8] must equal out shape [1, 4, 2, 8]");
-  has(err(out, lse, out, Tensor::zeros({1, 2, 4}, DType::f16)),
-      "merge: lse and lse_b must be fp32");
+  auto merge = [&](Tensor o, Tensor l, Tensor ob, Tensor lb) { kernel->merge(o, l, ob, lb); };
+  EXPECT_EQ(test::error_message([&] { merge(out, lse, out, lse); }), test::kNoError);
+  USP_EXPECT_ERROR(merge(Tensor::zeros({1, 4, 2, 8}, DType::bf16), lse, out, lse), invalid_argument,
+                   "merge: out must be an fp32 accumulator, got bf16");
+  USP_EXPECT_ERROR(merge(out, Tensor::zeros({1, 4, 2}, DType::f32), out, lse), invalid_argument,
+                   "merge: lse: expected shape [b, h, s] = [1, 2, 4], got [1, 4, 2]");
+  USP_EXPECT_ERROR(merge(out, lse, Tensor::zeros({1, 3, 2, 8}, DType::f32), lse), invalid_argument,
+                   "merge: out_b shape [1, 3, 2, 8] must equal out shape [1, 4, 2, 8]");
+  USP_EXPECT_ERROR(merge(out, lse, out, Tensor::zeros({1, 2, 4}, DType::f16)), invalid_argument,
+                   "merge: lse and lse_b must be fp32");
 }
 
 // --- the other whole-tensor helpers
@@ -212,23 +179,12 @@ TEST(KernelHelpers, FillCopyAdd) {
   for (std::size_t i = 0; i < after.size(); ++i)
     EXPECT_EQ(static_cast<float>(after[i]),
               static_cast<float>(before[i]) + static_cast<float>(s[i]));
-  try {
-    Tensor bad = Tensor::zeros({2, 4, 2, 8}, DType::bf16);
-    kernel->add(src, bad);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("add: dst must be fp32, got bf16"), std::string::npos)
-        << e.what();
-  }
-  try {
-    Tensor bad = Tensor::zeros({2, 4, 2, 7}, DType::f32);
-    kernel->copy(src, bad);
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("copy: dst shape [2, 4, 2, 7] must equal src shape"),
-              std::string::npos)
-        << e.what();
-  }
+  Tensor bad_dtype = Tensor::zeros({2, 4, 2, 8}, DType::bf16);
+  USP_EXPECT_ERROR(kernel->add(src, bad_dtype), invalid_argument,
+                   "add: dst must be fp32, got bf16");
+  Tensor bad_shape = Tensor::zeros({2, 4, 2, 7}, DType::f32);
+  USP_EXPECT_ERROR(kernel->copy(src, bad_shape), invalid_argument,
+                   "copy: dst shape [2, 4, 2, 7] must equal src shape");
 }
 
 }  // namespace

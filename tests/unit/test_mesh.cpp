@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/mesh.hpp"
 
@@ -15,12 +16,7 @@ using usp::MeshShape;
 using usp::Placement;
 
 MeshShape shape(int d, int u, int r, Placement p = Placement::ulysses_inner) {
-  MeshShape s;
-  s.data = d;
-  s.ulysses = u;
-  s.ring = r;
-  s.placement = p;
-  return s;
+  return {.data = d, .ulysses = u, .ring = r, .placement = p};
 }
 
 // Groups of world ranks sharing every coordinate but `which` (0 ulysses group, 1 ring group),
@@ -48,70 +44,50 @@ TEST(Mesh, PlacementNames) {
   for (Placement p : {Placement::ulysses_inner, Placement::ring_inner})
     EXPECT_EQ(usp::parse_placement(usp::placement_name(p)), p);
   EXPECT_EQ(usp::parse_placement("ring_inner"), Placement::ring_inner);
-  try {
-    usp::parse_placement("diagonal");
-    FAIL();
-  } catch (const usp::Error& e) {
-    EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
-    EXPECT_STREQ(e.what(), "placement 'diagonal' is not one of: ulysses-inner, ring-inner");
-  }
+  USP_EXPECT_ERROR_IS(usp::parse_placement("diagonal"), invalid_argument,
+                      "placement 'diagonal' is not one of: ulysses-inner, ring-inner");
 }
 
 TEST(Mesh, ValidateNamesTheRule) {
   EXPECT_NO_THROW(shape(2, 2, 2).validate(8));
-  try {
-    shape(1, 3, 3).validate(8);
-    FAIL();
-  } catch (const usp::Error& e) {
-    EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
-    EXPECT_STREQ(e.what(), "world size 8 != data 1 \u00d7 ulysses 3 \u00d7 ring 3 = 9");
-  }
-  try {
-    shape(1, 0, 8).validate(8);
-    FAIL();
-  } catch (const usp::Error& e) {
-    EXPECT_STREQ(e.what(), "mesh: ulysses degree must be >= 1, got 0");
-  }
+  USP_EXPECT_ERROR_IS(shape(1, 3, 3).validate(8), invalid_argument,
+                      "world size 8 != data 1 \u00d7 ulysses 3 \u00d7 ring 3 = 9");
+  EXPECT_EQ(usp::test::error_message([] { shape(1, 0, 8).validate(8); }),
+            "mesh: ulysses degree must be >= 1, got 0");
   EXPECT_THROW(shape(0, 2, 4).validate(8), usp::Error);
   EXPECT_THROW(shape(1, 2, -4).validate(-8), usp::Error);
 }
 
+// s's ulysses and ring groups, and the coordinate of `rank`.
+void expect_mesh(const MeshShape& s, const Groups& ulysses, const Groups& ring, int rank,
+                 MeshCoord want) {
+  EXPECT_EQ(groups(s, 0), ulysses);
+  EXPECT_EQ(groups(s, 1), ring);
+  const MeshCoord c = usp::mesh_coord(s, rank);
+  EXPECT_EQ(c.data, want.data);
+  EXPECT_EQ(c.ulysses, want.ulysses);
+  EXPECT_EQ(c.ring, want.ring);
+}
+
 TEST(Mesh, UlyssesInner2x4) {  // the seed's u=2, r=4: ulysses groups contiguous, ring strided
-  const MeshShape s = shape(1, 2, 4);
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 2, 4, 6}, {1, 3, 5, 7}}));
-  const MeshCoord c = usp::mesh_coord(s, 5);
-  EXPECT_EQ(c.data, 0);
-  EXPECT_EQ(c.ulysses, 1);
-  EXPECT_EQ(c.ring, 2);
+  expect_mesh(shape(1, 2, 4), {{0, 1}, {2, 3}, {4, 5}, {6, 7}}, {{0, 2, 4, 6}, {1, 3, 5, 7}}, 5,
+              {0, 1, 2});
 }
 
 TEST(Mesh, UlyssesInner4x2) {
-  const MeshShape s = shape(1, 4, 2);
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}}));
-  const MeshCoord c = usp::mesh_coord(s, 6);
-  EXPECT_EQ(c.ulysses, 2);
-  EXPECT_EQ(c.ring, 1);
+  expect_mesh(shape(1, 4, 2), {{0, 1, 2, 3}, {4, 5, 6, 7}}, {{0, 4}, {1, 5}, {2, 6}, {3, 7}}, 6,
+              {0, 2, 1});
 }
 
 TEST(Mesh, RingInner) {
-  const MeshShape s = shape(1, 2, 4, Placement::ring_inner);
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 1, 2, 3}, {4, 5, 6, 7}}));
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}}));
-  const MeshCoord c = usp::mesh_coord(s, 5);
-  EXPECT_EQ(c.ulysses, 1);
-  EXPECT_EQ(c.ring, 1);
+  expect_mesh(shape(1, 2, 4, Placement::ring_inner), {{0, 4}, {1, 5}, {2, 6}, {3, 7}},
+              {{0, 1, 2, 3}, {4, 5, 6, 7}}, 5, {0, 1, 1});
 }
 
 TEST(Mesh, DataParallelOuter) {
-  const MeshShape s = shape(2, 2, 2);
-  const MeshCoord c = usp::mesh_coord(s, 5);  // second replica, local rank 1
-  EXPECT_EQ(c.data, 1);
-  EXPECT_EQ(c.ulysses, 1);
-  EXPECT_EQ(c.ring, 0);
-  EXPECT_EQ(groups(s, 0), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
-  EXPECT_EQ(groups(s, 1), (Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}}));
+  // Rank 5: second replica, local rank 1.
+  expect_mesh(shape(2, 2, 2), {{0, 1}, {2, 3}, {4, 5}, {6, 7}}, {{0, 2}, {1, 3}, {4, 6}, {5, 7}}, 5,
+              {1, 1, 0});
   const MeshShape ri = shape(2, 2, 2, Placement::ring_inner);
   EXPECT_EQ(groups(ri, 1), (Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
 }
@@ -138,12 +114,10 @@ TEST(Mesh, CoordinateRangeErrors) {
   const MeshShape s = shape(1, 2, 4);
   EXPECT_THROW(usp::mesh_coord(s, 8), usp::Error);
   EXPECT_THROW(usp::mesh_coord(s, -1), usp::Error);
-  try {
-    usp::mesh_rank(s, MeshCoord{0, 2, 0});
-    FAIL();
-  } catch (const usp::Error& e) {
-    EXPECT_STREQ(e.what(), "mesh_rank: ulysses rank 2 is out of range [0, 2)");
-  }
+  EXPECT_EQ(usp::test::error_message([&] {
+              usp::mesh_rank(s, MeshCoord{0, 2, 0});
+            }),
+            "mesh_rank: ulysses rank 2 is out of range [0, 2)");
 }
 
 TEST(Mesh, SubCommunicatorsMatchCoordinates) {
@@ -191,14 +165,10 @@ TEST(Mesh, SubCommunicatorsMatchCoordinates) {
 }
 
 TEST(Mesh, MakeMeshRejectsWrongWorld) {
-  try {
-    usp::run_local(
-        4, [](usp::Communicator& w) { usp::make_mesh(w, shape(1, 2, 3)); }, 5s);
-    FAIL();
-  } catch (const usp::Error& e) {
-    EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
-    EXPECT_STREQ(e.what(), "world size 4 != data 1 \u00d7 ulysses 2 \u00d7 ring 3 = 6");
-  }
+  USP_EXPECT_ERROR_IS(usp::run_local(
+                          4, [](usp::Communicator& w) { usp::make_mesh(w, shape(1, 2, 3)); }, 5s),
+                      invalid_argument,
+                      "world size 4 != data 1 \u00d7 ulysses 2 \u00d7 ring 3 = 6");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/npy.hpp"
 #include "usp/tensor.hpp"
@@ -85,9 +86,7 @@ std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
 }
 
 TEST_F(NpyTest, Fp32RoundTripAllRanks) {
-  const unsigned seed = std::random_device{}();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937 rng(seed);
+  USP_TEST_RNG(rng);
   const std::vector<Tensor::Dims> shapes = {{7}, {3, 5}, {2, 3, 4}, {2, 17, 3, 5}, {1, 1, 1, 1}};
   for (const auto& shape : shapes) {
     Tensor t = Tensor::empty(shape, DType::f32);
@@ -335,13 +334,7 @@ TEST_F(NpyTest, TensorReadNeedsOneToFourDims) {
 TEST_F(NpyTest, UnwritablePathNamesTheFile) {
   Tensor t = Tensor::zeros({2}, DType::f32);
   const std::string p = path("no/such/dir/x.npy");
-  try {
-    write_npy(p, t);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::io);
-    EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
+  USP_EXPECT_ERROR(write_npy(p, t), io, p);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "kernel/reference/reference.hpp"
-#include "kernel_test_util.hpp"
+#include "support/support.hpp"
 #include "usp/kernel.hpp"
 
 namespace usp {
@@ -54,7 +54,7 @@ TEST(ReferenceBackward, MatchesFiniteDifferences) {
       t.data_as<float>()[i] = static_cast<float>(u(rng)) / 64.0f;
     return t;
   };
-  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict}) {
+  for (MaskMode mask : test::kMasks) {
     SCOPED_TRACE(mask_name(mask));
     Tensor q = dyadic({1, 4, 2, 3}), k = dyadic({1, 4, 1, 3}), v = dyadic({1, 4, 1, 3});
     Tensor dout = dyadic({1, 4, 2, 3});

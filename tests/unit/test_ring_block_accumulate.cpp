@@ -14,6 +14,7 @@
 
 #include "kernel/reference/reference.hpp"
 #include "ring/block_accumulate.hpp"
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/kernel.hpp"
 #include "usp/tensor.hpp"
@@ -21,12 +22,7 @@
 namespace usp {
 namespace {
 
-Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& gen) {
-  Tensor x = Tensor::empty(shape, DType::f32);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (std::int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = dist(gen);
-  return to_dtype(x, t);
-}
+using test::random_normal;
 
 // |a − b| per element; -inf must meet -inf.
 double max_abs_diff(const Tensor& a, const Tensor& b) {
@@ -91,13 +87,13 @@ TEST(RingBlockAccumulate, ChunkedAndFoldedEqualUnchunkedForEveryMask) {
         Case{MaskMode::causal_strict, DType::bf16, 129, 129}}) {
     SCOPED_TRACE(::testing::Message() << mask_name(c.mask) << " " << dtype_name(c.dtype) << " sq "
                                       << c.sq << " sk " << c.sk << " seed " << seed);
-    const Tensor q = random_tensor({b, c.sq, h, d}, c.dtype, gen);
-    const Tensor k = random_tensor({b, c.sk, hkv, d}, c.dtype, gen);
-    const Tensor v = random_tensor({b, c.sk, hkv, d}, c.dtype, gen);
+    const Tensor q = random_normal({b, c.sq, h, d}, c.dtype, gen);
+    const Tensor k = random_normal({b, c.sk, hkv, d}, c.dtype, gen);
+    const Tensor v = random_normal({b, c.sk, hkv, d}, c.dtype, gen);
     // The accumulator already holds another block's result: rows of a larger buffer (a view, as in
     // the ring), so that the merge and the row offsets are exercised.
-    const Tensor k0 = random_tensor({b, prior_keys, hkv, d}, c.dtype, gen);
-    const Tensor v0 = random_tensor({b, prior_keys, hkv, d}, c.dtype, gen);
+    const Tensor k0 = random_normal({b, prior_keys, hkv, d}, c.dtype, gen);
+    const Tensor v0 = random_normal({b, prior_keys, hkv, d}, c.dtype, gen);
     Tensor prior_out = Tensor::empty({b, c.sq, h, d}, DType::f32);
     Tensor prior_lse = Tensor::empty({b, h, c.sq}, DType::f32);
     kernel->forward(q, k0, v0, MaskMode::none, scale, prior_out, prior_lse);
@@ -150,13 +146,13 @@ TEST(RingBlockAccumulate, FromEmptyMatchesTheReference) {
   const std::int64_t b = 1, h = 2, d = 16, s = 77;
   const std::uint32_t seed = 7;
   std::mt19937 gen(seed);
-  for (MaskMode mask : {MaskMode::none, MaskMode::causal, MaskMode::causal_strict})
+  for (MaskMode mask : test::kMasks)
     for (bool fold : {true, false}) {
       SCOPED_TRACE(::testing::Message()
                    << mask_name(mask) << (fold ? " folded" : " chunks of 10") << " seed " << seed);
-      const Tensor q = random_tensor({b, s, h, d}, DType::f32, gen);
-      const Tensor k = random_tensor({b, s, h, d}, DType::f32, gen);
-      const Tensor v = random_tensor({b, s, h, d}, DType::f32, gen);
+      const Tensor q = random_normal({b, s, h, d}, DType::f32, gen);
+      const Tensor k = random_normal({b, s, h, d}, DType::f32, gen);
+      const Tensor v = random_normal({b, s, h, d}, DType::f32, gen);
       Tensor out = Tensor::empty({b, s, h, d}, DType::f32),
              lse = Tensor::empty({b, h, s}, DType::f32);
       kernel->fill_zero(out);
@@ -203,18 +199,12 @@ TEST(RingBlockAccumulate, ChunkRowsKeepTheKernelBusy) {
 TEST(RingBlockAccumulate, CausalNeedsASquareBlock) {
   auto kernel = make_cpu_kernel(1);
   std::mt19937 gen(3);
-  const Tensor q = random_tensor({1, 8, 1, 8}, DType::f32, gen);
-  const Tensor k = random_tensor({1, 9, 1, 8}, DType::f32, gen);
+  const Tensor q = random_normal({1, 8, 1, 8}, DType::f32, gen);
+  const Tensor k = random_normal({1, 9, 1, 8}, DType::f32, gen);
   Tensor out = Tensor::zeros({1, 8, 1, 8}, DType::f32), lse = Tensor::zeros({1, 1, 8}, DType::f32);
   detail::BlockAccumulator acc(*kernel, default_host_allocator(), 4);
-  try {
-    acc.add(q, k, k, MaskMode::causal, 1.0f, out, lse);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("causal block needs as many queries as keys"),
-              std::string::npos)
-        << e.what();
-  }
+  USP_EXPECT_ERROR(acc.add(q, k, k, MaskMode::causal, 1.0f, out, lse), invalid_argument,
+                   "causal block needs as many queries as keys");
 }
 
 }  // namespace

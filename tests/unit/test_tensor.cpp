@@ -4,20 +4,14 @@
 #include <limits>
 #include <vector>
 
+#include "support/support.hpp"
 #include "usp/error.hpp"
 #include "usp/tensor.hpp"
 
 namespace usp {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_message;
 
 Tensor iota(const Tensor::Dims& shape) {
   Tensor t = Tensor::empty(shape, DType::f32);
@@ -74,15 +68,15 @@ TEST(TensorViews, SliceSharesStorage) {
 
 TEST(TensorViews, SliceAndPtrBoundsAreChecked) {
   Tensor t = iota({2, 6, 3, 4});
-  std::string m = error_of([&] { t.slice(1, 4, 3); });
+  std::string m = error_message([&] { t.slice(1, 4, 3); });
   EXPECT_NE(m.find("range [4, 7) out of bounds for dim 1 of size 6"), std::string::npos) << m;
-  m = error_of([&] { t.slice(4, 0, 1); });
+  m = error_message([&] { t.slice(4, 0, 1); });
   EXPECT_NE(m.find("dim 4 out of range"), std::string::npos) << m;
-  m = error_of([&] { t.ptr({0, 6}); });
+  m = error_message([&] { t.ptr({0, 6}); });
   EXPECT_NE(m.find("index 6 out of range for dim 1"), std::string::npos) << m;
-  m = error_of([&] { Tensor::empty({1, 2, 3, 4, 5}, DType::f32); });
+  m = error_message([&] { Tensor::empty({1, 2, 3, 4, 5}, DType::f32); });
   EXPECT_NE(m.find("shape must have 1 to 4 dims"), std::string::npos) << m;
-  m = error_of([&] { Tensor::empty({2, -1}, DType::f32); });
+  m = error_message([&] { Tensor::empty({2, -1}, DType::f32); });
   EXPECT_NE(m.find("every dim must be >= 0"), std::string::npos) << m;
 }
 
@@ -91,9 +85,9 @@ TEST(TensorViews, Reshape) {
   Tensor r = t.reshape({6, 4});
   EXPECT_EQ(r.data(), t.data());
   EXPECT_EQ(*static_cast<float*>(r.ptr({5, 3})), 23.0f);
-  std::string m = error_of([&] { t.reshape({5, 5}); });
+  std::string m = error_message([&] { t.reshape({5, 5}); });
   EXPECT_NE(m.find("has 25 elements, tensor has 24"), std::string::npos) << m;
-  m = error_of([&] { t.slice(1, 1, 2).reshape({16}); });
+  m = error_message([&] { t.slice(1, 1, 2).reshape({16}); });
   EXPECT_NE(m.find("is not contiguous"), std::string::npos) << m;
 }
 
@@ -113,7 +107,7 @@ TEST(TensorCopy, ConvertsAndHandlesStrides) {
   copy_into(h, dst);
   EXPECT_EQ(to_doubles(dst), a);
   EXPECT_EQ(*static_cast<std::uint16_t*>(dst_big.ptr({0, 0, 0, 0})), 0u);
-  std::string m = error_of([&] {
+  std::string m = error_message([&] {
     Tensor x = Tensor::empty({2, 3}, DType::f32);
     copy_into(h, x);
   });
@@ -144,7 +138,7 @@ TEST(TensorError, RelativeError) {
   EXPECT_EQ(relative_error(std::vector<double>{0.0, 1.0}, std::vector<double>{-inf, 1.0}), inf);
   Tensor a = iota({2, 2}), b = iota({2, 2});
   EXPECT_EQ(relative_error(a, b), 0.0);
-  std::string m = error_of([] {
+  std::string m = error_message([] {
     relative_error(std::vector<double>{1}, std::vector<double>{1, 2});
   });
   EXPECT_NE(m.find("sizes differ"), std::string::npos) << m;

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "usp/comm.hpp"
@@ -49,6 +50,34 @@ void wait_for_waiters(ThreadPoolGate& gate, int n) {
   }
 }
 
+// With the gate's only slot held by the test, callers (name, account) queue one after the other;
+// then the slot is released. Returns the names in the order the callers got through.
+std::string serve_queued(
+    ThreadPoolGate& gate,
+    std::initializer_list<std::pair<char, usp::detail::GateAccount*>> callers) {
+  std::mutex m;
+  std::string order;
+  std::vector<std::thread> threads;
+  int queued = 0;
+  for (const auto& [name, account] : callers) {
+    threads.emplace_back([&, name = name, account = account] {
+      const GateSlots s(&gate, 1, account);
+      std::lock_guard g(m);
+      order.push_back(name);
+    });
+    wait_for_waiters(gate, ++queued);
+  }
+  gate.release(1);
+  for (std::thread& t : threads) t.join();
+  return order;
+}
+
+// `account` takes the gate's only free slot and gives it back after `seconds` of use.
+void use_slot(ThreadPoolGate& gate, usp::detail::GateAccount& account, double seconds) {
+  ASSERT_EQ(gate.acquire(1, &account), 1);
+  gate.release(1, &account, seconds);
+}
+
 TEST(UspThreadPoolGate, AcquireIsCappedAtTheSlots) {
   ThreadPoolGate gate(2);
   EXPECT_EQ(gate.slots(), 2);
@@ -67,23 +96,7 @@ TEST(UspThreadPoolGate, AcquireIsCappedAtTheSlots) {
 TEST(UspThreadPoolGate, CallersAreServedInArrivalOrder) {
   ThreadPoolGate gate(1);
   ASSERT_EQ(gate.acquire(1), 1);  // the only slot: a and b queue behind it
-  std::mutex m;
-  std::vector<char> order;
-  auto caller = [&](char name) {
-    const GateSlots s(&gate, 1);
-    std::lock_guard g(m);
-    order.push_back(name);
-  };
-  std::thread a(caller, 'a');
-  wait_for_waiters(gate, 1);
-  std::thread b(caller, 'b');
-  wait_for_waiters(gate, 2);
-  gate.release(1);
-  a.join();
-  b.join();
-  ASSERT_EQ(order.size(), 2u);
-  EXPECT_EQ(order[0], 'a');
-  EXPECT_EQ(order[1], 'b');
+  EXPECT_EQ(serve_queued(gate, {{'a', nullptr}, {'b', nullptr}}), "ab");
   EXPECT_EQ(gate.waiting(), 0);
 }
 
@@ -91,27 +104,10 @@ TEST(UspThreadPoolGate, TheLeastUsedAccountGoesFirst) {
   ThreadPoolGate gate(1);
   usp::detail::GateAccount busy, idle;
   // busy has held a slot for 5 s; idle never has.
-  ASSERT_EQ(gate.acquire(1, &busy), 1);
-  gate.release(1, &busy, 5.0);
+  use_slot(gate, busy, 5.0);
   EXPECT_DOUBLE_EQ(busy.used, 5.0);
   ASSERT_EQ(gate.acquire(1), 1);  // hold the only slot while both queue
-  std::mutex m;
-  std::vector<char> order;
-  auto caller = [&](char name, usp::detail::GateAccount* account) {
-    const GateSlots s(&gate, 1, account);
-    std::lock_guard g(m);
-    order.push_back(name);
-  };
-  std::thread b(caller, 'b', &busy);  // queues first
-  wait_for_waiters(gate, 1);
-  std::thread i(caller, 'i', &idle);
-  wait_for_waiters(gate, 2);
-  gate.release(1);
-  b.join();
-  i.join();
-  ASSERT_EQ(order.size(), 2u);
-  EXPECT_EQ(order[0], 'i');
-  EXPECT_EQ(order[1], 'b');
+  EXPECT_EQ(serve_queued(gate, {{'b', &busy}, {'i', &idle}}), "ib");  // busy queues first
   // Served after busy (key 5), idle's account was raised to that floor: no credit for idling.
   EXPECT_GE(busy.used, 5.0);
   EXPECT_GE(idle.used, 0.0);
@@ -121,10 +117,8 @@ TEST(UspThreadPoolGate, TheLeastUsedAccountGoesFirst) {
 TEST(UspThreadPoolGate, ACallerBackFromAPauseQueuesNoFurtherAheadThanTheLastServed) {
   ThreadPoolGate gate(1);
   usp::detail::GateAccount a, late;
-  ASSERT_EQ(gate.acquire(1, &a), 1);
-  gate.release(1, &a, 3.0);
-  ASSERT_EQ(gate.acquire(1, &a), 1);  // served at key 3: the floor is now 3
-  gate.release(1, &a, 1.0);
+  use_slot(gate, a, 3.0);
+  use_slot(gate, a, 1.0);                // served at key 3: the floor is now 3
   ASSERT_EQ(gate.acquire(1, &late), 1);  // late has used nothing: raised to the floor
   EXPECT_DOUBLE_EQ(late.used, 3.0);
   gate.release(1, &late, 0.5);

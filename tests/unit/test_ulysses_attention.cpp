@@ -6,6 +6,7 @@
 #include <string>
 #include <tuple>
 
+#include "support/errors.hpp"
 #include "ulysses/head_split.hpp"
 #include "usp_matrix.hpp"
 
@@ -13,15 +14,6 @@ namespace usp::testing {
 namespace {
 
 using detail::HeadSplit;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(UlyssesHeadSplit, QueryHeadsSplitEvenly) {
   const HeadSplit s = HeadSplit::even(12, 4);
@@ -66,18 +58,17 @@ TEST(UlyssesHeadSplit, KvHeadsServeTheirQueryHeads) {
 }
 
 TEST(UlyssesHeadSplit, ErrorsNameTheRule) {
-  EXPECT_EQ(error_of([] { HeadSplit::even(12, 8); }),
+  EXPECT_EQ(test::error_message([] { HeadSplit::even(12, 8); }),
             "nheads 12 is not divisible by ulysses degree 8 (each ulysses rank computes nheads / "
             "ulysses heads)");
-  EXPECT_NE(error_of([] { HeadSplit::kv_for_queries(8, 3, 2); }).find("kv heads 3"),
+  EXPECT_NE(test::error_message([] { HeadSplit::kv_for_queries(8, 3, 2); }).find("kv heads 3"),
             std::string::npos);
 }
 
 class UlyssesAttention : public ::testing::TestWithParam<Problem> {};
 
 TEST_P(UlyssesAttention, ForwardAndBackwardMatchReference) {
-  const Problem& p = GetParam();
-  expect_within_bounds(p, run_and_compare(p));
+  expect_within_bounds(GetParam(), run_and_compare(GetParam()));
 }
 
 INSTANTIATE_TEST_SUITE_P(UlyssesMatrix, UlyssesAttention,
