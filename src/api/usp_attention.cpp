@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "ring/ring.hpp"
-#include "timing.hpp"
 #include "ulysses/head_split.hpp"
 #include "ulysses/ulysses.hpp"
 #include "usp/agree.hpp"
 #include "usp/error.hpp"
+#include "util/timing.hpp"
 
 namespace usp {
 namespace {

@@ -6,8 +6,8 @@
 
 #include "ring/block_accumulate.hpp"
 #include "ring/plan.hpp"
-#include "timing.hpp"
 #include "usp/error.hpp"
+#include "util/timing.hpp"
 
 namespace usp::detail {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "timing.hpp"
 #include "usp/error.hpp"
+#include "util/timing.hpp"
 
 namespace usp::detail {
 namespace {

@@ -3,7 +3,7 @@
 #include <array>
 #include <string>
 
-#include "convert_fast.hpp"
+#include "core/convert_fast.hpp"
 #include "usp/cpu.hpp"
 #include "usp/error.hpp"
 #include "util/enum_names.hpp"

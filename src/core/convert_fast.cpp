@@ -1,5 +1,5 @@
 // Vector conversions for usp::convert (see convert_fast.hpp).
-#include "convert_fast.hpp"
+#include "core/convert_fast.hpp"
 
 #include "usp/dtype.hpp"
 
