@@ -13,17 +13,17 @@
 #include <vector>
 
 #include "mpi/mpi_gtest_main.hpp"
-#include "unit/usp_matrix.hpp"
+#include "support/matrix.hpp"
 #include "usp/comm_mpi.hpp"
 #include "usp/usp.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-using usp::testing::Errors;
-using usp::testing::Inputs;
-using usp::testing::Results;
-using usp::testing::UspCase;
+using usp::test::Errors;
+using usp::test::Inputs;
+using usp::test::Results;
+using usp::test::UspCase;
 
 using usp::mpi_test::world;
 
@@ -44,7 +44,7 @@ constexpr bool kSanitized = false;
 Results run_usp_mpi(usp::Communicator& c, const UspCase& p, const Inputs& in) {
   const usp::Tensor q = usp::to_dtype(in.q, p.dtype), k = usp::to_dtype(in.k, p.dtype),
                     v = usp::to_dtype(in.v, p.dtype), dout = usp::to_dtype(in.dout, p.dtype);
-  usp::AttentionOptions options = usp::testing::options_of(p);
+  usp::AttentionOptions options = usp::test::options_of(p);
   options.backend = "mpi";
   usp::Attention att(c, options);
   const usp::Tensor ql = att.shard(q), kl = att.shard(k), vl = att.shard(v);
@@ -71,15 +71,15 @@ TEST(MpiUsp, MatchesReferenceForEveryRingTypeAndMesh) {
     if (u * r == n) meshes.emplace_back(u, r);
   ASSERT_FALSE(meshes.empty()) << "no mesh in the matrix has " << n << " ranks";
   int checked = 0;
-  for (const UspCase& p : usp::testing::matrix(meshes)) {
+  for (const UspCase& p : usp::test::matrix(meshes)) {
     if (kSanitized && p.dtype != usp::DType::f32) continue;
     SCOPED_TRACE(p.name());
-    const Inputs in = usp::testing::make_inputs(p);  // the same on every rank (seeded)
+    const Inputs in = usp::test::make_inputs(p);  // the same on every rank (seeded)
     const Results res = run_usp_mpi(world(), p, in);
     // Every rank gathered everything; rank 0 alone checks against the reference.
     if (world().rank() == 0) {
-      const Errors e = usp::testing::errors_vs_reference(p, in, res);
-      usp::testing::expect_within_bounds(p, e);
+      const Errors e = usp::test::errors_vs_reference(p, in, res);
+      usp::test::expect_within_bounds(p, e);
     }
     ++checked;
   }

@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "kernel/reference/reference.hpp"
+#include "support/random.hpp"
+#include "support/tolerance.hpp"
 #include "usp/usp.hpp"
 
-namespace usp::testing {
+namespace usp::test {
 
 // One distributed test case: the mesh, the attention options and the global shapes.
 struct UspCase {
@@ -40,9 +42,6 @@ struct UspCase {
 };
 
 // gtest prints parameters with this.
-// The name the ring and Ulysses tests still use.
-using Problem = UspCase;
-
 inline void PrintTo(const UspCase& p, std::ostream* os) {
   *os << p.name();
 }
@@ -52,22 +51,16 @@ struct Inputs {
   Tensor q, k, v, dout;
 };
 
-inline Tensor random_tensor(const Tensor::Dims& shape, DType t, std::mt19937& gen) {
-  Tensor x = Tensor::empty(shape, DType::f32);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  float* p = x.data_as<float>();
-  for (std::int64_t i = 0; i < x.numel(); ++i) p[i] = dist(gen);
-  round_through(p, static_cast<std::size_t>(x.numel()), t);
-  return x;
-}
-
 inline Inputs make_inputs(const UspCase& p) {
   std::mt19937 gen(p.seed);
+  const auto draw = [&](const Tensor::Dims& shape) {
+    return to_dtype(random_normal(shape, p.dtype, gen), DType::f32);
+  };
   Inputs in;
-  in.q = random_tensor({p.b, p.s, p.h, p.d}, p.dtype, gen);
-  in.k = random_tensor({p.b, p.s, p.hkv, p.d}, p.dtype, gen);
-  in.v = random_tensor({p.b, p.s, p.hkv, p.d}, p.dtype, gen);
-  in.dout = random_tensor({p.b, p.s, p.h, p.d}, p.dtype, gen);
+  in.q = draw({p.b, p.s, p.h, p.d});
+  in.k = draw({p.b, p.s, p.hkv, p.d});
+  in.v = draw({p.b, p.s, p.hkv, p.d});
+  in.dout = draw({p.b, p.s, p.h, p.d});
   return in;
 }
 
@@ -149,25 +142,38 @@ inline Results run_usp(const UspCase& p, const Inputs& in,
   return res;
 }
 
-struct Errors {
+struct ErrorSet {
   double out = 0, lse = 0, dq = 0, dk = 0, dv = 0;
 };
+struct Errors : ErrorSet {
+  ErrorSet naive;  // the same errors of a naive attention in the case's dtype
+};
 
-// Relative errors of the distributed run against the float64 reference on the global problem.
+// Relative errors of the distributed run against the float64 reference on the global problem,
+// with those of a naive attention in the case's dtype (support/tolerance.hpp) beside them.
 inline Errors errors_vs_reference(const UspCase& p, const Inputs& in, const Results& res) {
   const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
                v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
   const MaskMode mask = p.causal ? MaskMode::causal : MaskMode::none;
   const double scale = 1.0 / std::sqrt(static_cast<double>(p.d));
+  const float scale_f = static_cast<float>(scale);
   const reference::ForwardResult f = reference::forward(q, k, v, mask, scale);
+  const NaiveForward nf = naive_forward(q, k, v, mask, scale_f);
   Errors e;
+  ErrorSet& n = e.naive;
   e.out = relative_error(to_doubles(res.out), f.out);
   e.lse = relative_error(to_doubles(res.lse), f.lse);
+  n.out = relative_error(nf.out, f.out);
+  n.lse = relative_error(nf.lse, f.lse);
   if (p.backward) {
     const reference::BackwardResult g = reference::backward(q, k, v, dout, mask, scale);
+    const NaiveBackward nb = naive_backward(q, k, v, dout, mask, scale_f);
     e.dq = relative_error(to_doubles(res.dq), g.dq);
     e.dk = relative_error(to_doubles(res.dk), g.dk);
     e.dv = relative_error(to_doubles(res.dv), g.dv);
+    n.dq = relative_error(nb.dq, g.dq);
+    n.dk = relative_error(nb.dk, g.dk);
+    n.dv = relative_error(nb.dv, g.dv);
   }
   return e;
 }
@@ -177,17 +183,20 @@ inline Errors run_and_compare(const UspCase& p) {
   return errors_vs_reference(p, in, run_usp(p, in));
 }
 
-// The acceptance bounds: fp32 ≤ 1e-5 (out, lse) and 1e-4 (grads); bf16/fp16 ≤ 2e-2.
+// Each error within the relative bound of support/tolerance.hpp: at most kNaiveMultiple × the
+// naive same-dtype run's error plus a floor, and never above the fixed acceptance bound (fp32
+// 1e-5 for out and lse, 1e-4 for the gradients; bf16/fp16 2e-2).
 inline void expect_within_bounds(const UspCase& p, const Errors& e) {
   const bool f32 = p.dtype == DType::f32;
-  const double fwd = f32 ? 1e-5 : 2e-2, bwd = f32 ? 1e-4 : 2e-2;
-  EXPECT_LE(e.out, fwd) << p.name();
-  EXPECT_LE(e.lse, fwd) << p.name();
+  const Tolerance fwd{f32 ? 1e-5 : 2e-2}, bwd{f32 ? 1e-4 : 2e-2, kNaiveMultiple, kGradFloor};
+  const ErrorSet& n = e.naive;
+  EXPECT_TRUE(within(e.out, n.out, fwd)) << "out " << p.name();
+  EXPECT_TRUE(within(e.lse, n.lse, fwd)) << "lse " << p.name();
   if (p.backward) {
-    EXPECT_LE(e.dq, bwd) << p.name();
-    EXPECT_LE(e.dk, bwd) << p.name();
-    EXPECT_LE(e.dv, bwd) << p.name();
+    EXPECT_TRUE(within(e.dq, n.dq, bwd)) << "dq " << p.name();
+    EXPECT_TRUE(within(e.dk, n.dk, bwd)) << "dk " << p.name();
+    EXPECT_TRUE(within(e.dv, n.dv, bwd)) << "dv " << p.name();
   }
 }
 
-}  // namespace usp::testing
+}  // namespace usp::test

@@ -6,9 +6,9 @@
 #include <utility>
 #include <vector>
 
-#include "usp_harness.hpp"
+#include "support/distributed.hpp"
 
-namespace usp::testing {
+namespace usp::test {
 
 inline std::vector<UspCase> matrix(const std::vector<std::pair<int, int>>& meshes) {
   std::vector<UspCase> out;
@@ -42,4 +42,4 @@ inline std::string param_name(const UspCase& p) {
                         p.causal ? "_causal_" : "_full_", dtype_name(p.dtype));
 }
 
-}  // namespace usp::testing
+}  // namespace usp::test

@@ -1,15 +1,15 @@
 // Pure ring attention (ulysses degree 1) against the float64 reference on the global problem.
 #include <gtest/gtest.h>
 
-#include "usp_matrix.hpp"
+#include "support/matrix.hpp"
 
-namespace usp::testing {
+namespace usp::test {
 namespace {
 
-class RingAttention : public ::testing::TestWithParam<Problem> {};
+class RingAttention : public ::testing::TestWithParam<UspCase> {};
 
 TEST_P(RingAttention, ForwardAndBackwardMatchReference) {
-  const Problem& p = GetParam();
+  const UspCase& p = GetParam();
   expect_within_bounds(p, run_and_compare(p));
 }
 
@@ -21,7 +21,7 @@ TEST(RingAttention, NonPowerOfTwoLengthsAndOddBlocks) {
   // Ring-local blocks of 15 and 25 rows (basic, stripe) and 10 rows (zigzag halves of 5).
   for (RingType t : {RingType::basic, RingType::stripe}) {
     for (auto [s, r] : {std::pair{60, 4}, std::pair{75, 3}}) {
-      Problem p;
+      UspCase p;
       p.type = t;
       p.ring = r;
       p.s = s;
@@ -30,7 +30,7 @@ TEST(RingAttention, NonPowerOfTwoLengthsAndOddBlocks) {
       expect_within_bounds(p, run_and_compare(p));
     }
   }
-  Problem z;
+  UspCase z;
   z.type = RingType::zigzag;
   z.ring = 6;
   z.s = 60;
@@ -41,7 +41,7 @@ TEST(RingAttention, NonPowerOfTwoLengthsAndOddBlocks) {
 }
 
 TEST(RingAttention, RecordsComputeCommunicationAndBytes) {
-  Problem p;
+  UspCase p;
   p.ring = 4;
   p.s = 64;
   const Inputs in = make_inputs(p);
@@ -54,4 +54,4 @@ TEST(RingAttention, RecordsComputeCommunicationAndBytes) {
 }
 
 }  // namespace
-}  // namespace usp::testing
+}  // namespace usp::test

@@ -7,10 +7,10 @@
 #include <tuple>
 
 #include "support/errors.hpp"
+#include "support/matrix.hpp"
 #include "ulysses/head_split.hpp"
-#include "usp_matrix.hpp"
 
-namespace usp::testing {
+namespace usp::test {
 namespace {
 
 using detail::HeadSplit;
@@ -65,7 +65,7 @@ TEST(UlyssesHeadSplit, ErrorsNameTheRule) {
             std::string::npos);
 }
 
-class UlyssesAttention : public ::testing::TestWithParam<Problem> {};
+class UlyssesAttention : public ::testing::TestWithParam<UspCase> {};
 
 TEST_P(UlyssesAttention, ForwardAndBackwardMatchReference) {
   expect_within_bounds(GetParam(), run_and_compare(GetParam()));
@@ -81,7 +81,7 @@ TEST(UlyssesAttention, GroupedQueryHeadsFewerThanRanks) {
        {std::tuple{8, 2, 4, 1}, std::tuple{8, 1, 8, 1}, std::tuple{8, 2, 4, 2},
         std::tuple{6, 2, 3, 1}, std::tuple{12, 4, 6, 1}}) {
     for (DType dt : {DType::f32, DType::bf16}) {
-      Problem p;
+      UspCase p;
       p.type = RingType::zigzag;
       p.ulysses = u;
       p.ring = r;
@@ -97,7 +97,7 @@ TEST(UlyssesAttention, GroupedQueryHeadsFewerThanRanks) {
 
 TEST(UlyssesAttention, GroupedQueryHeadsSplitEvenly) {
   // hkv % u == 0: kv heads split like the query heads, nothing replicated.
-  Problem p;
+  UspCase p;
   p.ulysses = 2;
   p.h = 8;
   p.hkv = 2;
@@ -106,4 +106,4 @@ TEST(UlyssesAttention, GroupedQueryHeadsSplitEvenly) {
 }
 
 }  // namespace
-}  // namespace usp::testing
+}  // namespace usp::test

@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "kernel/reference/reference.hpp"
+#include "support/matrix.hpp"
 #include "usp/agree.hpp"
 #include "usp/backend.hpp"
-#include "usp_matrix.hpp"
 
-namespace usp::testing {
+namespace usp::test {
 namespace {
 
 class UspAttentionMatrix : public ::testing::TestWithParam<UspCase> {};
@@ -379,4 +379,4 @@ TEST(Agreement, AgreeFieldsThrowsOnEveryRank) {
 }
 
 }  // namespace
-}  // namespace usp::testing
+}  // namespace usp::test
