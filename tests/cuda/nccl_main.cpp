@@ -8,6 +8,8 @@
 //   argument errors; timeout: a receive nobody sends ends in Error(timeout) naming rank, peer and
 //     operation, after which the aborted communicator answers Error(comm);
 //   USP forward + backward (fp16, causal, zigzag) on the NCCL world vs the float64 CPU reference.
+// `usp_nccl_tests --conformance [gtest flags]` runs the communicator conformance suite instead
+// (nccl_conformance.cpp; CTest: NcclConformance).
 // Without a GPU, or in a build without NCCL, it prints "skipped: <why>" and exits 77.
 #include <chrono>
 #include <cmath>
@@ -19,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/nccl_conformance.hpp"
 #include "kernel/reference/reference.hpp"
 #include "usp/backend.hpp"
 #include "usp/comm_mpi.hpp"
@@ -322,6 +325,14 @@ void test_usp(usp::Communicator& world, int device) {
 
 int main(int argc, char** argv) {
   usp::MpiSession mpi(&argc, &argv);
+  bool conformance = false;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--conformance") == 0) {
+      conformance = true;
+      for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+      --argc;
+      break;
+    }
   g_rank = mpi.rank();
   if (usp::cuda::device_count() == 0) {
     if (mpi.rank() == 0)
@@ -333,6 +344,15 @@ int main(int argc, char** argv) {
       std::printf("skipped: built without NCCL (%s)\n",
                   usp::backend_unavailable_reason("nccl").c_str());
     return 77;
+  }
+  if (conformance) {
+    try {
+      return usp::test::run_nccl_conformance(mpi, argc, argv);
+    } catch (const std::exception& e) {
+      std::printf("rank %d: FAIL exception: %s\n", mpi.rank(), e.what());
+      std::fflush(stdout);
+      mpi.abort(1, e.what());
+    }
   }
   const int device = mpi.rank() % usp::cuda::device_count();
   try {

@@ -58,8 +58,9 @@ inline void expect_spread_over_hosts() {
   }
 }
 
-inline int run_all(int argc, char** argv, int min_ranks, std::chrono::milliseconds timeout) {
-  MpiSession s(&argc, &argv);
+// As run_all below, in the session `s` the caller started (and ends after this returns).
+inline int run_all_in(MpiSession& s, int argc, char** argv, int min_ranks,
+                      std::chrono::milliseconds timeout) {
   session() = &s;
   ::testing::InitGoogleTest(&argc, argv);
   if (s.size() < min_ranks) {
@@ -85,6 +86,11 @@ inline int run_all(int argc, char** argv, int min_ranks, std::chrono::millisecon
   if (s.rank() == 0 && worst != 0 && rc == 0)
     std::fprintf(stderr, "%s: a test failed on another rank (see [rank N] lines)\n", argv[0]);
   return worst;
+}
+
+inline int run_all(int argc, char** argv, int min_ranks, std::chrono::milliseconds timeout) {
+  MpiSession s(&argc, &argv);
+  return run_all_in(s, argc, argv, min_ranks, timeout);
 }
 
 }  // namespace usp::mpi_test

@@ -11,28 +11,13 @@
 namespace usp::test {
 namespace {
 
-std::exception_ptr run_mpi_world(int ranks, std::chrono::milliseconds timeout,
-                                 const std::function<void(Communicator&)>& fn) {
-  Communicator& world = usp::mpi_test::world();
-  std::unique_ptr<Communicator> sub = world.split(world.rank() < ranks ? 0 : -1, world.rank());
-  std::exception_ptr err;
-  if (sub != nullptr) {
-    sub->set_name("world");
-    sub->set_timeout(timeout);
-    try {
-      fn(*sub);
-    } catch (...) {
-      err = std::current_exception();
-    }
-  }
-  world.barrier();
-  return err;
-}
-
 CommWorld mpi_world() {
   CommWorld w;
   w.name = "mpi";
-  w.run = run_mpi_world;
+  w.run = [](int ranks, std::chrono::milliseconds timeout,
+             const std::function<void(Communicator&)>& fn) {
+    return run_on_first_ranks(usp::mpi_test::world(), ranks, timeout, fn);
+  };
   w.max_ranks = [] { return usp::mpi_test::world().size(); };
   w.mismatch_says = [](std::size_t) { return std::string("is shorter"); };
   return w;

@@ -7,8 +7,8 @@
 #include "usp/comm.hpp"
 
 #if defined(USP_HAVE_CUDA)
+#include "conformance/device_comm_buffer.hpp"
 #include "usp/cuda.hpp"
-#include "usp/tensor.hpp"
 #endif
 
 namespace usp::test {
@@ -39,30 +39,6 @@ INSTANTIATE_TEST_SUITE_P(Local, CommConformance, ::testing::Values(local_world()
                          [](const auto& info) { return info.param.name; });
 
 #if defined(USP_HAVE_CUDA)
-// Device memory of cuda-local: f16 tensors holding the bytes (padded to whole elements).
-class DeviceCommBuffer final : public CommBuffer {
- public:
-  explicit DeviceCommBuffer(std::size_t bytes)
-      : alloc_(usp::cuda::make_allocator(0)),
-        t_(Tensor::empty({static_cast<std::int64_t>(bytes / 2 + 1)}, DType::f16, *alloc_)) {}
-  void* data() override { return t_.data(); }
-  void write(const std::vector<std::uint8_t>& v) override {
-    std::vector<std::uint8_t> host(t_.nbytes(), 0);
-    std::copy(v.begin(), v.end(), host.begin());
-    auto h = Tensor::wrap(host.data(), t_.shape(), DType::f16);
-    t_ = usp::cuda::to_device(h, *alloc_);
-  }
-  std::vector<std::uint8_t> read(std::size_t bytes) override {
-    Tensor h = usp::cuda::to_host(t_);
-    const auto* p = static_cast<const std::uint8_t*>(h.data());
-    return {p, p + bytes};
-  }
-
- private:
-  std::unique_ptr<Allocator> alloc_;
-  Tensor t_;
-};
-
 CommWorld cuda_local_world() {
   CommWorld w;
   w.name = "cuda_local";
@@ -77,7 +53,7 @@ CommWorld cuda_local_world() {
   };
   w.max_ranks = [] { return 4; };
   w.buffer = [](std::size_t bytes) -> std::unique_ptr<CommBuffer> {
-    return std::make_unique<DeviceCommBuffer>(bytes);
+    return std::make_unique<DeviceCommBuffer>(bytes, 0);
   };
   w.in_process = true;
   w.mismatch_says = [](std::size_t sent) { return "has " + std::to_string(sent); };
