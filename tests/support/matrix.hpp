@@ -1,5 +1,5 @@
 // The exactness matrix: every ring type × the given (ulysses, ring) meshes × causal/non-causal ×
-// fp32/bf16, forward and backward, each against the float64 reference.
+// fp32/bf16/fp16, forward and backward, each against the float64 reference.
 #pragma once
 
 #include <string>
@@ -16,7 +16,7 @@ inline std::vector<UspCase> matrix(const std::vector<std::pair<int, int>>& meshe
   for (const auto& [u, r] : meshes) {
     for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
       for (bool causal : {true, false}) {
-        for (DType dt : {DType::f32, DType::bf16}) {
+        for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
           UspCase p;
           p.type = t;
           p.ulysses = u;

@@ -80,7 +80,7 @@ TEST(UlyssesAttention, GroupedQueryHeadsFewerThanRanks) {
   for (auto [h, hkv, u, r] :
        {std::tuple{8, 2, 4, 1}, std::tuple{8, 1, 8, 1}, std::tuple{8, 2, 4, 2},
         std::tuple{6, 2, 3, 1}, std::tuple{12, 4, 6, 1}}) {
-    for (DType dt : {DType::f32, DType::bf16}) {
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
       UspCase p;
       p.type = RingType::zigzag;
       p.ulysses = u;
