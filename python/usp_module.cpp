@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "usp/agree.hpp"
 #include "usp/attention.hpp"
 #include "usp/backend.hpp"
 #include "usp/comm.hpp"
@@ -279,6 +280,17 @@ class PyAttention {
     return py::make_tuple(wrap(std::move(g.dq)), wrap(std::move(g.dk)), wrap(std::move(g.dv)));
   }
 
+  // The global token indices this rank holds, in its local order (what shard takes).
+  std::vector<std::int64_t> tokens(std::int64_t seq_len) const {
+    const usp::Layout l = attn_->layout(seq_len);
+    l.validate();
+    const usp::MeshCoord c = attn_->mesh().coord;
+    std::vector<std::int64_t> out(static_cast<std::size_t>(l.shard_len()));
+    for (std::int64_t i = 0; i < l.shard_len(); ++i)
+      out[static_cast<std::size_t>(i)] = l.global(c.ring, c.ulysses, i);
+    return out;
+  }
+
   int rank() const { return world_->get().rank(); }
   int size() const { return world_->get().size(); }
   int threads() const { return attn_->threads(); }
@@ -301,6 +313,20 @@ class PyAttention {
   std::shared_ptr<World> world_;
   std::shared_ptr<usp::Attention> attn_;
 };
+
+// Every rank's x (same shape and dtype everywhere) concatenated along dimension 0, by rank.
+py::object all_gather(const World& w, py::handle x) {
+  usp::Communicator& comm = w.get();
+  const Input in = as_tensor(x, "x", -1, usp::Device::host);
+  usp::Tensor::Dims shape = in.t.shape();
+  shape[0] *= comm.size();
+  usp::Tensor r = usp::Tensor::empty(shape, in.t.dtype());
+  {
+    py::gil_scoped_release nogil;
+    usp::allgather_host(comm, usp::default_host_allocator(), in.t.data(), r.data(), in.t.nbytes());
+  }
+  return py::cast(Buffer{nullptr, std::move(r)});
+}
 
 // run_local(n, fn): fn(world) on n ranks as threads. Each thread takes the GIL to run fn; the
 // core releases it inside. The first rank whose fn raised has its exception re-raised here (the
@@ -418,6 +444,7 @@ PYBIND11_MODULE(_usp, m) {
              py::gil_scoped_release nogil;
              c.barrier();
            })
+      .def("all_gather", &all_gather, py::arg("x"))
       .def("__repr__", [](const World& w) {
         if (!w.alive->load()) return std::string("<usp.World (ended)>");
         return usp::detail::concat("<usp.World ", w.kind, " rank ", w.comm->rank(), " of ",
@@ -448,6 +475,7 @@ PYBIND11_MODULE(_usp, m) {
       .def("forward", &PyAttention::forward, py::arg("q"), py::arg("k"), py::arg("v"))
       .def("backward", &PyAttention::backward, py::arg("q"), py::arg("k"), py::arg("v"),
            py::arg("out"), py::arg("lse"), py::arg("dout"))
+      .def("tokens", &PyAttention::tokens, py::arg("seq_len"))
       .def_property_readonly("rank", &PyAttention::rank)
       .def_property_readonly("size", &PyAttention::size)
       .def_property_readonly("threads", &PyAttention::threads)

@@ -22,7 +22,8 @@ import sys as _sys
 from . import _usp
 from ._usp import Error, InvalidArgument, World
 
-__all__ = ["Attention", "Error", "InvalidArgument", "World", "mpi_world", "run_local"]
+__all__ = ["Attention", "Error", "InvalidArgument", "World", "all_gather", "all_sum", "mpi_world",
+           "run_local"]
 
 _TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -86,6 +87,11 @@ class Attention:
         """(dq, dk, dv) in the inputs' dtype."""
         return self._out(q, *self._core.backward(q, k, v, out, lse, dout))
 
+    def tokens(self, seq_len):
+        """The global token indices this rank holds for a sequence of seq_len, in its local order
+        (x[:, attn.tokens(s)] == attn.shard(x) for any per-token x, token ids included)."""
+        return self._core.tokens(seq_len)
+
     @property
     def rank(self):
         return self._core.rank
@@ -109,6 +115,16 @@ class Attention:
         return (f"usp.Attention(rank {self.rank} of {self.size}, ulysses={self.ulysses}, "
                 f"ring={self.ring}, ring_type={self.ring_type!r}, causal={self.causal}, "
                 f"device={self.device!r})")
+
+
+def all_gather(world, x):
+    """Collective: every rank's x (same shape and dtype on all) concatenated along dim 0."""
+    return Attention._out(x, world.all_gather(x))[0]
+
+
+def all_sum(world, x):
+    """Collective: the sum of every rank's x (a float32 tensor or array), on every rank."""
+    return all_gather(world, x.reshape(1, -1)).sum(0).reshape(x.shape)
 
 
 def run_local(n, fn, timeout_s=300.0):

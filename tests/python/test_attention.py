@@ -103,3 +103,21 @@ def test_zero_copy_inputs_and_outputs():
         return torch.equal(out, before) and torch.equal(out, out2) and not torch.equal(out, out3)
 
     assert run(1, rank_fn) == [True]
+
+
+@pytest.mark.parametrize("ring_type", ["basic", "stripe", "zigzag"])
+def test_tokens_and_all_gather(ring_type):
+    """attn.tokens(s) is the order of attn.shard; all_gather / all_sum see every rank."""
+    x = torch.arange(2 * 32, dtype=torch.float32).reshape(2, 32, 1, 1)
+
+    def rank_fn(world):
+        attn = usp.Attention(world, ulysses=2, ring=2, ring_type=ring_type)
+        mine = attn.tokens(32)
+        everyone = usp.all_gather(world, torch.tensor(mine, dtype=torch.float32).reshape(1, -1))
+        total = usp.all_sum(world, np.full((2, 3), world.rank + 1, dtype=np.float32))
+        return (torch.equal(attn.shard(x), x[:, mine]),
+                sorted(everyone.reshape(-1).tolist()) == list(range(32)),
+                isinstance(total, np.ndarray) and bool((total == 10).all()))
+
+    for r in run(4, rank_fn):
+        assert r == (True, True, True)
