@@ -92,24 +92,15 @@ class Attention:
         (x[:, attn.tokens(s)] == attn.shard(x) for any per-token x, token ids included)."""
         return self._core.tokens(seq_len)
 
-    @property
-    def rank(self):
-        return self._core.rank
+    _FROM_CORE = ("rank", "size", "threads", "kernel", "timings")
 
-    @property
-    def size(self):
-        return self._core.size
-
-    @property
-    def threads(self):
-        return self._core.threads
-
-    @property
-    def kernel(self):
-        return self._core.kernel
-
-    def timings(self):
-        return self._core.timings()
+    def __getattr__(self, name):
+        """rank, size, threads (the CPU kernel's per rank), kernel (its name), timings() (this
+        rank's compute / communication seconds and bytes sent): the core's."""
+        core = self.__dict__.get("_core")
+        if core is not None and name in Attention._FROM_CORE:
+            return getattr(core, name)
+        raise AttributeError(f"usp.Attention has no attribute {name!r}")
 
     def __repr__(self):
         return (f"usp.Attention(rank {self.rank} of {self.size}, ulysses={self.ulysses}, "
