@@ -3,7 +3,7 @@ SHELL := /bin/bash
 
 BUILD_DIR ?= build
 BENCH_ARGS ?=
-FORMAT_DIRS := $(wildcard include src tools tests)
+FORMAT_DIRS := $(wildcard include src tools tests python)
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.hpp' -o -name '*.cpp' \
                  -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null | sort)
 

@@ -40,21 +40,16 @@ if(USP_NCCL_INCLUDE_DIR AND USP_NCCL_LIBRARY AND USP_HAVE_MPI AND _usp_nccl_src
    AND _usp_nccl_version AND _usp_nccl_version VERSION_GREATER_EQUAL 2.14)
   set(_usp_nccl_usable ON)
 endif()
-option(USP_WITH_NCCL "Build the NCCL communicator (needs nccl.h and libnccl >= 2.14, and MPI)"
-       ${_usp_nccl_usable})
-set(USP_HAVE_NCCL OFF)
-if(USP_WITH_NCCL)
-  if(_usp_nccl_usable)
-    set(USP_HAVE_NCCL ON)
-    target_sources(usp_cuda PRIVATE ${_usp_nccl_src})
-    target_include_directories(usp_cuda SYSTEM PRIVATE ${USP_NCCL_INCLUDE_DIR})
-    target_link_libraries(usp_cuda PRIVATE ${USP_NCCL_LIBRARY} MPI::MPI_CXX)
-    target_compile_definitions(usp_cuda PRIVATE USP_HAVE_NCCL=1)
-  else()
-    message(WARNING "usp: USP_WITH_NCCL=ON but nccl.h / libnccl >= 2.14 / MPI not all found "
-                    "(nccl.h: ${USP_NCCL_INCLUDE_DIR}, version: '${_usp_nccl_version}', "
-                    "libnccl: ${USP_NCCL_LIBRARY}, MPI: ${USP_HAVE_MPI}); building without NCCL")
-  endif()
+set(_usp_nccl_missing "nccl.h / libnccl >= 2.14 / MPI not all found (nccl.h: ")
+string(APPEND _usp_nccl_missing "${USP_NCCL_INCLUDE_DIR}, version: '${_usp_nccl_version}', "
+                                "libnccl: ${USP_NCCL_LIBRARY}, MPI: ${USP_HAVE_MPI})")
+usp_feature(NCCL "Build the NCCL communicator (needs nccl.h and libnccl >= 2.14, and MPI)"
+            ${_usp_nccl_usable} "${_usp_nccl_missing}")
+if(USP_HAVE_NCCL)
+  target_sources(usp_cuda PRIVATE ${_usp_nccl_src})
+  target_include_directories(usp_cuda SYSTEM PRIVATE ${USP_NCCL_INCLUDE_DIR})
+  target_link_libraries(usp_cuda PRIVATE ${USP_NCCL_LIBRARY} MPI::MPI_CXX)
+  target_compile_definitions(usp_cuda PRIVATE USP_HAVE_NCCL=1)
 endif()
 message(STATUS "usp: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL=${USP_HAVE_NCCL}"
                " (nccl.h: ${USP_NCCL_INCLUDE_DIR}, version '${_usp_nccl_version}')")
