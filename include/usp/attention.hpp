@@ -46,8 +46,9 @@ class UspAttention {
   };
 
   // q [b, s_local, h, d], k and v [b, s_local, hkv, d]: this rank's shard in the layout order of
-  // layout(global seq_len), s_local = seq_len / (u·r). The first call with a given shape checks
-  // the shape and dtype against every other rank.
+  // layout(global seq_len), s_local = seq_len / (u·r). Every call checks the shapes and dtype
+  // against every other rank of the sequence-parallel group (one all-gather of a digest); a
+  // mismatch throws, on every rank, an Error naming the ranks and shapes that differ.
   Output forward(const Tensor& q, const Tensor& k, const Tensor& v);
   // out and lse as returned by forward; dout like out.
   Grads backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,

@@ -79,6 +79,31 @@ void agree_timed(Communicator& comm, Allocator& alloc, const Fields& mine, std::
   agree_fields(comm, alloc, mine, what, kCallAlike);
 }
 
+// FNV-1a over every name and value (each ended by a zero byte).
+std::uint64_t digest_of(const Fields& fields) {
+  std::uint64_t h = 14695981039346656037ull;
+  const auto add = [&h](std::string_view s) {
+    for (const char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    h *= 1099511628211ull;
+  };
+  for (const auto& [name, value] : fields) {
+    add(name);
+    add(value);
+  }
+  return h;
+}
+
+// True when every rank of comm has the same digest (collective; counted as communication).
+bool digests_agree(Communicator& comm, Allocator& alloc, std::uint64_t mine, UspTimings& timings) {
+  std::vector<std::uint64_t> all(static_cast<std::size_t>(comm.size()));
+  const auto t0 = detail::Clock::now();
+  allgather_host(comm, alloc, &mine, all.data(), sizeof mine);
+  const double dt = detail::seconds_since(t0);
+  timings.comm_wait_s += dt;
+  timings.comm_total_s += dt;
+  return std::all_of(all.begin(), all.end(), [&](std::uint64_t d) { return d == mine; });
+}
+
 Layout layout_of(const UspConfig& c, std::int64_t seq_len) {
   return {.type = c.ring_type, .seq_len = seq_len, .ulysses = c.ulysses, .ring = c.ring};
 }
@@ -100,7 +125,6 @@ struct UspAttention::State {
   UspConfig config;
   Mesh mesh;
   UspTimings timings;
-  std::vector<Fields> agreed;  // shapes every sp rank has been seen to share
 
   // The dimensions, scale, head splits and mask of one forward/backward call, validated.
   struct CallGeometry {
@@ -129,12 +153,12 @@ struct UspAttention::State {
 
 UspAttention::State::CallGeometry UspAttention::State::geometry(const Tensor& q, const Tensor& k,
                                                                 const Tensor& v) {
-  // Shapes are compared across the sequence-parallel group first, so that every rank fails alike.
-  Fields mine = shape_fields(q, k, v);
-  if (std::find(agreed.begin(), agreed.end(), mine) == agreed.end()) {
+  // Shapes are compared across the sequence-parallel group at every call, first, so that every
+  // rank fails alike (also when one rank alone changes shape): one all-gather of a digest; the
+  // fields themselves travel only when the digests differ, to name what differs.
+  const Fields mine = shape_fields(q, k, v);
+  if (!digests_agree(*mesh.sp, alloc, digest_of(mine), timings))
     agree_timed(*mesh.sp, alloc, mine, "input shape mismatch", timings);
-    agreed.push_back(std::move(mine));
-  }
 
   USP_CHECK_ARG(q.dim() == 4, "q ", q.describe(), " must be 4-D [b, s_local, nheads, head_size]");
   USP_CHECK_ARG(k.dim() == 4 && v.dim() == 4, "k ", k.describe(), " and v ", v.describe(),
@@ -185,7 +209,7 @@ UspAttention::State::RingSide UspAttention::State::to_ring_side(const CallGeomet
 
 UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocator& alloc,
                            const UspConfig& config)
-    : s_(new State{world, kernel, alloc, config, Mesh{}, UspTimings{}, {}}) {
+    : s_(new State{world, kernel, alloc, config, Mesh{}, UspTimings{}}) {
   // Agree on the configuration before anything that could fail on some ranks only.
   agree_timed(world, alloc, config_fields(config), "configuration mismatch", s_->timings);
   USP_CHECK_ARG(std::isfinite(config.scale) && config.scale >= 0.0f, "softmax scale ", config.scale,

@@ -217,6 +217,31 @@ TEST(UspAttention, MismatchedShapesNameTheRanks) {
   }
 }
 
+// A rank that alone changes shape after calls that agreed gets the naming error (within the
+// timeout, not a hang), as every other rank does.
+TEST(UspAttention, ShapeChangedOnOneRankLaterIsNamed) {
+  const std::vector<std::string> msgs = errors_on_ranks(4, [](Communicator& comm) {
+    HostAllocator alloc;
+    auto kernel = make_cpu_kernel(1, &alloc);
+    UspConfig cfg;
+    cfg.ulysses = 2;
+    cfg.ring = 2;
+    UspAttention att(comm, *kernel, alloc, cfg);
+    USP_TEST_RNG(rng);
+    const Tensor same = test::random_normal({1, 8, 2, 8}, DType::f32, rng);
+    for (int call = 0; call < 2; ++call) att.forward(same, same, same);
+    const std::int64_t ls = comm.rank() == 2 ? 16 : 8;
+    const Tensor q = test::random_normal({1, ls, 2, 8}, DType::f32, rng);
+    att.forward(q, q, q);
+  });
+  ASSERT_EQ(msgs.size(), 5u);
+  for (const std::string& m : msgs) {
+    EXPECT_NE(m.find("input shape mismatch"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank 2 has q=[1, 16, 2, 8] fp32"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank 0 has q=[1, 8, 2, 8] fp32"), std::string::npos) << m;
+  }
+}
+
 std::string forward_error(int u, int r, RingType t, const Tensor::Dims& qs, const Tensor::Dims& ks,
                           DType kdt = DType::f32) {
   const std::vector<std::string> msgs = errors_on_ranks(u * r, [&](Communicator& comm) {
