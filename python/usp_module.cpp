@@ -199,7 +199,8 @@ class PyAttention {
  public:
   PyAttention(std::shared_ptr<World> world, int ulysses, int ring, int data,
               const std::string& ring_type, const std::string& placement, bool causal,
-              std::optional<float> softmax_scale, const std::string& device, int threads)
+              std::optional<float> softmax_scale, const std::string& device, int threads,
+              bool check_finite)
       : world_(std::move(world)) {
     usp::AttentionOptions o;
     if (device == "cpu")
@@ -224,6 +225,7 @@ class PyAttention {
       o.scale = *softmax_scale;
     }
     o.threads = threads;
+    o.check_finite = check_finite;
     usp::Communicator& comm = world_->get();
     py::gil_scoped_release nogil;  // construction is collective
     attn_ = std::make_shared<usp::Attention>(comm, o);
@@ -465,11 +467,11 @@ PYBIND11_MODULE(_usp, m) {
 
   py::class_<PyAttention>(m, "Attention")
       .def(py::init<std::shared_ptr<World>, int, int, int, const std::string&, const std::string&,
-                    bool, std::optional<float>, const std::string&, int>(),
+                    bool, std::optional<float>, const std::string&, int, bool>(),
            py::arg("world"), py::arg("ulysses") = 1, py::arg("ring") = 1, py::arg("data") = 1,
            py::arg("ring_type") = "zigzag", py::arg("placement") = "ulysses_inner",
            py::arg("causal") = true, py::arg("softmax_scale") = py::none(),
-           py::arg("device") = "cpu", py::arg("threads") = 0)
+           py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("check_finite") = false)
       .def("shard", &PyAttention::shard, py::arg("x"), py::arg("seq_dim") = 1)
       .def("gather", &PyAttention::gather, py::arg("x"), py::arg("seq_dim") = 1)
       .def("forward", &PyAttention::forward, py::arg("q"), py::arg("k"), py::arg("v"))

@@ -24,6 +24,11 @@ struct UspConfig {
   Placement placement = Placement::ulysses_inner;
   bool causal = true;
   float scale = 0.0f;  // 0 → 1/sqrt(head size)
+  // Refuse NaN and ±Inf inputs: every forward/backward first scans this rank's q, k, v (and out,
+  // dout) and, when any rank of the sequence-parallel group holds one, throws on every rank an
+  // Error(invalid_argument) naming the tensor, the rank and the first index. Off: non-finite
+  // inputs propagate as in plain attention.
+  bool check_finite = false;
 };
 
 // One object per rank. Construction is collective over `world`: it validates the mesh, splits the
@@ -75,8 +80,9 @@ struct AttentionOptions {
   RingType ring_type = RingType::zigzag;
   Placement placement = Placement::ulysses_inner;
   bool causal = true;
-  float scale = 0.0f;  // 0 → 1/sqrt(head size)
-  int threads = 0;     // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
+  float scale = 0.0f;         // 0 → 1/sqrt(head size)
+  bool check_finite = false;  // UspConfig::check_finite
+  int threads = 0;            // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
 };
 
 // Owns the rank's allocator, kernel and UspAttention. Construction is collective over `world`

@@ -50,12 +50,13 @@ class Attention:
 
     world.size must be ulysses * ring (* data). ring_type: "basic", "stripe" or "zigzag";
     softmax_scale None means 1/sqrt(head size); device "cpu" (the CPU kernel); threads 0 shares
-    the host's cores among the ranks on it.
+    the host's cores among the ranks on it; check_finite refuses NaN and +-inf inputs (usp.Error
+    naming the tensor, the rank and the first index) instead of letting them propagate.
     """
 
     def __init__(self, world, ulysses=1, ring=1, ring_type="zigzag", causal=True,
                  softmax_scale=None, device="cpu", *, data=1, placement="ulysses_inner",
-                 threads=0):
+                 threads=0, check_finite=False):
         if not isinstance(world, World):
             raise TypeError(f"world: expected a usp.World (usp.mpi_world() or the argument of "
                             f"usp.run_local's function), got {type(world).__name__}")
@@ -64,7 +65,8 @@ class Attention:
         self.softmax_scale, self.device = softmax_scale, device
         self._core = _usp.Attention(world, ulysses=ulysses, ring=ring, data=data,
                                     ring_type=ring_type, placement=placement, causal=causal,
-                                    softmax_scale=softmax_scale, device=device, threads=threads)
+                                    softmax_scale=softmax_scale, device=device, threads=threads,
+                                    check_finite=check_finite)
 
     @staticmethod
     def _out(like, *bufs):

@@ -29,7 +29,8 @@ struct Attention::Parts {
         alloc(make_allocator(backend)),
         kernel(make_kernel(backend, t, alloc.get())),
         core(world, *kernel, *alloc,
-             {o.ring_type, o.ulysses, o.ring, o.data, o.placement, o.causal, o.scale}) {}
+             {o.ring_type, o.ulysses, o.ring, o.data, o.placement, o.causal, o.scale,
+              o.check_finite}) {}
 };
 
 Attention::Attention(Communicator& world, const AttentionOptions& options) {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/finite_check.hpp"
 #include "ring/ring.hpp"
 #include "ulysses/head_split.hpp"
 #include "ulysses/ulysses.hpp"
@@ -48,7 +49,8 @@ Fields config_fields(const UspConfig& c) {
           {"data", std::to_string(c.data)},
           {"placement", enum_text(c.placement, placement_name(c.placement))},
           {"causal", c.causal ? "true" : "false"},
-          {"scale", exact(c.scale)}};
+          {"scale", exact(c.scale)},
+          {"check_finite", c.check_finite ? "true" : "false"}};
 }
 
 // Shapes and dtypes of q, k, v (dims -1 where a tensor is not 4-D).
@@ -64,18 +66,24 @@ Fields shape_fields(const Tensor& q, const Tensor& k, const Tensor& v) {
   return f;
 }
 
+// Counts the time until it is destroyed (also by an exception) as blocking communication.
+struct CommTime {
+  UspTimings& t;
+  detail::Clock::time_point t0 = detail::Clock::now();
+  explicit CommTime(UspTimings& timings) : t(timings) {}
+  CommTime(const CommTime&) = delete;
+  CommTime& operator=(const CommTime&) = delete;
+  ~CommTime() {
+    const double dt = detail::seconds_since(t0);
+    t.comm_wait_s += dt;
+    t.comm_total_s += dt;
+  }
+};
+
 // agree_fields over comm, its time counted as blocking communication.
 void agree_timed(Communicator& comm, Allocator& alloc, const Fields& mine, std::string_view what,
                  UspTimings& timings) {
-  struct Count {
-    UspTimings& t;
-    detail::Clock::time_point t0 = detail::Clock::now();
-    ~Count() {
-      const double dt = detail::seconds_since(t0);
-      t.comm_wait_s += dt;
-      t.comm_total_s += dt;
-    }
-  } count{timings};
+  const CommTime count{timings};
   agree_fields(comm, alloc, mine, what, kCallAlike);
 }
 
@@ -96,11 +104,10 @@ std::uint64_t digest_of(const Fields& fields) {
 // True when every rank of comm has the same digest (collective; counted as communication).
 bool digests_agree(Communicator& comm, Allocator& alloc, std::uint64_t mine, UspTimings& timings) {
   std::vector<std::uint64_t> all(static_cast<std::size_t>(comm.size()));
-  const auto t0 = detail::Clock::now();
-  allgather_host(comm, alloc, &mine, all.data(), sizeof mine);
-  const double dt = detail::seconds_since(t0);
-  timings.comm_wait_s += dt;
-  timings.comm_total_s += dt;
+  {
+    const CommTime count{timings};
+    allgather_host(comm, alloc, &mine, all.data(), sizeof mine);
+  }
   return std::all_of(all.begin(), all.end(), [&](std::uint64_t d) { return d == mine; });
 }
 
@@ -146,6 +153,12 @@ struct UspAttention::State {
   };
   RingSide to_ring_side(const CallGeometry& p, const Tensor& q, const Tensor& k, const Tensor& v,
                         std::vector<HeadExchange> more);
+  // check_finite: the named tensors scanned, the sequence-parallel group compared (counted as
+  // communication).
+  void refuse_non_finite(const std::vector<std::pair<std::string_view, const Tensor*>>& ts) {
+    const CommTime count{timings};
+    detail::refuse_non_finite(*mesh.sp, alloc, world.rank(), ts);
+  }
   detail::RingContext ring_context(float scale) {
     return {*mesh.ring, kernel, alloc, config.ring_type, config.causal, scale, timings};
   }
@@ -244,6 +257,7 @@ UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, con
   Allocator& alloc = st.alloc;
   const State::CallGeometry p = st.geometry(q, k, v);
   const int u = p.u, r = p.r;
+  if (st.config.check_finite) st.refuse_non_finite({{"q", &q}, {"k", &k}, {"v", &v}});
 
   if (u == 1 && r == 1) {
     Output o{Tensor::empty(q.shape(), q.dtype(), alloc),
@@ -301,6 +315,8 @@ UspAttention::Grads UspAttention::backward(const Tensor& q, const Tensor& k, con
                     lse.dtype() == DType::f32,
                 "lse ", lse.describe(), " must be fp32 [", p.b, ", ", p.h, ", ", p.ls,
                 "] as forward returned it");
+  if (st.config.check_finite)
+    st.refuse_non_finite({{"q", &q}, {"k", &k}, {"v", &v}, {"out", &out}, {"dout", &dout}});
 
   if (u == 1 && r == 1) {
     Tensor dq = Tensor::empty(q.shape(), DType::f32, alloc);

@@ -120,3 +120,20 @@ def test_failing_rank_ends_the_others():
 
 def test_results_by_rank():
     assert usp.run_local(3, lambda w: (w.rank, w.size)) == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_check_finite_names_tensor_rank_and_index():
+    q, k, v, _ = random_qkv(1, 16, 4, 2, 8, "fp32")
+    k[0, 9, 1, 3] = float("nan")  # token 9 of 16: on the 2x2 zigzag ring, some rank's shard
+
+    def run(check):
+        def fn(world):
+            attn = usp.Attention(world, ulysses=2, ring=2, check_finite=check)
+            out, _ = attn.forward(attn.shard(q), attn.shard(k), attn.shard(v))
+            return bool(torch.isnan(attn.gather(out)).any())
+        return fn
+
+    msgs = expect_all(4, run(True), usp.InvalidArgument,
+                      r"check_finite: k holds NaN at \[0, \d+, 1, 3\] on rank \d")
+    assert len(set(msgs)) == 1  # every rank names the same place
+    assert usp.run_local(4, run(False)) == [True] * 4  # unchecked, the NaN shows in the output

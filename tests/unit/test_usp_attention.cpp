@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernel/reference/reference.hpp"
@@ -232,6 +234,43 @@ TEST(UspAttention, MismatchedShapesNameTheRanks) {
 // A rank that alone changes shape after calls that agreed is named as on the first call.
 TEST(UspAttention, ShapeChangedOnOneRankLaterIsNamed) {
   expect_shape_mismatch_named(2, 2, 2, 2);
+}
+
+// check_finite: the rank holding a NaN or an infinity, the tensor and the index are named on
+// every rank, forward and backward; without it the call runs and the NaN shows in the output.
+TEST(UspAttention, CheckFiniteNamesTensorRankAndIndex) {
+  const auto run = [](bool check, int bad_rank, const char* which, float value) {
+    return errors_on_ranks(4, [=](Communicator& comm) {
+      Attention attn(comm, {.ulysses = 2, .ring = 2, .check_finite = check, .threads = 1});
+      USP_TEST_RNG(rng);
+      Tensor q = test::random_normal({1, 8, 4, 8}, DType::f32, rng);
+      Tensor k = test::random_normal({1, 8, 2, 8}, DType::f32, rng);
+      Tensor v = test::random_normal({1, 8, 2, 8}, DType::f32, rng);
+      Tensor dout = test::random_normal({1, 8, 4, 8}, DType::f32, rng);
+      Tensor& bad = std::string_view(which) == "k" ? k : dout;
+      if (comm.rank() == bad_rank) *static_cast<float*>(bad.ptr({0, 3, 1, 5})) = value;
+      const UspAttention::Output o = attn.forward(q, k, v);
+      if (!check) {
+        // The rank's own later tokens see its key (causal), whatever else the ring carries.
+        bool any_nan = false;
+        for (double x : to_doubles(o.out)) any_nan = any_nan || std::isnan(x);
+        if (comm.rank() == bad_rank) {
+          EXPECT_TRUE(any_nan);
+        }
+        USP_FAIL(internal, "ran");  // errors_on_ranks wants an error
+      }
+      attn.backward(q, k, v, o.out, o.lse, dout);
+    });
+  };
+  for (const std::string& m : run(true, 2, "k", std::nanf("")))
+    EXPECT_NE(m.find("check_finite: k holds NaN at [0, 3, 1, 5] on rank 2 (k [1, 8, 2, 8] fp32"),
+              std::string::npos)
+        << m;
+  for (const std::string& m : run(true, 1, "dout", INFINITY))
+    EXPECT_NE(m.find("check_finite: dout holds +inf at [0, 3, 1, 5] on rank 1"), std::string::npos)
+        << m;
+  for (const std::string& m : run(false, 2, "k", std::nanf("")))
+    EXPECT_NE(m.find("ran"), std::string::npos) << m;
 }
 
 std::string forward_error(int u, int r, RingType t, const Tensor::Dims& qs, const Tensor::Dims& ks,

@@ -296,6 +296,24 @@ TEST_F(UspAttnToolErrors, ImpossibleConfigurations) {
                        usp::backend_unavailable_reason("cuda-local"));
 }
 
+// --check-finite refuses a NaN naming the tensor, the rank and the index in its shard (token 5
+// of 12 is rank 0's sixth on a basic ring of 2); without it the NaN shows in the output.
+TEST_F(UspAttnToolErrors, CheckFiniteNamesTheValue) {
+  Tensor k = read_npy(path("k.npy"));
+  *static_cast<float*>(k.ptr({0, 5, 1, 3})) = std::nanf("");
+  write_npy(path("k_nan.npy"), k);
+  auto a = base_with({"--ring", "2", "--causal"});
+  a[3] = path("k_nan.npy");
+  auto checked = a;
+  checked.push_back("--check-finite");
+  expect_usage_error(checked, "check_finite: k holds NaN at [0, 5, 1, 3] on rank 0");
+  const RunResult r = run(a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  bool any_nan = false;
+  for (double x : read_npy_f64(path("o/out.npy")).data) any_nan = any_nan || std::isnan(x);
+  EXPECT_TRUE(any_nan);
+}
+
 TEST_F(UspAttnToolErrors, BadCommandLines) {
   expect_usage_error(base_with({"--frobnicate"}), "unknown option '--frobnicate'");
   expect_usage_error({"--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy")},

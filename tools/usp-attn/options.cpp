@@ -39,7 +39,8 @@ const char* usage() {
   return "usage: usp-attn --q Q.npy --k K.npy --v V.npy [--dout DOUT.npy] [--ulysses U] [--ring "
          "R]\n"
          "                [--ring-type basic|stripe|zigzag] [--causal] [--dtype fp32|bf16|fp16]\n"
-         "                [--softmax-scale X] [--backend B] [--threads N] --out-dir DIR\n"
+         "                [--softmax-scale X] [--check-finite] [--backend B] [--threads N]\n"
+         "                --out-dir DIR\n"
          "\n"
          "Runs exact attention of q [b, s, h, d] over k, v [b, s, hkv, d] (float32 or float64\n"
          ".npy, little-endian, C order) on ulysses x ring ranks (see --backend) and\n"
@@ -56,6 +57,9 @@ const char* usage() {
          "  --causal              causal mask (query i sees keys j <= i)\n"
          "  --dtype T             round inputs to this storage type first (default fp32)\n"
          "  --softmax-scale X     scale of q.k (default 1/sqrt(d))\n"
+         "  --check-finite        refuse inputs holding NaN or +-inf (the error names the\n"
+         "                        tensor, the rank and the first index); without it they\n"
+         "                        propagate as in plain attention\n"
          "  --backend B           where the U*R ranks run (default local):\n"
          "                        local: threads of this process, CPU kernel;\n"
          "                        mpi: one process per rank, CPU kernel, started with\n"
@@ -93,12 +97,12 @@ Options parse_options(int argc, const char* const* argv) {
         "--q",         "--k",     "--v",       "--dout",          "--ulysses", "--ring",
         "--ring-type", "--dtype", "--backend", "--softmax-scale", "--threads", "--out-dir"};
     const bool valued = kValued.count(flag) != 0;
-    USP_CHECK_ARG(valued || flag == "--causal", "unknown option '", flag,
-                  "' (see usp-attn --help)");
+    USP_CHECK_ARG(valued || flag == "--causal" || flag == "--check-finite", "unknown option '",
+                  flag, "' (see usp-attn --help)");
     USP_CHECK_ARG(seen.insert(flag).second, "option ", flag, " is given more than once");
     if (!valued) {
       USP_CHECK_ARG(!has_value, flag, " takes no value");
-      o.causal = true;
+      (flag == "--causal" ? o.causal : o.check_finite) = true;
       continue;
     }
     if (!has_value) {

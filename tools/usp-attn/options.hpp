@@ -15,6 +15,7 @@ struct Options {
   int ring = 1;
   RingType ring_type = RingType::basic;
   bool causal = false;
+  bool check_finite = false;  // refuse NaN/±Inf inputs (UspConfig::check_finite)
   DType dtype = DType::f32;
   float scale = 0.0f;  // 0: 1/sqrt(head size)
   std::string backend = "local";

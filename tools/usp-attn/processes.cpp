@@ -35,6 +35,7 @@ tools::Fields run_fields(const Options& o, const NpyInputs& p) {
           {"ring", std::to_string(o.ring)},
           {"ring_type", ring_type_name(o.ring_type)},
           {"causal", o.causal ? "true" : "false"},
+          {"check_finite", o.check_finite ? "true" : "false"},
           {"dtype", dtype_name(o.dtype)},
           {"softmax_scale", num(p.scale)},
           {"backward", p.dout.defined() ? "true" : "false"},

@@ -31,6 +31,7 @@ Results run(const Options& o, const NpyInputs& p, Communicator* world) {
                                  .ring_type = o.ring_type,
                                  .causal = o.causal,
                                  .scale = p.scale,
+                                 .check_finite = o.check_finite,
                                  .threads = o.threads};
 
   Results r;
