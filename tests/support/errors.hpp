@@ -26,6 +26,19 @@ std::string error_message(const std::function<void()>& fn);
 ::testing::AssertionResult throws_error_exactly(const std::function<void()>& fn, ErrorKind kind,
                                                 std::string_view message);
 
+// Runs fn and returns the usp::Error it must throw (a test failure when it throws none), for
+// tests that inspect the error further (kind, message, what()).
+template <class F>
+usp::Error expect_error(F&& fn) {
+  try {
+    fn();
+  } catch (const usp::Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no usp::Error thrown";
+  return usp::Error(usp::ErrorKind::internal, "<no error>");
+}
+
 // Success when `message` contains every one of `words`.
 ::testing::AssertionResult contains_all(const std::string& message,
                                         std::initializer_list<std::string_view> words);

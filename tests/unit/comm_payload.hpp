@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "support/errors.hpp"  // expect_error
 #include "usp/error.hpp"
 
 namespace usp::test {
@@ -26,18 +27,6 @@ inline std::vector<std::uint8_t> make_payload(std::uint32_t seed, int a, int b, 
   std::vector<std::uint8_t> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = payload(seed, a, b, i);
   return v;
-}
-
-// Runs fn and returns the usp::Error it must throw.
-template <class F>
-usp::Error expect_error(F&& fn) {
-  try {
-    fn();
-  } catch (const usp::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no usp::Error thrown";
-  return usp::Error(usp::ErrorKind::internal, "none");
 }
 
 }  // namespace usp::test

@@ -5,22 +5,12 @@
 #include <algorithm>
 #include <string>
 
+#include "support/errors.hpp"
 #include "usp/backend.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
 
 namespace {
-
-template <class F>
-usp::Error capture(F&& f) {
-  try {
-    f();
-  } catch (const usp::Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a usp::Error";
-  return usp::Error(usp::ErrorKind::internal, "<none thrown>");
-}
 
 bool has(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
@@ -38,7 +28,7 @@ TEST(CudaBackend, NamesAndAliases) {
 }
 
 TEST(CudaBackend, UnknownNameListsKnownOnes) {
-  auto e = capture([] { (void)usp::make_kernel("gpu"); });
+  auto e = usp::test::expect_error([] { (void)usp::make_kernel("gpu"); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
   EXPECT_TRUE(has(e.what(), "'gpu'")) << e.what();
   EXPECT_TRUE(has(e.what(), "cuda-local")) << e.what();
@@ -54,7 +44,7 @@ TEST(CudaBackend, LocalIsAlwaysAvailable) {
   EXPECT_EQ(k->device(), usp::Device::host);
   auto a = usp::make_allocator("local");
   EXPECT_EQ(a->device(), usp::Device::host);
-  auto e = capture([] { (void)usp::make_kernel("local", -1); });
+  auto e = usp::test::expect_error([] { (void)usp::make_kernel("local", -1); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
   EXPECT_TRUE(has(e.what(), "threads = -1")) << e.what();
 }
@@ -77,27 +67,28 @@ TEST(CudaBackend, GpuBackendsSayWhatIsMissing) {
     EXPECT_TRUE(has(why, "USP_WITH_CUDA=ON")) << why;
   }
   for (const char* b : {"cuda-local", "nccl"}) {
-    auto e = capture([&] { (void)usp::make_kernel(b); });
+    auto e = usp::test::expect_error([&] { (void)usp::make_kernel(b); });
     EXPECT_EQ(e.kind(), usp::ErrorKind::unsupported) << b;
     EXPECT_TRUE(has(e.what(), std::string("backend '") + b + "'")) << e.what();
-    auto e2 = capture([&] { (void)usp::make_allocator(b); });
+    auto e2 = usp::test::expect_error([&] { (void)usp::make_allocator(b); });
     EXPECT_EQ(e2.kind(), usp::ErrorKind::unsupported) << b;
   }
-  auto e3 = capture([] { usp::run_ranks("cuda-local", 2, [](usp::Communicator&) {}); });
+  auto e3 =
+      usp::test::expect_error([] { usp::run_ranks("cuda-local", 2, [](usp::Communicator&) {}); });
   EXPECT_EQ(e3.kind(), usp::ErrorKind::unsupported);
   EXPECT_EQ(usp::cuda::unavailable_reason().empty(), false);
 }
 
 TEST(CudaBackend, CudaEntryPointsThrowWithoutGpu) {
   if (usp::cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
-  auto e = capture([] { (void)usp::cuda::make_allocator(0); });
+  auto e = usp::test::expect_error([] { (void)usp::cuda::make_allocator(0); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::unsupported);
-  auto e2 = capture([] { (void)usp::cuda::make_kernel(0); });
+  auto e2 = usp::test::expect_error([] { (void)usp::cuda::make_kernel(0); });
   EXPECT_EQ(e2.kind(), usp::ErrorKind::unsupported);
-  auto e3 = capture([] { usp::cuda::run_local(2, [](usp::Communicator&) {}); });
+  auto e3 = usp::test::expect_error([] { usp::cuda::run_local(2, [](usp::Communicator&) {}); });
   EXPECT_EQ(e3.kind(), usp::ErrorKind::unsupported);
   EXPECT_TRUE(has(e3.what(), "cuda")) << e3.what();
-  auto e4 = capture([] { (void)usp::cuda::nccl_world(); });
+  auto e4 = usp::test::expect_error([] { (void)usp::cuda::nccl_world(); });
   EXPECT_EQ(e4.kind(), usp::ErrorKind::unsupported);
   EXPECT_TRUE(has(e4.what(), "nccl") || has(e4.what(), "CUDA")) << e4.what();
   EXPECT_EQ(usp::cuda::device_count(), 0);
@@ -109,11 +100,11 @@ TEST(CudaBackend, KernelImplementationNamesAreChecked) {
   EXPECT_EQ(usp::cuda::default_backward(), "mma");
   if (!usp::cuda::compiled()) GTEST_SKIP() << "built without CUDA: make_kernel only says so";
   // The names are checked before any GPU is looked for.
-  auto e = capture([] { (void)usp::cuda::make_kernel(0, nullptr, "mma", "fast"); });
+  auto e = usp::test::expect_error([] { (void)usp::cuda::make_kernel(0, nullptr, "mma", "fast"); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
   EXPECT_TRUE(has(e.what(), "backward = 'fast'")) << e.what();
   EXPECT_TRUE(has(e.what(), "USP_CUDA_BWD")) << e.what();
-  auto e2 = capture([] { (void)usp::cuda::make_kernel(0, nullptr, "tensor", ""); });
+  auto e2 = usp::test::expect_error([] { (void)usp::cuda::make_kernel(0, nullptr, "tensor", ""); });
   EXPECT_EQ(e2.kind(), usp::ErrorKind::invalid_argument);
   EXPECT_TRUE(has(e2.what(), "forward = 'tensor'")) << e2.what();
   EXPECT_TRUE(has(e2.what(), "USP_CUDA_FWD")) << e2.what();
@@ -125,7 +116,7 @@ TEST(CudaBackend, KernelImplementationNamesAreChecked) {
 
 TEST(CudaBackend, ProcessPerRankBackendsAreNotThreadLaunched) {
   for (const char* b : {"mpi", "nccl"}) {
-    auto e = capture([&] { usp::run_ranks(b, 2, [](usp::Communicator&) {}); });
+    auto e = usp::test::expect_error([&] { usp::run_ranks(b, 2, [](usp::Communicator&) {}); });
     EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument) << b;
     EXPECT_TRUE(has(e.what(), "mpirun")) << e.what();
   }

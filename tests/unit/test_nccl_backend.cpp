@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "support/errors.hpp"
 #include "usp/backend.hpp"
 #include "usp/cuda.hpp"
 #include "usp/error.hpp"
@@ -14,19 +15,9 @@ bool has(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }
 
-template <class F>
-usp::Error capture(F&& f) {
-  try {
-    f();
-  } catch (const usp::Error& e) {
-    return e;
-  }
-  return usp::Error(usp::ErrorKind::internal, "no error was thrown");
-}
-
 TEST(NcclBackend, MakeWorldWithoutGpuOrNcclSaysWhatIsMissing) {
   if (usp::backend_available("nccl")) GTEST_SKIP() << "this build and machine can run 'nccl'";
-  const usp::Error e = capture([] { (void)usp::make_world("nccl"); });
+  const usp::Error e = usp::test::expect_error([] { (void)usp::make_world("nccl"); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::unsupported) << e.what();
   EXPECT_TRUE(has(e.what(), "backend 'nccl'")) << e.what();
   EXPECT_EQ(std::string(e.what()), usp::backend_unavailable_reason("nccl"));
@@ -40,25 +31,25 @@ TEST(NcclBackend, MakeWorldWithoutGpuOrNcclSaysWhatIsMissing) {
 
 TEST(NcclBackend, NcclWorldWithoutGpuOrNcclThrowsUnsupported) {
   if (usp::backend_available("nccl")) GTEST_SKIP() << "this build and machine can run 'nccl'";
-  const usp::Error e = capture([] { (void)usp::cuda::nccl_world(); });
+  const usp::Error e = usp::test::expect_error([] { (void)usp::cuda::nccl_world(); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::unsupported) << e.what();
   EXPECT_TRUE(has(e.what(), "nccl") || has(e.what(), "CUDA")) << e.what();
 }
 
 TEST(NcclBackend, MakeWorldRefusesThreadBackendsAndUnknownNames) {
   for (const char* b : {"local", "cpu", "cuda-local"}) {
-    const usp::Error e = capture([&] { (void)usp::make_world(b); });
+    const usp::Error e = usp::test::expect_error([&] { (void)usp::make_world(b); });
     EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument) << b;
     EXPECT_TRUE(has(e.what(), "run_ranks") && has(e.what(), b)) << e.what();
   }
-  const usp::Error e = capture([] { (void)usp::make_world("ncl"); });
+  const usp::Error e = usp::test::expect_error([] { (void)usp::make_world("ncl"); });
   EXPECT_EQ(e.kind(), usp::ErrorKind::invalid_argument);
   EXPECT_TRUE(has(e.what(), "'ncl' is unknown") && has(e.what(), "nccl")) << e.what();
 }
 
 TEST(NcclBackend, MakeWorldMpiNeedsAnMpiProgram) {
   // Not started by mpirun with an MpiSession (or built without MPI): a clear error, never a hang.
-  const usp::Error e = capture([] { (void)usp::make_world("mpi"); });
+  const usp::Error e = usp::test::expect_error([] { (void)usp::make_world("mpi"); });
   EXPECT_TRUE(e.kind() == usp::ErrorKind::comm || e.kind() == usp::ErrorKind::unsupported)
       << e.what();
   EXPECT_TRUE(has(e.what(), "MPI")) << e.what();
