@@ -29,6 +29,13 @@ struct UspConfig {
   // Error(invalid_argument) naming the tensor, the rank and the first index. Off: non-finite
   // inputs propagate as in plain attention.
   bool check_finite = false;
+  // The double ring: the ring group of `ring` ranks as ring / double_ring inner rings of
+  // double_ring consecutive ring ranks. K/V go around the inner ring, then one hop on the outer
+  // ring (ring rank g·double_ring + i to (g + 1)·double_ring + i), posted when a phase starts and
+  // overlapped with its inner steps, so that slow links carry fewer, larger transfers. 0 (or
+  // `ring`) is the single ring; it must divide `ring` and needs a ring type that passes K/V around
+  // (not allgather). Exact like the single ring.
+  int double_ring = 0;
 };
 
 // One object per rank. Construction is collective over `world`: it validates the mesh, splits the
@@ -82,6 +89,7 @@ struct AttentionOptions {
   bool causal = true;
   float scale = 0.0f;         // 0 → 1/sqrt(head size)
   bool check_finite = false;  // UspConfig::check_finite
+  int double_ring = 0;        // UspConfig::double_ring: inner ring size, 0 = the single ring
   int threads = 0;            // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
 };
 

@@ -4,6 +4,8 @@
 //   basic:  ring rank i holds the contiguous chunk i of P chunks.
 //   zigzag: the sequence is cut into 2P chunks; ring rank i holds chunks i and 2P−1−i (in that
 //   order). stripe: token t goes to ring rank t mod P (local index t / P).
+//   allgather: zigzag's chunks (the all-gather-KV strategy: K/V gathered over the ring group
+//   instead of passed around it; the layout keeps causal work balanced).
 // Each ring rank's tokens (in that order) are then cut into u contiguous parts, one per ulysses
 // rank. After the Ulysses all-to-all a rank of ring rank i holds exactly ring rank i's tokens in
 // ring-local order, for a subset of heads.
@@ -17,9 +19,13 @@
 
 namespace usp {
 
-enum class RingType : std::uint8_t { basic, stripe, zigzag };
-const char* ring_type_name(RingType t);  // "basic", "stripe", "zigzag"
+enum class RingType : std::uint8_t { basic, stripe, zigzag, allgather };
+const char* ring_type_name(RingType t);  // "basic", "stripe", "zigzag", "allgather"
 RingType parse_ring_type(std::string_view s);
+// zigzag and allgather: two chunks per ring rank, the sequence cut into 2P chunks.
+constexpr bool two_chunks_per_rank(RingType t) {
+  return t == RingType::zigzag || t == RingType::allgather;
+}
 
 struct TokenLocation {
   int ring_rank = 0;
@@ -34,7 +40,7 @@ struct Layout {
   int ring = 1;
 
   // Throws Error naming seq_len / degrees and the rule (basic, stripe: seq_len % (u·r) == 0;
-  // zigzag: seq_len % (2·u·r) == 0; degrees >= 1).
+  // zigzag, allgather: seq_len % (2·u·r) == 0; degrees >= 1).
   void validate() const;
   std::int64_t shard_len() const { return seq_len / (static_cast<std::int64_t>(ulysses) * ring); }
   std::int64_t ring_len() const { return seq_len / ring; }

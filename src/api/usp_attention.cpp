@@ -50,7 +50,8 @@ Fields config_fields(const UspConfig& c) {
           {"placement", enum_text(c.placement, placement_name(c.placement))},
           {"causal", c.causal ? "true" : "false"},
           {"scale", exact(c.scale)},
-          {"check_finite", c.check_finite ? "true" : "false"}};
+          {"check_finite", c.check_finite ? "true" : "false"},
+          {"double_ring", std::to_string(c.double_ring)}};
 }
 
 // Shapes and dtypes of q, k, v (dims -1 where a tensor is not 4-D).
@@ -160,7 +161,8 @@ struct UspAttention::State {
     detail::refuse_non_finite(*mesh.sp, alloc, world.rank(), ts);
   }
   detail::RingContext ring_context(float scale) {
-    return {*mesh.ring, kernel, alloc, config.ring_type, config.causal, scale, timings};
+    return {*mesh.ring,    kernel, alloc,   config.ring_type,
+            config.causal, scale,  timings, config.double_ring};
   }
 };
 
@@ -229,6 +231,15 @@ UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocat
                 " must be finite and >= 0 (0 means 1/sqrt(head_size))");
   const MeshShape shape{config.data, config.ulysses, config.ring, config.placement};
   shape.validate(world.size());
+  USP_CHECK_ARG(
+      config.double_ring >= 0 && (config.double_ring == 0 || config.ring % config.double_ring == 0),
+      "double_ring ", config.double_ring, " must be 0 (the single ring) or divide ring ",
+      config.ring, " (inner rings of double_ring consecutive ring ranks)");
+  USP_CHECK_ARG(config.double_ring == 0 || config.double_ring == config.ring ||
+                    config.ring_type != RingType::allgather,
+                "double_ring ", config.double_ring,
+                " needs a ring that passes K/V around (basic, stripe, zigzag); allgather gathers "
+                "K/V in one step and has no inner ring");
   s_->mesh = make_mesh(world, shape);
 }
 

@@ -11,8 +11,8 @@
 namespace usp {
 
 const char* ring_type_name(RingType t) {
-  static constexpr std::array<const char*, 3> kNames{"basic", "stripe",
-                                                     "zigzag"};  // RingType order
+  static constexpr std::array<const char*, 4> kNames{"basic", "stripe", "zigzag",
+                                                     "allgather"};  // RingType order
   return detail::enum_name(t, kNames);
 }
 
@@ -20,7 +20,9 @@ RingType parse_ring_type(std::string_view s) {
   if (s == "basic") return RingType::basic;
   if (s == "stripe" || s == "strip") return RingType::stripe;
   if (s == "zigzag") return RingType::zigzag;
-  USP_FAIL(invalid_argument, "ring type '", s, "' is unknown (allowed: basic, stripe, zigzag)");
+  if (s == "allgather") return RingType::allgather;
+  USP_FAIL(invalid_argument, "ring type '", s,
+           "' is unknown (allowed: basic, stripe, zigzag, allgather)");
 }
 
 void Layout::validate() const {
@@ -28,10 +30,10 @@ void Layout::validate() const {
   USP_CHECK_ARG(ring >= 1, "ring degree ", ring, " must be >= 1");
   USP_CHECK_ARG(seq_len >= 1, "seq_len ", seq_len, " must be >= 1");
   const std::int64_t ur = static_cast<std::int64_t>(ulysses) * ring;
-  if (type == RingType::zigzag) {
+  if (two_chunks_per_rank(type)) {
     USP_CHECK_ARG(seq_len % (2 * ur) == 0, "seq_len ", seq_len,
                   " is not divisible by 2·ulysses·ring = ", 2 * ur, " (ulysses ", ulysses,
-                  ", ring ", ring, "; zigzag needs two chunks per ring rank)");
+                  ", ring ", ring, "; ", ring_type_name(type), " needs two chunks per ring rank)");
   } else {
     USP_CHECK_ARG(seq_len % ur == 0, "seq_len ", seq_len,
                   " is not divisible by ulysses·ring = ", ur, " (ulysses ", ulysses, ", ring ",
@@ -50,7 +52,8 @@ std::pair<int, std::int64_t> Layout::ring_locate(std::int64_t token) const {
     }
     case RingType::stripe:
       return {static_cast<int>(token % p), token / p};
-    case RingType::zigzag: {
+    case RingType::zigzag:
+    case RingType::allgather: {
       const std::int64_t chunk = seq_len / (2 * p);
       const std::int64_t c = token / chunk;
       const std::int64_t off = token % chunk;
@@ -72,7 +75,8 @@ std::int64_t Layout::ring_global(int ring_rank, std::int64_t ring_index) const {
       return ring_rank * ring_len() + ring_index;
     case RingType::stripe:
       return ring_index * p + ring_rank;
-    case RingType::zigzag: {
+    case RingType::zigzag:
+    case RingType::allgather: {
       const std::int64_t chunk = seq_len / (2 * p);
       if (ring_index < chunk) return ring_rank * chunk + ring_index;
       return (2 * p - 1 - ring_rank) * chunk + (ring_index - chunk);

@@ -50,7 +50,10 @@ StepPlan basic_causal_step(int ring_size, int rank, int source, std::int64_t blo
 StepPlan stripe_causal_step(int ring_size, int rank, int source, std::int64_t block_len);
 StepPlan zigzag_causal_step(int ring_size, int rank, int source, std::int64_t block_len);
 
-// The plan of rank `rank` at `step` (0 ≤ step < ring_size).
+// The plan of rank `rank` for the block of rank `source` (allgather: the zigzag rule).
+StepPlan plan_blocks(RingType type, int ring_size, int rank, int source, bool causal,
+                     std::int64_t block_len);
+// The plan of rank `rank` at `step` (0 ≤ step < ring_size) of the single ring.
 StepPlan plan_step(RingType type, int ring_size, int rank, int step, bool causal,
                    std::int64_t block_len);
 

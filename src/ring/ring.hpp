@@ -6,6 +6,17 @@
 // [b, 2b)), so each step is one message. The ring passes the packed buffer to rank + 1 and
 // receives the next one from rank − 1; the transfer for step s + 1 is posted before step s is
 // computed (double buffering), so an asynchronous backend overlaps it with the kernel.
+//
+// The double ring (inner > 0): the P ranks as G = P / inner inner rings of `inner` consecutive
+// ranks, rank = g·inner + i. A phase is one single ring over the inner ring; at its start the
+// block the rank holds also leaves on the outer ring (to (g + 1)·inner + i), to be the block the
+// next phase starts with. The dK/dV partial of a phase's block, complete over the inner ring at
+// the phase's end, takes the same outer hop and is added to the next group's partial of that
+// block; after G phases it is home. inner = 0 or P is the single ring.
+//
+// allgather (type): every rank sends its block to every other at once and computes its queries
+// against each block as it arrives, in the single ring's order with the zigzag rule; the backward
+// sends each rank its fp32 dK/dV partial and sums the ones it receives (a reduce-scatter).
 #pragma once
 
 #include "usp/comm.hpp"
@@ -24,6 +35,7 @@ struct RingContext {
   bool causal;
   float scale;
   UspTimings& timings;
+  int inner = 0;  // the double ring's inner ring size; 0 = the single ring
 };
 
 // k [b, L, hkv, d] and v (same shape and dtype) copied into one new packed buffer.

@@ -9,10 +9,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "mpi/mpi_gtest_main.hpp"
+#include "support/cases.hpp"
 #include "support/matrix.hpp"
 #include "usp/comm_mpi.hpp"
 #include "usp/usp.hpp"
@@ -88,6 +90,36 @@ TEST(MpiUsp, MatchesReferenceForEveryRingTypeAndMesh) {
     for (auto [u, r] : meshes) std::printf(" %dx%d", u, r);
     std::printf("\n");
   }
+}
+
+TEST(MpiUsp, DoubleRingMatchesReference) {
+  // Inner rings of 1, 2 (and 4 on 8 ranks) over the whole world, and under Ulysses.
+  const int n = world().size();
+  std::vector<std::tuple<int, int, int>> meshes = {{1, n, 2}, {1, n, 1}, {2, n / 2, 1}};
+  if (n == 8) meshes.push_back({1, 8, 4});
+  if (n == 8) meshes.push_back({2, 4, 2});
+  int checked = 0;
+  for (const auto& [u, r, inner] : meshes) {
+    for (usp::RingType t : usp::test::kPassingRingTypes) {
+      for (bool causal : {true, false}) {
+        for (usp::DType dt : {usp::DType::f32, usp::DType::bf16}) {
+          if (kSanitized && dt != usp::DType::f32) continue;
+          UspCase p{.type = t, .ulysses = u, .ring = r, .causal = causal, .dtype = dt};
+          p.double_ring = inner;
+          p.h = 8;
+          p.hkv = 4;
+          p.seed = static_cast<std::uint32_t>(900 + checked);
+          SCOPED_TRACE(p.name());
+          const Inputs in = usp::test::make_inputs(p);
+          const Results res = run_usp_mpi(world(), p, in);
+          if (world().rank() == 0)
+            usp::test::expect_within_bounds(p, usp::test::errors_vs_reference(p, in, res));
+          ++checked;
+        }
+      }
+    }
+  }
+  if (world().rank() == 0) std::printf("checked %d double-ring problems on %d ranks\n", checked, n);
 }
 
 TEST(MpiUsp, ConfigurationMismatchNamesTheRank) {

@@ -14,8 +14,11 @@ namespace usp::test {
 inline constexpr std::array<DType, 3> kDtypes = {DType::f32, DType::bf16, DType::f16};
 inline constexpr std::array<MaskMode, 3> kMasks = {MaskMode::none, MaskMode::causal,
                                                    MaskMode::causal_strict};
-inline constexpr std::array<RingType, 3> kRingTypes = {RingType::basic, RingType::stripe,
-                                                       RingType::zigzag};
+inline constexpr std::array<RingType, 4> kRingTypes = {RingType::basic, RingType::stripe,
+                                                       RingType::zigzag, RingType::allgather};
+// The ring types that pass K/V around the ring (the double ring applies to these).
+inline constexpr std::array<RingType, 3> kPassingRingTypes = {RingType::basic, RingType::stripe,
+                                                              RingType::zigzag};
 // (ulysses, ring) meshes up to 8 ranks, with one that is not a power of two.
 inline constexpr std::array<std::pair<int, int>, 11> kMeshes = {
     {{1, 1}, {1, 2}, {2, 1}, {1, 4}, {2, 2}, {4, 1}, {1, 8}, {2, 4}, {4, 2}, {8, 1}, {3, 2}}};

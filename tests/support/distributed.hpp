@@ -33,11 +33,13 @@ struct UspCase {
   std::int64_t b = 1, s = 96, h = 8, hkv = 8, d = 16;
   std::uint32_t seed = 1;
   bool backward = true;
+  int double_ring = 0;  // UspConfig::double_ring
 
   std::string name() const {
-    return detail::concat(ring_type_name(type), "_", ulysses, "x", ring, causal ? "_causal" : "",
-                          "_", dtype_name(dtype), "_b", b, "s", s, "h", h, "kv", hkv, "d", d,
-                          " seed ", seed);
+    return detail::concat(ring_type_name(type),
+                          double_ring > 0 ? detail::concat("_dr", double_ring) : std::string(), "_",
+                          ulysses, "x", ring, causal ? "_causal" : "", "_", dtype_name(dtype), "_b",
+                          b, "s", s, "h", h, "kv", hkv, "d", d, " seed ", seed);
   }
 };
 
@@ -78,6 +80,7 @@ inline AttentionOptions options_of(const UspCase& p) {
           .ring_type = p.type,
           .placement = p.placement,
           .causal = p.causal,
+          .double_ring = p.double_ring,
           .threads = 1};
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/cases.hpp"
 #include "support/distributed.hpp"
 
 namespace usp::test {
@@ -14,7 +15,7 @@ inline std::vector<UspCase> matrix(const std::vector<std::pair<int, int>>& meshe
   std::vector<UspCase> out;
   std::uint32_t seed = 100;
   for (const auto& [u, r] : meshes) {
-    for (RingType t : {RingType::basic, RingType::stripe, RingType::zigzag}) {
+    for (RingType t : kRingTypes) {
       for (bool causal : {true, false}) {
         for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
           UspCase p;
