@@ -466,6 +466,27 @@ TEST(BenchCli, CheckAgreesWithTheSingleRankRun) {
   }
 }
 
+TEST(BenchCli, StrategiesAgreeWithTheSingleRankRun) {
+  // allgather, and the double ring (inner rings of 2 within a ring of 4; on 2x2 one inner ring
+  // of both, the single ring), each checked against the single-rank run.
+  for (const char* flags : {"--ring-type allgather --degrees 2x2,1x4",
+                            "--ring-type basic,zigzag --double-ring 2 --degrees 2x2,1x4"}) {
+    const Result r = run_bench(std::string(flags) +
+                               " --fwd-only both --seq-len 48 --head-size 8 --nheads 4 "
+                               "--kv-heads 2 --dtype fp32 --iters 1 --warmup 0 --check");
+    ASSERT_EQ(r.code, 0) << flags << r.out << r.err;
+    const auto tables = seed_tables(r.out);
+    ASSERT_EQ(tables.size(), 1u);
+    for (const auto& row : tables[0].rows) {
+      ASSERT_EQ(row.size(), 11u);
+      EXPECT_EQ(row[0], std::string(flags).find("double") != std::string::npos
+                            ? (row[0].rfind("basic", 0) == 0 ? "basic/dr2" : "zigzag/dr2")
+                            : "allgather");
+      EXPECT_LE(std::stod(row[10]), 1e-5) << flags << " " << row[0] << " " << row[10];
+    }
+  }
+}
+
 // The cells of the first markdown table line that starts with `prefix`.
 std::vector<std::string> table_line(const std::string& out, const std::string& prefix) {
   for (const std::string& line : lines_of(out)) {
@@ -547,6 +568,13 @@ TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
       {"--plot out.pdf", "--plot: 'out.pdf' must end in .svg or .png"},
       {"--csv /nonexistent/dir/x.csv", "--csv: cannot write"},
       {"--repeats 0", "--repeats: 0 is out of range"},
+      {"--ring-type spiral", "--ring-type: 'spiral' is not basic, stripe, zigzag or allgather"},
+      {"--double-ring 3 --degrees 2x4 --seq-len 64",
+       "--double-ring: 3 cannot run zigzag over 2x4 (the inner ring size must divide the ring "
+       "degree 4)"},
+      {"--ring-type allgather --double-ring 2 --degrees 2x4 --seq-len 64",
+       "--double-ring: 2 cannot run allgather over 2x4 (allgather gathers K/V in one step"},
+      {"--double-ring 0", "--double-ring: 0 is out of range"},
   };
   for (const auto& [args, message] : cases) {
     const Result r = run_bench(args);

@@ -149,11 +149,13 @@ struct Config {
   std::int64_t b, s, h, hkv, d;
   bool f64_inputs;
   double tol_out, tol_grad;
+  int double_ring = 0;
 };
 
 void PrintTo(const Config& c, std::ostream* os) {
   *os << c.ring_type << " " << c.ulysses << "x" << c.ring << (c.causal ? " causal " : " full ")
-      << c.dtype << " b" << c.b << " s" << c.s << " h" << c.h << "/" << c.hkv << " d" << c.d;
+      << c.dtype << " b" << c.b << " s" << c.s << " h" << c.h << "/" << c.hkv << " d" << c.d
+      << (c.double_ring ? " double ring " + std::to_string(c.double_ring) : std::string());
 }
 
 class UspAttnToolMatch : public UspAttnToolTest, public ::testing::WithParamInterface<Config> {};
@@ -177,6 +179,7 @@ TEST_P(UspAttnToolMatch, OutputsMatchReference) {
                                    "--threads",   "1",
                                    "--out-dir",   out_dir};
   if (c.causal) args.push_back("--causal");
+  if (c.double_ring) args.insert(args.end(), {"--double-ring", std::to_string(c.double_ring)});
   const RunResult r = run(args);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -204,7 +207,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Config{"zigzag", 2, 2, true, "fp32", 2, 24, 4, 4, 16, false, 1e-5, 1e-4},
                       Config{"stripe", 1, 4, false, "fp32", 1, 20, 4, 2, 8, true, 1e-5, 1e-4},
                       Config{"basic", 2, 3, true, "fp32", 1, 18, 6, 2, 8, false, 1e-5, 1e-4},
-                      Config{"zigzag", 4, 1, true, "bf16", 1, 16, 4, 1, 16, true, 2e-2, 2e-2}));
+                      Config{"zigzag", 4, 1, true, "bf16", 1, 16, 4, 1, 16, true, 2e-2, 2e-2},
+                      Config{"allgather", 2, 2, true, "fp32", 1, 24, 4, 2, 8, false, 1e-5, 1e-4},
+                      Config{"stripe", 1, 4, true, "fp32", 1, 24, 2, 2, 8, true, 1e-5, 1e-4, 2}));
 
 TEST_F(UspAttnToolTest, ForwardOnlyWritesNoGradients) {
   const Tensor q = write_random("q.npy", {1, 8, 2, 4}, false);
@@ -289,6 +294,10 @@ TEST_F(UspAttnToolErrors, ImpossibleConfigurations) {
                      "--ulysses 3 does not divide the 4 query heads");
   expect_usage_error(base_with({"--dtype", "int8"}), "--dtype");
   expect_usage_error(base_with({"--ring-type", "spiral"}), "'spiral'");
+  expect_usage_error(base_with({"--ring", "4", "--double-ring", "3"}),
+                     "--double-ring 3 must divide --ring 4");
+  expect_usage_error(base_with({"--ring", "2", "--ring-type", "allgather", "--double-ring", "1"}),
+                     "--double-ring 1 does not apply to --ring-type allgather");
   expect_usage_error(base_with({"--ring", "0"}), "--ring 0 must be in [1,");
   expect_usage_error(base_with({"--backend", "spiral"}), "--backend 'spiral' is unknown");
   if (!usp::backend_available("cuda-local"))

@@ -38,8 +38,9 @@ float parse_scale(std::string_view flag, std::string_view s) {
 const char* usage() {
   return "usage: usp-attn --q Q.npy --k K.npy --v V.npy [--dout DOUT.npy] [--ulysses U] [--ring "
          "R]\n"
-         "                [--ring-type basic|stripe|zigzag] [--causal] [--dtype fp32|bf16|fp16]\n"
-         "                [--softmax-scale X] [--check-finite] [--backend B] [--threads N]\n"
+         "                [--ring-type basic|stripe|zigzag|allgather] [--double-ring INNER]\n"
+         "                [--causal] [--dtype fp32|bf16|fp16] [--softmax-scale X]\n"
+         "                [--check-finite] [--backend B] [--threads N]\n"
          "                --out-dir DIR\n"
          "\n"
          "Runs exact attention of q [b, s, h, d] over k, v [b, s, hkv, d] (float32 or float64\n"
@@ -53,7 +54,11 @@ const char* usage() {
          "  --ring R              ring degree (default 1)\n"
          "  --ring-type T         sequence layout of the ring: basic (s divisible by U*R),\n"
          "                        stripe (s divisible by U*R), zigzag (s divisible by 2*U*R);\n"
-         "                        default basic\n"
+         "                        allgather: zigzag's layout, K/V all-gathered over the ring\n"
+         "                        group instead of passed around it; default basic\n"
+         "  --double-ring INNER   the ring as R/INNER inner rings of INNER consecutive ring\n"
+         "                        ranks (K/V go around the inner ring, then one hop on the\n"
+         "                        outer ring); INNER divides R, not with allgather\n"
          "  --causal              causal mask (query i sees keys j <= i)\n"
          "  --dtype T             round inputs to this storage type first (default fp32)\n"
          "  --softmax-scale X     scale of q.k (default 1/sqrt(d))\n"
@@ -94,8 +99,9 @@ Options parse_options(int argc, const char* const* argv) {
       has_value = true;
     }
     static const std::set<std::string> kValued = {
-        "--q",         "--k",     "--v",       "--dout",          "--ulysses", "--ring",
-        "--ring-type", "--dtype", "--backend", "--softmax-scale", "--threads", "--out-dir"};
+        "--q",       "--k",         "--v",          "--dout",    "--ulysses",
+        "--ring",    "--ring-type", "--dtype",      "--backend", "--softmax-scale",
+        "--threads", "--out-dir",   "--double-ring"};
     const bool valued = kValued.count(flag) != 0;
     USP_CHECK_ARG(valued || flag == "--causal" || flag == "--check-finite", "unknown option '",
                   flag, "' (see usp-attn --help)");
@@ -127,13 +133,16 @@ Options parse_options(int argc, const char* const* argv) {
       o.ring = parse_int(flag, value, 1, kMaxWorld);
     } else if (flag == "--threads") {
       o.threads = parse_int(flag, value, 0, 1024);
+    } else if (flag == "--double-ring") {
+      o.double_ring = parse_int(flag, value, 1, kMaxWorld);
     } else if (flag == "--softmax-scale") {
       o.scale = parse_scale(flag, value);
     } else if (flag == "--dtype") {
       o.dtype = parse_dtype(value, "--dtype");
     } else if (flag == "--ring-type") {
-      USP_CHECK_ARG(value == "basic" || value == "stripe" || value == "zigzag", "--ring-type '",
-                    value, "' is unknown (allowed: basic, stripe, zigzag)");
+      USP_CHECK_ARG(
+          value == "basic" || value == "stripe" || value == "zigzag" || value == "allgather",
+          "--ring-type '", value, "' is unknown (allowed: basic, stripe, zigzag, allgather)");
       o.ring_type = parse_ring_type(value);
     } else if (flag == "--backend") {
       USP_CHECK_ARG(value == "local" || value == "cpu" || value == "mpi" || value == "cuda-local" ||
@@ -149,6 +158,12 @@ Options parse_options(int argc, const char* const* argv) {
                                 {"--out-dir", &o.out_dir}}) {
     USP_CHECK_ARG(!v->empty(), "missing required option ", flag, " (see usp-attn --help)");
   }
+  USP_CHECK_ARG(o.double_ring == 0 || o.ring % o.double_ring == 0, "--double-ring ", o.double_ring,
+                " must divide --ring ", o.ring, " (inner rings of INNER consecutive ring ranks)");
+  USP_CHECK_ARG(o.double_ring == 0 || o.ring_type != RingType::allgather, "--double-ring ",
+                o.double_ring,
+                " does not apply to --ring-type allgather (K/V are gathered in one "
+                "step: there is no inner ring)");
   USP_CHECK_ARG(static_cast<long>(o.ulysses) * o.ring <= kMaxWorld, "--ulysses ", o.ulysses,
                 " x --ring ", o.ring, " = ", static_cast<long>(o.ulysses) * o.ring,
                 " ranks is more than the ", kMaxWorld, " this tool runs");

@@ -14,6 +14,7 @@ struct Options {
   int ulysses = 1;
   int ring = 1;
   RingType ring_type = RingType::basic;
+  int double_ring = 0;  // inner ring size (UspConfig::double_ring); 0: the single ring
   bool causal = false;
   bool check_finite = false;  // refuse NaN/±Inf inputs (UspConfig::check_finite)
   DType dtype = DType::f32;

@@ -34,6 +34,7 @@ tools::Fields run_fields(const Options& o, const NpyInputs& p) {
           {"ulysses", std::to_string(o.ulysses)},
           {"ring", std::to_string(o.ring)},
           {"ring_type", ring_type_name(o.ring_type)},
+          {"double_ring", std::to_string(o.double_ring)},
           {"causal", o.causal ? "true" : "false"},
           {"check_finite", o.check_finite ? "true" : "false"},
           {"dtype", dtype_name(o.dtype)},

@@ -32,6 +32,7 @@ Results run(const Options& o, const NpyInputs& p, Communicator* world) {
                                  .causal = o.causal,
                                  .scale = p.scale,
                                  .check_finite = o.check_finite,
+                                 .double_ring = o.double_ring,
                                  .threads = o.threads};
 
   Results r;

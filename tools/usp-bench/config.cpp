@@ -6,9 +6,15 @@ namespace usp::bench {
 
 std::string RowConfig::describe() const {
   std::ostringstream os;
-  os << ring_type_name(ring_type) << " s=" << seq_len << ' ' << ulysses << 'x' << ring << ' '
+  os << ring_label() << " s=" << seq_len << ' ' << ulysses << 'x' << ring << ' '
      << (fwd_only ? "fwd" : "fwd+bwd");
   return os.str();
+}
+
+std::string RowConfig::ring_label() const {
+  std::string s = ring_type_name(ring_type);
+  if (double_ring > 0) s += "/dr" + std::to_string(double_ring);
+  return s;
 }
 
 double row_flops(const BenchProblem& p, const RowConfig& c) {

@@ -25,11 +25,14 @@ struct RowConfig {
   int ulysses = 1;
   int ring = 1;
   bool fwd_only = true;
+  int double_ring = 0;  // UspConfig::double_ring: inner ring size, 0 = the single ring
 
   int world() const { return ulysses * ring; }
   bool operator==(const RowConfig&) const = default;
-  // "zigzag s=4096 2x4 fwd"
+  // "zigzag s=4096 2x4 fwd" ("zigzag/dr2 ..." with a double ring of inner rings of 2)
   std::string describe() const;
+  // "zigzag", or "zigzag/dr2" with a double ring
+  std::string ring_label() const;
 };
 
 // The seed's operation count: F = 4·b·s²·h·d, halved when causal, ×3.5 with the backward pass.

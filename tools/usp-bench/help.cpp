@@ -20,7 +20,14 @@ What to run (lists are comma-separated; every combination is one row):
                        seed-backward   zigzag 2x4 × 6 lengths × fwd_only {True, False}
                        scaled          the three tables at 1024, 2048, 4096 (no calibration)
                        Any flag below overrides the preset's value in every table.
-  --ring-type LIST     basic,stripe,zigzag                        (default zigzag)
+  --ring-type LIST     basic,stripe,zigzag,allgather              (default zigzag); allgather:
+                       K/V all-gathered over the ring group (r − 1 concurrent transfers, each
+                       block computed as it arrives; zigzag's layout), dK/dV reduce-scattered
+                       in fp32
+  --double-ring INNER  every row's ring group as r/INNER inner rings of INNER consecutive ring
+                       ranks: K/V go around the inner ring, then one hop on the outer ring,
+                       overlapped (INNER must divide r; not with allgather). Default: the
+                       single ring
   --seq-len LIST       global sequence lengths, e.g. 4096,8192    (default: see "Lengths")
   --degrees LIST       ULYSSESxRING pairs, e.g. 2x4,4x2; a row runs u·r ranks (default 2x4)
   --fwd-only V         true | false | both (or a list): forward only, or forward + backward
@@ -101,16 +108,18 @@ What the columns mean:
                          fwd_only and ×3.5 for fwd + bwd (the seed's formula; aggregated over all
                          ranks, s = global seq_len, h = query heads)
   Under each table: the analytic minimum memory per rank — its shard of q, k, v, out (dtype) and
-  lse (fp32), plus 2 K/V ring buffers in flight (k and v, [b, s/r, max(hkv/u,1), d] each), plus
-  with backward its shard of dout, dq, dk, dv and the 2 dK/dV buffers in flight on the second
-  ring (fp32, shaped like the K/V buffers) — and measured/minimum (target ≤ 1.2×).
+  lse (fp32), plus 2 K/V ring buffers in flight (k and v, [b, s/r, max(hkv/u,1), d] each; 4 on a
+  double ring, all r with allgather), plus with backward its shard of dout, dq, dk, dv and the 2
+  dK/dV buffers in flight on the second ring (fp32, shaped like the K/V buffers; 4 on a double
+  ring) — and measured/minimum (target ≤ 1.2×).
 
 Lengths: without --seq-len and --preset, on the CPU backends (local, mpi), a calibration first
 times the CPU kernel's forward (the run's dtype, head size and mask; batch size 2, 16 heads,
 512 tokens), one single-threaded kernel per core all computing at once, as the ranks do (under a
 second), and takes the machine's rate R (the seed's flop count of a call / its median time,
 summed over the kernels). The rows then run at L, 2L, 4L, where L is the granularity of the
-rows' layouts (the least common multiple of u·r, 2·u·r for zigzag: 16 for 2x4 and 4x2) times a
+rows' layouts (the least common multiple of u·r, 2·u·r for zigzag and allgather: 16 for 2x4
+and 4x2) times a
 power of two, L ≥ 512 and 4L ≤ 8192, every row fitting in memory: the largest such L for which
 the whole run's flops (F of every row × (warm-up + timed iterations) × repeats, twice with
 --vs-single-rank, + 2 F with --check) / R ≤ 40 s, or the smallest L when none fits the budget.
@@ -118,7 +127,8 @@ The report says which lengths, the rate, the predicted time and what stopped a l
 mpirun rank 0 measures and every rank uses its rate. The GPU backends run 1024, 2048, 4096.
 
 Errors: an unknown flag, a malformed value, an impossible row (u·r ≠ --world, a length the layout
-cannot split — basic/stripe need seq_len divisible by u·r, zigzag by 2·u·r —, heads not divisible
+cannot split — basic/stripe need seq_len divisible by u·r, zigzag and allgather by 2·u·r —, a
+--double-ring that does not divide r, heads not divisible
 by u) or a run whose estimated memory exceeds MemAvailable exits 2 with one line
 "usp-bench: error: ..." before anything runs. A failure while running exits 1.
 Under mpirun every rank exits 2 when a rank's command line is invalid, differs from the others'

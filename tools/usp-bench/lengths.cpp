@@ -33,7 +33,7 @@ bool all_fit(const std::vector<RowConfig>& rows,
 std::int64_t length_granularity(const std::vector<RowConfig>& rows) {
   std::int64_t g = 1;
   for (const RowConfig& c : rows)
-    g = std::lcm(g, std::int64_t{c.ulysses} * c.ring * (c.ring_type == RingType::zigzag ? 2 : 1));
+    g = std::lcm(g, std::int64_t{c.ulysses} * c.ring * (two_chunks_per_rank(c.ring_type) ? 2 : 1));
   return g;
 }
 

@@ -25,23 +25,31 @@ MemoryModel memory_model(const BenchProblem& p, const RowConfig& c) {
   const u64 kv_ring = b * s_ring * hkv_ring * d;  // after the Ulysses exchange (ring level)
   const u64 lse = b * h * s_local;                // fp32
 
+  // The K/V blocks a rank holds at once: two on a ring (one computed on, one arriving), four on a
+  // double ring (the inner ring's two, the phase's block on its outer hop and the next phase's),
+  // all r with allgather. The dK/dV partials (fp32, as gradients accumulate in fp32): two on a
+  // ring (one computed into, one in flight), four on a double ring (two more on the outer hop);
+  // with allgather my block's sum and one partial in flight.
+  const bool allgather = c.ring_type == RingType::allgather;
+  const bool outer = !allgather && c.double_ring > 0 && static_cast<u64>(c.double_ring) < r;
+  const u64 kv_blocks = allgather ? r : (outer ? 4 : 2);
+  const u64 dkv_blocks = outer ? 4 : 2;
+
   MemoryModel m;
-  m.minimum = es * (q + 2 * kv + q) + 4 * lse + 2 * es * (2 * kv_ring);
-  // With backward, the K/V buffers in flight also include the dK/dV partials that travel the
-  // second ring: two buffers (one computed into, one in flight), fp32 as the exactness rule
-  // requires (gradients accumulate in fp32).
-  if (!c.fwd_only) m.minimum += es * (q + q + 2 * kv) + 2 * 4 * (2 * kv_ring);
+  m.minimum = es * (q + 2 * kv + q) + 4 * lse + kv_blocks * es * (2 * kv_ring);
+  if (!c.fwd_only) m.minimum += es * (q + q + 2 * kv) + dkv_blocks * 4 * (2 * kv_ring);
 
   u64 e = m.minimum;
-  e += es * (q + 2 * kv_ring + q);     // exchanged q, k, v, out
-  e += 4 * (2 * q + 2 * lse);          // fp32 out accumulator + block partial, their lse
-  e += es * 2 * kv_ring;               // a third K/V buffer
-  e += 2 * es * std::max(q, kv_ring);  // all-to-all staging
+  e += es * (q + 2 * kv_ring + q);        // exchanged q, k, v, out
+  e += 4 * (2 * q + 2 * lse);             // fp32 out accumulator + block partial, their lse
+  if (!allgather) e += es * 2 * kv_ring;  // a third K/V buffer
+  e += 2 * es * std::max(q, kv_ring);     // all-to-all staging
   if (!c.fwd_only) {
-    e += es * (q + q + 2 * kv_ring);    // exchanged dout, dq, dk, dv
-    e += 4 * (q + 2 * kv_ring);         // fp32 dq, dk, dv accumulators
-    e += 4 * (q + 2 * kv_ring);         // fp32 block dq, dk, dv
-    e += 4 * (2 * kv_ring);             // a third fp32 dK/dV ring buffer (two are in the minimum)
+    e += es * (q + q + 2 * kv_ring);  // exchanged dout, dq, dk, dv
+    e += 4 * (q + 2 * kv_ring);       // fp32 dq, dk, dv accumulators
+    e += 4 * (q + 2 * kv_ring);       // fp32 block dq, dk, dv
+    e += 4 * (2 * kv_ring);           // a third fp32 dK/dV ring buffer (two are in the minimum)
+    if (allgather && r > 1) e += 4 * (2 * kv_ring) * (2 * r - 3);  // every partial at once
     e += 4 * (q + lse);                 // fp32 D = rowsum(dout ∘ out) and workspace
     e += 2 * 4 * std::max(q, kv_ring);  // fp32 staging
   }

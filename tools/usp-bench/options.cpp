@@ -102,11 +102,11 @@ std::vector<Section> preset_sections(const std::string& name) {
                    "' (expected seed, seed-ring-type, seed-degree, seed-backward or scaled)");
 }
 
-const std::set<std::string> kValueFlags = {"--preset",    "--ring-type",  "--seq-len", "--degrees",
-                                           "--fwd-only",  "--batch-size", "--nheads",  "--kv-heads",
-                                           "--head-size", "--dtype",      "--warmup",  "--iters",
-                                           "--backend",   "--threads",    "--seed",    "--world",
-                                           "--csv",       "--json",       "--plot",    "--repeats"};
+const std::set<std::string> kValueFlags = {
+    "--preset",  "--ring-type", "--seq-len",    "--degrees", "--fwd-only", "--batch-size",
+    "--nheads",  "--kv-heads",  "--head-size",  "--dtype",   "--warmup",   "--iters",
+    "--backend", "--threads",   "--seed",       "--world",   "--csv",      "--json",
+    "--plot",    "--repeats",   "--double-ring"};
 const std::set<std::string> kSwitches = {
     "--causal",    "--no-causal", "--check", "--breakdown", "--compare-seed",  "--gflops",
     "--no-gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};
@@ -135,6 +135,7 @@ std::vector<RowConfig> Section::rows() const {
           c.ulysses = d.ulysses;
           c.ring = d.ring;
           c.fwd_only = fwd;
+          c.double_ring = double_ring;
           out.push_back(c);
         }
   return out;
@@ -206,10 +207,15 @@ Options parse_options(const std::vector<std::string>& args) {
       try {
         types.push_back(parse_ring_type(item));
       } catch (const Error&) {
-        throw UsageError("--ring-type: '" + item + "' is not basic, stripe or zigzag");
+        throw UsageError("--ring-type: '" + item + "' is not basic, stripe, zigzag or allgather");
       }
     }
     for (auto& s : o.sections) s.ring_types = types;
+  }
+  if (has("--double-ring")) {
+    const int inner =
+        static_cast<int>(parse_int("--double-ring", values["--double-ring"], 1, 4096));
+    for (auto& s : o.sections) s.double_ring = inner;
   }
   if (has("--seq-len")) {
     std::vector<std::int64_t> lens;

@@ -30,6 +30,7 @@ struct Section {
   std::vector<std::int64_t> seq_lens;
   std::vector<Degrees> degrees;
   std::vector<bool> fwd_only;
+  int double_ring = 0;  // every row's RowConfig::double_ring
   std::vector<RowConfig> rows() const;
 };
 

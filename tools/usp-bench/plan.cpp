@@ -38,13 +38,20 @@ void validate_row(const Options& o, const RowConfig& c) {
                      " ranks but this run has " + std::to_string(o.world) +
                      " (ulysses_degree × ring_degree must equal the world size)");
   const std::int64_t div =
-      static_cast<std::int64_t>(u) * r * (c.ring_type == RingType::zigzag ? 2 : 1);
+      static_cast<std::int64_t>(u) * r * (two_chunks_per_rank(c.ring_type) ? 2 : 1);
   if (c.seq_len % div != 0)
     throw UsageError("--seq-len: " + std::to_string(c.seq_len) + " cannot be split by " +
                      ring_type_name(c.ring_type) + " over " + deg.str() + " (" +
                      ring_type_name(c.ring_type) + " needs seq_len divisible by " +
-                     (c.ring_type == RingType::zigzag ? "2·u·r = " : "u·r = ") +
+                     (two_chunks_per_rank(c.ring_type) ? "2·u·r = " : "u·r = ") +
                      std::to_string(div) + ")");
+  if (c.double_ring > 0 && (r % c.double_ring != 0 || c.ring_type == RingType::allgather))
+    throw UsageError(
+        "--double-ring: " + std::to_string(c.double_ring) + " cannot run " +
+        ring_type_name(c.ring_type) + " over " + deg.str() +
+        (c.ring_type == RingType::allgather
+             ? " (allgather gathers K/V in one step and has no inner ring)"
+             : " (the inner ring size must divide the ring degree " + std::to_string(r) + ")"));
   if (p.nheads % u != 0)
     throw UsageError("--nheads: " + std::to_string(p.nheads) +
                      " heads cannot be split over ulysses degree " + std::to_string(u) +
@@ -114,6 +121,7 @@ MemoryNeed memory_need(const Options& o, const Machine& m, const RowConfig& c, i
   if (o.check) {
     RowConfig single = c;
     single.ulysses = single.ring = 1;
+    single.double_ring = 0;
     const BenchProblem& p = o.problem;
     const auto s = static_cast<std::uint64_t>(c.seq_len), b = static_cast<std::uint64_t>(p.batch);
     const auto d = static_cast<std::uint64_t>(p.head_size);

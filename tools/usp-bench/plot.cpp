@@ -68,9 +68,8 @@ std::string plot_svg(const RunData& d) {
     auto [it, inserted] = by_key.try_emplace(key);
     if (inserted) {
       order.push_back(key);
-      it->second.label = std::string(ring_type_name(c.ring_type)) + " " +
-                         std::to_string(c.ulysses) + "×" + std::to_string(c.ring) +
-                         (c.fwd_only ? " fwd" : " fwd+bwd");
+      it->second.label = c.ring_label() + " " + std::to_string(c.ulysses) + "×" +
+                         std::to_string(c.ring) + (c.fwd_only ? " fwd" : " fwd+bwd");
       it->second.dashed = !c.fwd_only;
     }
     if (d.results[i].throughput > 0)

@@ -56,7 +56,7 @@ const char* py_bool(bool b) {
 }
 
 std::string row_key(const RowConfig& c) {
-  return fmt("| %s | %lld | %d | %d | %s |", ring_type_name(c.ring_type),
+  return fmt("| %s | %lld | %d | %d | %s |", c.ring_label().c_str(),
              static_cast<long long>(c.seq_len), c.ulysses, c.ring, py_bool(c.fwd_only));
 }
 
@@ -348,7 +348,7 @@ std::string csv_report(const RunData& d) {
         "kv_heads,head_size,dtype,causal,warmup,iters,threads,backend,throughput_iters_per_s,"
         "latency_ms,peak_memory_mb,speed_tflops,speed_gflops,flops,min_memory_mb,memory_ratio,"
         "check_max_rel_err,seed_latency_ms,single_rank_threads,single_rank_latency_ms,"
-        "vs_single_rank\n";
+        "vs_single_rank,double_ring\n";
   for (std::size_t si = 0; si < o.sections.size(); ++si) {
     for (std::size_t i : d.plan.sections[si]) {
       const RowConfig& c = d.plan.rows[i];
@@ -366,7 +366,7 @@ std::string csv_report(const RunData& d) {
          << ',' << (seed ? num(seed->latency_ms) : "") << ','
          << (d.singles[i] ? std::to_string(d.singles[i]->threads) : "") << ','
          << (d.singles[i] ? num(d.singles[i]->single_median_ms) : "") << ','
-         << (d.singles[i] ? num(d.singles[i]->ratio) : "") << '\n';
+         << (d.singles[i] ? num(d.singles[i]->ratio) : "") << ',' << c.double_ring << '\n';
     }
   }
   return os.str();
@@ -420,9 +420,10 @@ std::string json_report(const RunData& d) {
       const auto seed = find_seed_row(p, c);
       os << (first ? "" : ",") << "\n      {\"ring_type\": \"" << ring_type_name(c.ring_type)
          << "\", \"seq_len\": " << c.seq_len << ", \"ulysses_degree\": " << c.ulysses
-         << ", \"ring_degree\": " << c.ring << ", \"fwd_only\": " << (c.fwd_only ? "true" : "false")
-         << ", \"world\": " << c.world() << ", \"threads\": " << r.threads
-         << ", \"iters\": " << r.iters << ", \"wall_s\": " << num(r.wall_s)
+         << ", \"ring_degree\": " << c.ring << ", \"double_ring\": " << c.double_ring
+         << ", \"fwd_only\": " << (c.fwd_only ? "true" : "false") << ", \"world\": " << c.world()
+         << ", \"threads\": " << r.threads << ", \"iters\": " << r.iters
+         << ", \"wall_s\": " << num(r.wall_s)
          << ", \"throughput_iters_per_s\": " << num(r.throughput)
          << ", \"latency_ms\": " << num(r.latency_ms) << ", \"peak_memory_mb\": " << num(r.peak_mb)
          << ", \"peak_memory_bytes\": " << r.peak_bytes << ", \"speed_tflops\": " << num(r.tflops)

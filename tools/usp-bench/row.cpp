@@ -39,6 +39,7 @@ AttentionOptions attention_options(const std::string& backend, const BenchProble
           .ring = c.ring,
           .ring_type = c.ring_type,
           .causal = p.causal,
+          .double_ring = c.double_ring,
           .threads = threads};
 }
 
@@ -222,6 +223,7 @@ RowConfig single_rank_row(const RowConfig& c) {
   RowConfig single = c;
   single.ulysses = 1;
   single.ring = 1;
+  single.double_ring = 0;
   return single;
 }
 
