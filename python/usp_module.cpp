@@ -200,7 +200,7 @@ class PyAttention {
   PyAttention(std::shared_ptr<World> world, int ulysses, int ring, int data,
               const std::string& ring_type, const std::string& placement, bool causal,
               std::optional<float> softmax_scale, const std::string& device, int threads,
-              bool check_finite)
+              bool check_finite, int double_ring)
       : world_(std::move(world)) {
     usp::AttentionOptions o;
     if (device == "cpu")
@@ -226,6 +226,7 @@ class PyAttention {
     }
     o.threads = threads;
     o.check_finite = check_finite;
+    o.double_ring = double_ring;
     usp::Communicator& comm = world_->get();
     py::gil_scoped_release nogil;  // construction is collective
     attn_ = std::make_shared<usp::Attention>(comm, o);
@@ -467,11 +468,12 @@ PYBIND11_MODULE(_usp, m) {
 
   py::class_<PyAttention>(m, "Attention")
       .def(py::init<std::shared_ptr<World>, int, int, int, const std::string&, const std::string&,
-                    bool, std::optional<float>, const std::string&, int, bool>(),
+                    bool, std::optional<float>, const std::string&, int, bool, int>(),
            py::arg("world"), py::arg("ulysses") = 1, py::arg("ring") = 1, py::arg("data") = 1,
            py::arg("ring_type") = "zigzag", py::arg("placement") = "ulysses_inner",
            py::arg("causal") = true, py::arg("softmax_scale") = py::none(),
-           py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("check_finite") = false)
+           py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("check_finite") = false,
+           py::arg("double_ring") = 0)
       .def("shard", &PyAttention::shard, py::arg("x"), py::arg("seq_dim") = 1)
       .def("gather", &PyAttention::gather, py::arg("x"), py::arg("seq_dim") = 1)
       .def("forward", &PyAttention::forward, py::arg("q"), py::arg("k"), py::arg("v"))

@@ -48,7 +48,9 @@ def _is_torch(x):
 class Attention:
     """Sequence-parallel attention for one rank of `world` (construction is collective).
 
-    world.size must be ulysses * ring (* data). ring_type: "basic", "stripe" or "zigzag";
+    world.size must be ulysses * ring (* data). ring_type: "basic", "stripe", "zigzag" or
+    "allgather" (K/V all-gathered over the ring group, zigzag's layout); double_ring INNER runs
+    the ring as ring/INNER inner rings of INNER consecutive ring ranks (0: the single ring);
     softmax_scale None means 1/sqrt(head size); device "cpu" (the CPU kernel); threads 0 shares
     the host's cores among the ranks on it; check_finite refuses NaN and +-inf inputs (usp.Error
     naming the tensor, the rank and the first index) instead of letting them propagate.
@@ -56,7 +58,7 @@ class Attention:
 
     def __init__(self, world, ulysses=1, ring=1, ring_type="zigzag", causal=True,
                  softmax_scale=None, device="cpu", *, data=1, placement="ulysses_inner",
-                 threads=0, check_finite=False):
+                 threads=0, check_finite=False, double_ring=0):
         if not isinstance(world, World):
             raise TypeError(f"world: expected a usp.World (usp.mpi_world() or the argument of "
                             f"usp.run_local's function), got {type(world).__name__}")
@@ -66,7 +68,7 @@ class Attention:
         self._core = _usp.Attention(world, ulysses=ulysses, ring=ring, data=data,
                                     ring_type=ring_type, placement=placement, causal=causal,
                                     softmax_scale=softmax_scale, device=device, threads=threads,
-                                    check_finite=check_finite)
+                                    check_finite=check_finite, double_ring=double_ring)
 
     @staticmethod
     def _out(like, *bufs):

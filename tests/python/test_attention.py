@@ -14,13 +14,14 @@ from conftest import TOLERANCE, random_qkv, reference, rel_err, run
 DEGREES = [(1, 4), (2, 2), (4, 1), (1, 2), (2, 1)]
 
 
-def check_case(ring_type, u, r, causal, dtype, b=2, s=64, h=4, hkv=4, d=16, scale=None):
+def check_case(ring_type, u, r, causal, dtype, b=2, s=64, h=4, hkv=4, d=16, scale=None,
+               double_ring=0):
     q, k, v, dout = random_qkv(b, s, h, hkv, d, dtype)
     ref = reference(q, k, v, dout, causal, scale)
 
     def rank_fn(world):
         attn = usp.Attention(world, ulysses=u, ring=r, ring_type=ring_type, causal=causal,
-                             softmax_scale=scale)
+                             softmax_scale=scale, double_ring=double_ring)
         ql, kl, vl, dl = (attn.shard(t).requires_grad_(t is not dout) for t in (q, k, v, dout))
         out, lse = attn.forward(ql.detach(), kl.detach(), vl.detach())
         out_ag = usp.torch.attention(ql, kl, vl, attn)
@@ -48,7 +49,7 @@ def check_case(ring_type, u, r, causal, dtype, b=2, s=64, h=4, hkv=4, d=16, scal
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
 @pytest.mark.parametrize("u,r", DEGREES, ids=[f"u{u}r{r}" for u, r in DEGREES])
-@pytest.mark.parametrize("ring_type", ["basic", "stripe", "zigzag"])
+@pytest.mark.parametrize("ring_type", ["basic", "stripe", "zigzag", "allgather"])
 def test_matches_float64(ring_type, u, r, causal, dtype):
     check_case(ring_type, u, r, causal, dtype)
 
@@ -58,6 +59,18 @@ def test_matches_float64(ring_type, u, r, causal, dtype):
                          ids=["u2r2_hkv2", "u4r1_hkv2", "u4r1_hkv1", "u1r4_hkv1"])
 def test_gqa(u, r, hkv, dtype):
     check_case("zigzag", u, r, True, dtype, hkv=hkv)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+@pytest.mark.parametrize("ring_type", ["basic", "stripe", "zigzag"])
+def test_double_ring(ring_type, causal, dtype):
+    """A ring of 4 as two inner rings of 2 (K/V around the inner ring, then one outer hop)."""
+    check_case(ring_type, 1, 4, causal, dtype, double_ring=2)
+
+
+def test_allgather_gqa():
+    check_case("allgather", 2, 2, True, "bf16", hkv=1)
 
 
 def test_fp16():

@@ -37,6 +37,10 @@ def test_bad_options():
     expect_all(1, lambda w: usp.Attention(w, ring_type="spiral"), usp.InvalidArgument, "spiral")
     expect_all(1, lambda w: usp.Attention(w, device="tpu"), ValueError, "device")
     expect_all(1, lambda w: usp.Attention(w, softmax_scale=-1.0), ValueError, "softmax_scale")
+    expect_all(4, lambda w: usp.Attention(w, ring=4, double_ring=3), usp.InvalidArgument,
+               r"double_ring 3 must be 0 \(the single ring\) or divide ring 4")
+    expect_all(2, lambda w: usp.Attention(w, ring=2, ring_type="allgather", double_ring=1),
+               usp.InvalidArgument, "allgather gathers K/V in one step")
     with pytest.raises(TypeError, match="world"):
         usp.Attention("world")
     with pytest.raises(TypeError, match="fn"):
