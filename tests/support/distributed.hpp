@@ -34,6 +34,7 @@ struct UspCase {
   std::uint32_t seed = 1;
   bool backward = true;
   int double_ring = 0;  // UspConfig::double_ring
+  int threads = 1;      // CPU kernel threads per rank
 
   std::string name() const {
     return detail::concat(ring_type_name(type),
@@ -72,7 +73,7 @@ struct Results {
   UspTimings timings;  // rank 0's
 };
 
-// One CPU kernel thread per rank.
+// p.threads CPU kernel threads per rank (one by default).
 inline AttentionOptions options_of(const UspCase& p) {
   return {.ulysses = p.ulysses,
           .ring = p.ring,
@@ -81,7 +82,7 @@ inline AttentionOptions options_of(const UspCase& p) {
           .placement = p.placement,
           .causal = p.causal,
           .double_ring = p.double_ring,
-          .threads = 1};
+          .threads = p.threads};
 }
 
 inline Results run_usp(const UspCase& p, const Inputs& in,
