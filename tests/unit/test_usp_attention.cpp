@@ -77,7 +77,7 @@ TEST(UspAttention, SameBitsForAnyThreadsPerRank) {
     UspCase p{.type = t,
               .ulysses = 2,
               .ring = 2,
-              .dtype = DType::bf16,
+              .dtype = DType::f16,
               .s = 64,
               .h = 4,
               .hkv = 2,
