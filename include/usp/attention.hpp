@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
@@ -36,6 +37,13 @@ struct UspConfig {
   // `ring`) is the single ring; it must divide `ring` and needs a ring type that passes K/V around
   // (not allgather). Exact like the single ring.
   int double_ring = 0;
+  // A sliding window (flash-attention's (left, right), -1 unbounded) and packed documents
+  // (cu_seqlens [0, l1, l1 + l2, ..., S] over the global sequence, batch 1): a query sees the
+  // keys of its own document within its window (causal within it when causal). Both together
+  // are allowed; the work follows the mask (ring steps and tiles with no visible pair are
+  // skipped). Documents can change between calls: set_documents(). CPU kernel only.
+  Window window{};
+  std::vector<std::int64_t> cu_seqlens{};
 };
 
 // One object per rank. Construction is collective over `world`: it validates the mesh, splits the
@@ -66,6 +74,11 @@ class UspAttention {
   Grads backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                  const Tensor& lse, const Tensor& dout);
 
+  // Packed documents for the following calls (as UspConfig::cu_seqlens; empty: one document).
+  // Local: every rank of the sequence-parallel group must set the same ones before its next
+  // call (the call compares them, as it compares shapes).
+  void set_documents(std::vector<std::int64_t> cu_seqlens);
+
   const UspConfig& config() const;
   const Mesh& mesh() const;
   Layout layout(std::int64_t seq_len) const;
@@ -90,7 +103,9 @@ struct AttentionOptions {
   float scale = 0.0f;         // 0 → 1/sqrt(head size)
   bool check_finite = false;  // UspConfig::check_finite
   int double_ring = 0;        // UspConfig::double_ring: inner ring size, 0 = the single ring
-  int threads = 0;            // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
+  Window window{};            // UspConfig::window
+  std::vector<std::int64_t> cu_seqlens{};  // UspConfig::cu_seqlens
+  int threads = 0;  // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
 };
 
 // Owns the rank's allocator, kernel and UspAttention. Construction is collective over `world`
@@ -113,6 +128,8 @@ class Attention {
   UspAttention::Output forward(const Tensor& q, const Tensor& k, const Tensor& v);
   UspAttention::Grads backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                const Tensor& lse, const Tensor& dout);
+  // UspAttention::set_documents: packed documents for the following calls.
+  void set_documents(std::vector<std::int64_t> cu_seqlens);
 
   Layout layout(std::int64_t seq_len) const;
   const Mesh& mesh() const;

@@ -5,14 +5,10 @@
 #include <memory>
 #include <string>
 
+#include "usp/mask.hpp"
 #include "usp/tensor.hpp"
 
 namespace usp {
-
-// none: every key visible. causal: key j visible to query i iff j <= i. causal_strict: iff j < i
-// (the shifted mask of the stripe ring). Indices are local to the block (0-based in q and k).
-enum class MaskMode : std::uint8_t { none, causal, causal_strict };
-const char* mask_name(MaskMode m);
 
 class AttentionKernel {
  public:
@@ -24,8 +20,10 @@ class AttentionKernel {
   // kv head i / (h / hkv)). Writes out [b, sq, h, d] (any dtype, fp32 for ring partials) and
   // lse [b, h, sq] (fp32, natural log of the sum of exp of scaled scores). A query row that sees
   // no key gets out = 0 and lse = -inf. Outputs may be strided views (last dim contiguous).
-  // Causal masks with sq != sk are rejected.
-  virtual void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+  // The mask is a local mode (MaskMode converts to it; causal modes with sq != sk are rejected)
+  // or a general one (usp/mask.hpp: the attention's causal/window/document mask with the global
+  // positions of the rows); tiles with no visible pair are skipped.
+  virtual void forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                        float scale, Tensor& out, Tensor& lse) = 0;
 
   // Gradients of the block given out/lse of the FULL attention the block belongs to (merged across
@@ -33,7 +31,7 @@ class AttentionKernel {
   // [b, sk, hkv, d] are fp32; with accumulate the results are added to what they hold, otherwise
   // they are overwritten. Rows with lse = -inf contribute nothing.
   virtual void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                        const Tensor& lse, const Tensor& dout, MaskMode mask, float scale,
+                        const Tensor& lse, const Tensor& dout, const BlockMask& mask, float scale,
                         Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) = 0;
 
   // Folds the attention of q over (k, v, mask) into an fp32 accumulator (out [b, sq, h, d], lse
@@ -43,8 +41,8 @@ class AttentionKernel {
   // out is ignored). Throws Error on invalid arguments as forward() does (and for an out that is
   // not fp32). Returns false, touching nothing, when the kernel has no such path; the caller then
   // runs forward() into a scratch and merge().
-  virtual bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
-                                  float scale, Tensor& out, Tensor& lse) {
+  virtual bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const BlockMask& mask, float scale, Tensor& out, Tensor& lse) {
     (void)q, (void)k, (void)v, (void)mask, (void)scale, (void)out, (void)lse;
     return false;
   }
@@ -65,11 +63,11 @@ class AttentionKernel {
 
 // Validates the forward/backward arguments shared by every implementation; throws Error naming
 // the argument and the rule (shape mismatch, h % hkv != 0, d > 256, causal with sq != sk, ...).
-void check_forward_args(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+void check_forward_args(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                         const Tensor& out, const Tensor& lse);
 void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                         const Tensor& lse, const Tensor& dout, MaskMode mask, const Tensor& dq,
-                         const Tensor& dk, const Tensor& dv);
+                         const Tensor& lse, const Tensor& dout, const BlockMask& mask,
+                         const Tensor& dq, const Tensor& dk, const Tensor& dv);
 
 // CPU implementation: tiled online softmax, never an sq×sk matrix, parallel over (b, h, query
 // tiles) on `threads` threads (0 = hardware concurrency).

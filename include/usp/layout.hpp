@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "usp/mask.hpp"
 #include "usp/tensor.hpp"
 
 namespace usp {
@@ -48,6 +49,10 @@ struct Layout {
   // Ring level: global token ↔ (ring rank, index in the ring-local order).
   std::pair<int, std::int64_t> ring_locate(std::int64_t token) const;
   std::int64_t ring_global(int ring_rank, std::int64_t ring_index) const;
+
+  // The global positions of ring rank r's ring-local rows (ring_len() of them): basic r·L + i,
+  // stripe r + i·P, zigzag and allgather chunk r then chunk 2P − 1 − r.
+  Positions ring_positions(int ring_rank) const;
 
   // Full: global token ↔ (ring rank, ulysses rank, local index).
   TokenLocation locate(std::int64_t token) const;

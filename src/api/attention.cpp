@@ -30,7 +30,7 @@ struct Attention::Parts {
         kernel(make_kernel(backend, t, alloc.get())),
         core(world, *kernel, *alloc,
              {o.ring_type, o.ulysses, o.ring, o.data, o.placement, o.causal, o.scale,
-              o.check_finite, o.double_ring}) {}
+              o.check_finite, o.double_ring, o.window, o.cu_seqlens}) {}
 };
 
 Attention::Attention(Communicator& world, const AttentionOptions& options) {
@@ -105,6 +105,10 @@ Allocator& Attention::allocator() {
 AttentionKernel& Attention::kernel() {
   return *p_->kernel;
 }
+void Attention::set_documents(std::vector<std::int64_t> cu_seqlens) {
+  p_->core.set_documents(std::move(cu_seqlens));
+}
+
 UspAttention& Attention::core() {
   return p_->core;
 }

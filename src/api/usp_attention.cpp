@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,6 +43,22 @@ std::string enum_text(E e, const char* name) {
   return std::string_view(name) == "unknown" ? std::to_string(static_cast<int>(e)) : name;
 }
 
+// "none", or the count and a digest of the document starts (so that two lists differing in one
+// entry differ).
+std::string documents_text(const std::vector<std::int64_t>& cu) {
+  if (cu.empty()) return "none";
+  std::uint64_t h = 14695981039346656037ull;
+  for (const std::int64_t x : cu) h = (h ^ static_cast<std::uint64_t>(x)) * 1099511628211ull;
+  return std::to_string(cu.size() - 1) + " documents #" + std::to_string(h);
+}
+
+// The attention's mask when it has a window or documents (null: the plain modes).
+std::shared_ptr<const AttentionMask> mask_of(const UspConfig& c) {
+  AttentionMask m{c.causal, c.window, c.cu_seqlens};
+  if (m.plain()) return nullptr;
+  return std::make_shared<const AttentionMask>(std::move(m));
+}
+
 Fields config_fields(const UspConfig& c) {
   return {{"ring_type", enum_text(c.ring_type, ring_type_name(c.ring_type))},
           {"ulysses", std::to_string(c.ulysses)},
@@ -51,7 +68,9 @@ Fields config_fields(const UspConfig& c) {
           {"causal", c.causal ? "true" : "false"},
           {"scale", exact(c.scale)},
           {"check_finite", c.check_finite ? "true" : "false"},
-          {"double_ring", std::to_string(c.double_ring)}};
+          {"double_ring", std::to_string(c.double_ring)},
+          {"window", std::to_string(c.window.left) + "," + std::to_string(c.window.right)},
+          {"cu_seqlens", documents_text(c.cu_seqlens)}};
 }
 
 // Shapes and dtypes of q, k, v (dims -1 where a tensor is not 4-D).
@@ -133,13 +152,15 @@ struct UspAttention::State {
   UspConfig config;
   Mesh mesh;
   UspTimings timings;
+  std::shared_ptr<const AttentionMask> mask;  // a window or documents (null: plain)
 
   // The dimensions, scale, head splits and mask of one forward/backward call, validated.
   struct CallGeometry {
     std::int64_t b, ls, h, hkv, d;
     float scale;
     HeadSplit qs, kvs;
-    MaskMode mask;
+    BlockMask mask;  // of the whole ring-local sequence (identity positions: r = 1 calls)
+    Layout layout;
     int u = 1, r = 1;              // the degrees
     std::int64_t len = 0, hu = 0;  // ring side: u·s_local tokens, qs.per_rank() query heads
   };
@@ -160,9 +181,9 @@ struct UspAttention::State {
     const CommTime count{timings};
     detail::refuse_non_finite(*mesh.sp, alloc, world.rank(), ts);
   }
-  detail::RingContext ring_context(float scale) {
-    return {*mesh.ring,    kernel, alloc,   config.ring_type,
-            config.causal, scale,  timings, config.double_ring};
+  detail::RingContext ring_context(const CallGeometry& p) {
+    return {*mesh.ring,         kernel, alloc,   config.ring_type, config.causal, p.scale, timings,
+            config.double_ring, mask,   p.layout};
   }
 };
 
@@ -171,7 +192,8 @@ UspAttention::State::CallGeometry UspAttention::State::geometry(const Tensor& q,
   // Shapes are compared across the sequence-parallel group at every call, first, so that every
   // rank fails alike (also when one rank alone changes shape): one all-gather of a digest; the
   // fields themselves travel only when the digests differ, to name what differs.
-  const Fields mine = shape_fields(q, k, v);
+  Fields mine = shape_fields(q, k, v);
+  mine.emplace_back("cu_seqlens", mask != nullptr ? documents_text(mask->cu_seqlens) : "none");
   if (!digests_agree(*mesh.sp, alloc, digest_of(mine), timings))
     agree_timed(*mesh.sp, alloc, mine, "input shape mismatch", timings);
 
@@ -196,9 +218,15 @@ UspAttention::State::CallGeometry UspAttention::State::geometry(const Tensor& q,
                  config.scale,
                  HeadSplit::even(q.size(2), u),
                  HeadSplit::kv_for_queries(q.size(2), k.size(2), u),
-                 config.causal ? MaskMode::causal : MaskMode::none};
+                 config.causal ? MaskMode::causal : MaskMode::none,
+                 Layout{}};
   USP_CHECK_ARG(p.ls >= 1, "s_local ", p.ls, " must be >= 1");
-  layout_of(config, p.ls * u * config.ring).validate();
+  p.layout = layout_of(config, p.ls * u * config.ring);
+  p.layout.validate();
+  if (mask != nullptr) {
+    mask->validate(p.layout.seq_len, p.b);
+    p.mask = BlockMask(mask, Positions{}, Positions{});  // r = 1: the sequence in token order
+  }
   if (p.scale == 0.0f) p.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
   p.u = u;
   p.r = config.ring;
@@ -224,7 +252,7 @@ UspAttention::State::RingSide UspAttention::State::to_ring_side(const CallGeomet
 
 UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocator& alloc,
                            const UspConfig& config)
-    : s_(new State{world, kernel, alloc, config, Mesh{}, UspTimings{}}) {
+    : s_(new State{world, kernel, alloc, config, Mesh{}, UspTimings{}, mask_of(config)}) {
   // Agree on the configuration before anything that could fail on some ranks only.
   agree_timed(world, alloc, config_fields(config), "configuration mismatch", s_->timings);
   USP_CHECK_ARG(std::isfinite(config.scale) && config.scale >= 0.0f, "softmax scale ", config.scale,
@@ -240,10 +268,19 @@ UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocat
                 "double_ring ", config.double_ring,
                 " needs a ring that passes K/V around (basic, stripe, zigzag); allgather gathers "
                 "K/V in one step and has no inner ring");
+  // The window and the documents' own rules now; their end (the sequence length) and the batch
+  // at every call.
+  if (s_->mask != nullptr)
+    s_->mask->validate(config.cu_seqlens.empty() ? 1 : config.cu_seqlens.back(), 1);
   s_->mesh = make_mesh(world, shape);
 }
 
 UspAttention::~UspAttention() = default;
+
+void UspAttention::set_documents(std::vector<std::int64_t> cu_seqlens) {
+  s_->config.cu_seqlens = std::move(cu_seqlens);
+  s_->mask = mask_of(s_->config);
+}
 
 const UspConfig& UspAttention::config() const {
   return s_->config;
@@ -291,7 +328,7 @@ UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, con
                      lse_r);
       });
     } else {
-      detail::RingForward res = detail::ring_forward(st.ring_context(p.scale), q_r, std::move(kv));
+      detail::RingForward res = detail::ring_forward(st.ring_context(p), q_r, std::move(kv));
       out_r = std::move(res.out);
       lse_r = std::move(res.lse);
     }
@@ -364,7 +401,7 @@ UspAttention::Grads UspAttention::backward(const Tensor& q, const Tensor& k, con
       });
     } else {
       detail::RingBackward res =
-          detail::ring_backward(st.ring_context(p.scale), q_r, std::move(kv), out_r, lse_r, dout_r);
+          detail::ring_backward(st.ring_context(p), q_r, std::move(kv), out_r, lse_r, dout_r);
       dq_r = std::move(res.dq);
       dkv_r = std::move(res.dkv);
     }

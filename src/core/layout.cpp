@@ -85,6 +85,25 @@ std::int64_t Layout::ring_global(int ring_rank, std::int64_t ring_index) const {
   USP_FAIL(internal, "unknown ring type");
 }
 
+Positions Layout::ring_positions(int ring_rank) const {
+  USP_CHECK_ARG(ring_rank >= 0 && ring_rank < ring, "ring rank ", ring_rank, " is outside [0, ",
+                ring, ")");
+  const std::int64_t p = ring;
+  switch (type) {
+    case RingType::basic:
+      return {.start = ring_rank * ring_len()};
+    case RingType::stripe:
+      return {.start = ring_rank, .stride = p};
+    case RingType::zigzag:
+    case RingType::allgather: {
+      const std::int64_t chunk = seq_len / (2 * p);
+      return {
+          .start = ring_rank * chunk, .split = chunk, .start2 = (2 * p - 1 - ring_rank) * chunk};
+    }
+  }
+  USP_FAIL(internal, "unknown ring type");
+}
+
 TokenLocation Layout::locate(std::int64_t token) const {
   const auto [rr, ri] = ring_locate(token);
   const std::int64_t part = shard_len();

@@ -55,7 +55,7 @@ void check_fp32(const Tensor& t, const char* name) {
 
 namespace detail {
 
-void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask) {
+void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask) {
   check_rank(q, "q", 4, "[b, sq, h, d]");
   check_rank(k, "k", 4, "[b, sk, hkv, d]");
   check_rank(v, "v", 4, "[b, sk, hkv, d]");
@@ -80,13 +80,13 @@ void check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask)
                 dims_str(k.shape()));
   USP_CHECK_ARG(d <= kMaxHeadSize, "head size d = ", d, " exceeds the maximum ", kMaxHeadSize);
   USP_CHECK_ARG(h % hkv == 0, "h (", h, ") must be a multiple of hkv (", hkv, ")");
-  USP_CHECK_ARG(mask == MaskMode::none || sq == sk, "mask ", mask_name(mask),
-                " needs sq == sk, got sq = ", sq, ", sk = ", sk);
+  USP_CHECK_ARG(mask.general() || mask.mode() == MaskMode::none || sq == sk, "mask ",
+                mask_name(mask.mode()), " needs sq == sk, got sq = ", sq, ", sk = ", sk);
 }
 
 }  // namespace detail
 
-void check_forward_args(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+void check_forward_args(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                         const Tensor& out, const Tensor& lse) {
   detail::check_qkv(q, k, v, mask);
   const std::int64_t b = q.size(0), sq = q.size(1), h = q.size(2);
@@ -102,8 +102,8 @@ void check_forward_args(const Tensor& q, const Tensor& k, const Tensor& v, MaskM
 }
 
 void check_backward_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                         const Tensor& lse, const Tensor& dout, MaskMode mask, const Tensor& dq,
-                         const Tensor& dk, const Tensor& dv) {
+                         const Tensor& lse, const Tensor& dout, const BlockMask& mask,
+                         const Tensor& dq, const Tensor& dk, const Tensor& dv) {
   check_forward_args(q, k, v, mask, out, lse);
   check_rank(dout, "dout", 4, "[b, sq, h, d]");
   check_device(dout, "dout", q);

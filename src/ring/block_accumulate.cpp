@@ -51,8 +51,8 @@ BlockAccumulator::BlockAccumulator(AttentionKernel& kernel, Allocator& alloc,
   USP_CHECK_ARG(chunk_rows >= 1, "accumulate chunk rows ", chunk_rows, " must be >= 1");
 }
 
-void BlockAccumulator::add_piece(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
-                                 float scale, Tensor& out, Tensor& lse) {
+void BlockAccumulator::add_piece(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const BlockMask& mask, float scale, Tensor& out, Tensor& lse) {
   const std::int64_t rows = q.size(1);
   if (!scratch_out_.defined() || scratch_out_.size(0) != q.size(0) || scratch_out_.size(1) < rows ||
       scratch_out_.size(2) != q.size(2) || scratch_out_.size(3) != q.size(3)) {
@@ -66,12 +66,12 @@ void BlockAccumulator::add_piece(const Tensor& q, const Tensor& k, const Tensor&
   kernel_.merge(out, lse, ob, lb);
 }
 
-void BlockAccumulator::add(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+void BlockAccumulator::add(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                            float scale, Tensor& out, Tensor& lse) {
   const std::int64_t sq = q.size(1), sk = k.size(1);
-  USP_CHECK_ARG(mask == MaskMode::none || sq == sk, "accumulate: a ", mask_name(mask),
-                " block needs as many queries as keys, got q ", q.describe(), " and k ",
-                k.describe());
+  USP_CHECK_ARG(mask.general() || mask.mode() == MaskMode::none || sq == sk, "accumulate: a ",
+                mask_name(mask.mode()), " block needs as many queries as keys, got q ",
+                q.describe(), " and k ", k.describe());
   USP_CHECK_ARG(out.dim() == 4 && out.size(1) == sq && lse.dim() == 3 && lse.size(2) == sq,
                 "accumulate: out ", out.describe(), " and lse ", lse.describe(),
                 " must hold the rows of q ", q.describe());
@@ -81,7 +81,11 @@ void BlockAccumulator::add(const Tensor& q, const Tensor& k, const Tensor& v, Ma
     const std::int64_t c = std::min(chunk_, sq - a);
     const Tensor qc = q.slice(1, a, c);
     Tensor oc = out.slice(1, a, c), lc = lse.slice(2, a, c);
-    if (mask == MaskMode::none) {
+    if (mask.general()) {  // the chunk's rows keep their global positions
+      add_piece(qc, k, v, mask.rows_from(a), scale, oc, lc);
+      continue;
+    }
+    if (mask.mode() == MaskMode::none) {
       add_piece(qc, k, v, mask, scale, oc, lc);
       continue;
     }

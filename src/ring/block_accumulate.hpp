@@ -32,15 +32,15 @@ class BlockAccumulator {
 
   // out [b, sq, h, d] and lse [b, h, sq] (fp32, may be views) ← merge of themselves with the
   // attention of q [b, sq, h, d] over k, v [b, sk, hkv, d] under mask.
-  void add(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
+  void add(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask, float scale,
            Tensor& out, Tensor& lse);
 
   std::int64_t chunk_rows() const { return chunk_; }
 
  private:
   // One kernel call on the rows in hand, merged into (out, lse).
-  void add_piece(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
-                 Tensor& out, Tensor& lse);
+  void add_piece(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
+                 float scale, Tensor& out, Tensor& lse);
 
   AttentionKernel& kernel_;
   Allocator& alloc_;

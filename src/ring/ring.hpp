@@ -19,6 +19,8 @@
 // sends each rank its fp32 dK/dV partial and sums the ones it receives (a reduce-scatter).
 #pragma once
 
+#include <memory>
+
 #include "usp/comm.hpp"
 #include "usp/kernel.hpp"
 #include "usp/layout.hpp"
@@ -36,6 +38,11 @@ struct RingContext {
   float scale;
   UspTimings& timings;
   int inner = 0;  // the double ring's inner ring size; 0 = the single ring
+  // A window or documents (null: plain causal or full attention, the step plans' rules). Each
+  // source's block is then one kernel call under the general mask at the layout's positions,
+  // and none when no pair of it is visible.
+  std::shared_ptr<const AttentionMask> mask;
+  Layout layout;  // of the call (positions of the ring ranks' blocks)
 };
 
 // k [b, L, hkv, d] and v (same shape and dtype) copied into one new packed buffer.

@@ -8,6 +8,20 @@
 
 namespace usp::detail {
 
+std::vector<SourceTask> source_tasks(const RingContext& ctx, int source, std::int64_t len) {
+  std::vector<SourceTask> tasks;
+  if (ctx.mask != nullptr) {
+    const BlockMask m(ctx.mask, ctx.layout.ring_positions(ctx.comm.rank()),
+                      ctx.layout.ring_positions(source));
+    if (m.any_visible(len, len)) tasks.push_back({{0, len, 0, len, MaskMode::none}, m});
+    return tasks;
+  }
+  for (const BlockTask& t :
+       plan_blocks(ctx.type, ctx.comm.size(), ctx.comm.rank(), source, ctx.causal, len))
+    tasks.push_back({t, t.mask});
+  return tasks;
+}
+
 ForwardFold::ForwardFold(const RingContext& ctx, const Tensor& q)
     : ctx_(ctx),
       q_(q),
@@ -20,20 +34,19 @@ void ForwardFold::add(const Tensor& kv, int source) {
   AttentionKernel& kern = ctx_.kernel;
   const std::int64_t len = q_.size(1);
   const Tensor keys = kv_keys(kv), values = kv_values(kv);
-  for (const BlockTask& t :
-       plan_blocks(ctx_.type, ctx_.comm.size(), ctx_.comm.rank(), source, ctx_.causal, len)) {
+  for (const auto& [t, mask] : source_tasks(ctx_, source, len)) {
     const Tensor qb = q_.slice(1, t.q_begin, t.q_len);
     const Tensor kb = keys.slice(1, t.k_begin, t.k_len);
     const Tensor vb = values.slice(1, t.k_begin, t.k_len);
     if (!filled_ && t.q_len == len) {  // the first block covers every row: write in place
       timed(ctx_.timings.compute_s,
-            [&] { kern.forward(qb, kb, vb, t.mask, ctx_.scale, res_.out, res_.lse); });
+            [&] { kern.forward(qb, kb, vb, mask, ctx_.scale, res_.out, res_.lse); });
       filled_ = true;
       continue;
     }
     fill();
     Tensor oa = res_.out.slice(1, t.q_begin, t.q_len), la = res_.lse.slice(2, t.q_begin, t.q_len);
-    timed(ctx_.timings.compute_s, [&] { acc_.add(qb, kb, vb, t.mask, ctx_.scale, oa, la); });
+    timed(ctx_.timings.compute_s, [&] { acc_.add(qb, kb, vb, mask, ctx_.scale, oa, la); });
   }
 }
 
@@ -53,8 +66,7 @@ void backward_blocks(const RingContext& ctx, const BackwardInputs& in, const Ten
                      Tensor& dq, Tensor& dkv) {
   const Tensor keys = kv_keys(kv), values = kv_values(kv);
   const Tensor dkeys = kv_keys(dkv), dvalues = kv_values(dkv);
-  for (const BlockTask& t :
-       plan_blocks(ctx.type, ctx.comm.size(), ctx.comm.rank(), source, ctx.causal, in.q.size(1))) {
+  for (const auto& [t, mask] : source_tasks(ctx, source, in.q.size(1))) {
     const Tensor qb = in.q.slice(1, t.q_begin, t.q_len);
     const Tensor ob = in.out.slice(1, t.q_begin, t.q_len);
     const Tensor dob = in.dout.slice(1, t.q_begin, t.q_len);
@@ -65,7 +77,7 @@ void backward_blocks(const RingContext& ctx, const BackwardInputs& in, const Ten
     Tensor dkb = dkeys.slice(1, t.k_begin, t.k_len);
     Tensor dvb = dvalues.slice(1, t.k_begin, t.k_len);
     timed(ctx.timings.compute_s, [&] {
-      ctx.kernel.backward(qb, kb, vb, ob, lb, dob, t.mask, ctx.scale, dqb, dkb, dvb,
+      ctx.kernel.backward(qb, kb, vb, ob, lb, dob, mask, ctx.scale, dqb, dkb, dvb,
                           /*accumulate=*/true);
     });
   }

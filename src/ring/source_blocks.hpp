@@ -1,9 +1,13 @@
 // What a rank computes with the K/V block of one source rank of its ring group (the step plan of
-// plan.hpp), shared by the ring and the all-gather drivers: the forward folds the blocks into one
+// plan.hpp, or with a window or documents one call under the general mask, skipped when it sees
+// nothing), shared by the ring and the all-gather drivers: the forward folds the blocks into one
 // fp32 accumulator, the backward adds the blocks' gradients to dq and to that block's dK/dV.
 #pragma once
 
+#include <vector>
+
 #include "ring/block_accumulate.hpp"
+#include "ring/plan.hpp"
 #include "ring/ring.hpp"
 
 namespace usp::detail {
@@ -26,6 +30,14 @@ class ForwardFold {
   BlockAccumulator acc_;
   bool filled_ = false;  // res_ holds a valid (possibly empty) result
 };
+
+// The tasks of my queries against the block of `source`: the step plan's, or one task over both
+// whole blocks under the general mask (none when it sees nothing).
+struct SourceTask {
+  BlockTask block;
+  BlockMask mask;
+};
+std::vector<SourceTask> source_tasks(const RingContext& ctx, int source, std::int64_t len);
 
 struct BackwardInputs {
   const Tensor &q, &out, &lse, &dout;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <ostream>
 #include <random>
 #include <string>
@@ -33,14 +34,25 @@ struct UspCase {
   std::int64_t b = 1, s = 96, h = 8, hkv = 8, d = 16;
   std::uint32_t seed = 1;
   bool backward = true;
-  int double_ring = 0;  // UspConfig::double_ring
-  int threads = 1;      // CPU kernel threads per rank
+  int double_ring = 0;                     // UspConfig::double_ring
+  int threads = 1;                         // CPU kernel threads per rank
+  Window window{};                         // UspConfig::window
+  std::vector<std::int64_t> cu_seqlens{};  // UspConfig::cu_seqlens
+
+  // The global problem's mask (the reference's): local causal/none, or the general one.
+  BlockMask global_mask() const {
+    AttentionMask m{causal, window, cu_seqlens};
+    if (m.plain()) return causal ? MaskMode::causal : MaskMode::none;
+    return BlockMask(std::make_shared<const AttentionMask>(std::move(m)), Positions{}, Positions{});
+  }
 
   std::string name() const {
-    return detail::concat(ring_type_name(type),
-                          double_ring > 0 ? detail::concat("_dr", double_ring) : std::string(), "_",
-                          ulysses, "x", ring, causal ? "_causal" : "", "_", dtype_name(dtype), "_b",
-                          b, "s", s, "h", h, "kv", hkv, "d", d, " seed ", seed);
+    return detail::concat(
+        ring_type_name(type), double_ring > 0 ? detail::concat("_dr", double_ring) : std::string(),
+        "_", ulysses, "x", ring, causal ? "_causal" : "",
+        window.unbounded() ? std::string() : detail::concat("_w", window.left, ",", window.right),
+        cu_seqlens.empty() ? std::string() : detail::concat("_docs", cu_seqlens.size() - 1), "_",
+        dtype_name(dtype), "_b", b, "s", s, "h", h, "kv", hkv, "d", d, " seed ", seed);
   }
 };
 
@@ -82,6 +94,8 @@ inline AttentionOptions options_of(const UspCase& p) {
           .placement = p.placement,
           .causal = p.causal,
           .double_ring = p.double_ring,
+          .window = p.window,
+          .cu_seqlens = p.cu_seqlens,
           .threads = p.threads};
 }
 
@@ -158,7 +172,7 @@ struct Errors : ErrorSet {
 inline Errors errors_vs_reference(const UspCase& p, const Inputs& in, const Results& res) {
   const Tensor q = to_dtype(in.q, p.dtype), k = to_dtype(in.k, p.dtype),
                v = to_dtype(in.v, p.dtype), dout = to_dtype(in.dout, p.dtype);
-  const MaskMode mask = p.causal ? MaskMode::causal : MaskMode::none;
+  const BlockMask mask = p.global_mask();
   const double scale = 1.0 / std::sqrt(static_cast<double>(p.d));
   const float scale_f = static_cast<float>(scale);
   const reference::ForwardResult f = reference::forward(q, k, v, mask, scale);

@@ -41,14 +41,16 @@ Inputs make_inputs(const KernelCase& c, std::mt19937& rng) {
   return in;
 }
 
-Forward run_forward(AttentionKernel& kernel, const Inputs& in, MaskMode mask, DType out_dtype) {
+Forward run_forward(AttentionKernel& kernel, const Inputs& in, const BlockMask& mask,
+                    DType out_dtype) {
   Forward f{Tensor::empty(in.q.shape(), out_dtype),
             Tensor::empty({in.q.size(0), in.q.size(2), in.q.size(1)}, DType::f32)};
   kernel.forward(in.q, in.k, in.v, mask, in.scale, f.out, f.lse);
   return f;
 }
 
-Grads run_backward(AttentionKernel& kernel, const Inputs& in, const Forward& f, MaskMode mask) {
+Grads run_backward(AttentionKernel& kernel, const Inputs& in, const Forward& f,
+                   const BlockMask& mask) {
   Grads g{Tensor::empty(in.q.shape(), DType::f32), Tensor::empty(in.k.shape(), DType::f32),
           Tensor::empty(in.v.shape(), DType::f32)};
   kernel.backward(in.q, in.k, in.v, f.out, f.lse, in.dout, mask, in.scale, g.dq, g.dk, g.dv, false);
@@ -83,8 +85,8 @@ void expect_same_bits(const Grads& a, const Grads& b) {
   EXPECT_TRUE(bitwise_equal(a.dv, b.dv)) << "dv";
 }
 
-void expect_forward_matches(const Inputs& in, MaskMode mask, const Forward& f, double cap_out,
-                            double cap_lse) {
+void expect_forward_matches(const Inputs& in, const BlockMask& mask, const Forward& f,
+                            double cap_out, double cap_lse) {
   const auto ref = reference::forward(in.q, in.k, in.v, mask, in.scale);
   const auto naive = naive_forward(in.q, in.k, in.v, mask, in.scale);
   EXPECT_TRUE(within(relative_error(to_doubles(f.out), ref.out), relative_error(naive.out, ref.out),
@@ -95,7 +97,8 @@ void expect_forward_matches(const Inputs& in, MaskMode mask, const Forward& f, d
       << "lse";
 }
 
-void expect_backward_matches(const Inputs& in, MaskMode mask, const Grads& g, const GradCheck& c) {
+void expect_backward_matches(const Inputs& in, const BlockMask& mask, const Grads& g,
+                             const GradCheck& c) {
   auto ref = reference::backward(in.q, in.k, in.v, in.dout, mask, in.scale);
   auto naive = naive_backward(in.q, in.k, in.v, in.dout, mask, in.scale);
   for (auto* v : {&ref.dq, &ref.dk, &ref.dv, &naive.dq, &naive.dk, &naive.dv})

@@ -67,10 +67,11 @@ struct Grads {
 };
 
 // Runs the kernel's forward into fresh out (out_dtype) and fp32 lse.
-Forward run_forward(AttentionKernel& kernel, const Inputs& in, MaskMode mask,
+Forward run_forward(AttentionKernel& kernel, const Inputs& in, const BlockMask& mask,
                     DType out_dtype = DType::f32);
 // Runs the kernel's backward into fresh fp32 gradients.
-Grads run_backward(AttentionKernel& kernel, const Inputs& in, const Forward& f, MaskMode mask);
+Grads run_backward(AttentionKernel& kernel, const Inputs& in, const Forward& f,
+                   const BlockMask& mask);
 
 bool all_finite_or_neg_inf(const Tensor& t);
 bool bitwise_equal(const Tensor& a, const Tensor& b);
@@ -80,8 +81,8 @@ void expect_same_bits(const Grads& a, const Grads& b);
 
 // Relative errors of out and lse against the oracle, each within its tolerance (cap = the old
 // fixed bound; kUnbounded skips lse).
-void expect_forward_matches(const Inputs& in, MaskMode mask, const Forward& f, double cap_out,
-                            double cap_lse);
+void expect_forward_matches(const Inputs& in, const BlockMask& mask, const Forward& f,
+                            double cap_out, double cap_lse);
 // Gradient errors (grad_error with the 1%-of-‖dv‖ floor, or plain relative errors) against the
 // oracle, within the tolerance (kUnbounded skips one); `shift` is added to the oracle (gradients
 // accumulated onto it).
@@ -90,7 +91,8 @@ struct GradCheck {
   bool dv_floor = true;  // false: plain relative errors
   double shift = 0;
 };
-void expect_backward_matches(const Inputs& in, MaskMode mask, const Grads& g, const GradCheck& c);
+void expect_backward_matches(const Inputs& in, const BlockMask& mask, const Grads& g,
+                             const GradCheck& c);
 
 // Forward (fp32 out and, for half inputs, out in the input dtype) and backward of `kernel` on
 // fresh random inputs of case `c`, against the oracle.

@@ -38,11 +38,6 @@ struct Shape {
   std::size_t ki(std::int64_t bi, std::int64_t j, std::int64_t hi) const {
     return static_cast<std::size_t>(((bi * sk + j) * hkv + hi / (h / hkv)) * d);
   }
-  std::int64_t visible(MaskMode mask, std::int64_t i) const {
-    if (mask == MaskMode::causal) return std::min(sk, i + 1);
-    if (mask == MaskMode::causal_strict) return std::min(sk, i);
-    return sk;
-  }
 };
 
 float dot(const float* a, const float* b, std::int64_t n) {
@@ -53,26 +48,26 @@ float dot(const float* a, const float* b, std::int64_t n) {
 
 // One row's probabilities (rounded to t) into p; returns the row's lse in fp32.
 float softmax_row(const Shape& sh, const std::vector<float>& q, const std::vector<float>& k,
-                  std::int64_t bi, std::int64_t hi, std::int64_t i, std::int64_t n, float scale,
-                  DType t, std::vector<float>& p) {
-  if (n == 0) return -std::numeric_limits<float>::infinity();
+                  std::int64_t bi, std::int64_t hi, std::int64_t i, std::int64_t a, std::int64_t n,
+                  float scale, DType t, std::vector<float>& p) {
+  if (n == a) return -std::numeric_limits<float>::infinity();
   float m = -std::numeric_limits<float>::infinity();
-  for (std::int64_t j = 0; j < n; ++j) {
+  for (std::int64_t j = a; j < n; ++j) {
     const auto js = static_cast<std::size_t>(j);
     p[js] = round_to(scale * dot(&q[sh.qi(bi, i, hi)], &k[sh.ki(bi, j, hi)], sh.d), t);
     m = std::max(m, p[js]);
   }
   float sum = 0;
-  for (std::int64_t j = 0; j < n; ++j)
+  for (std::int64_t j = a; j < n; ++j)
     sum += p[static_cast<std::size_t>(j)] = std::exp(p[static_cast<std::size_t>(j)] - m);
-  for (std::int64_t j = 0; j < n; ++j)
+  for (std::int64_t j = a; j < n; ++j)
     p[static_cast<std::size_t>(j)] = round_to(p[static_cast<std::size_t>(j)] / sum, t);
   return m + std::log(sum);
 }
 
 }  // namespace
 
-NaiveForward naive_forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+NaiveForward naive_forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                            float scale) {
   const Shape sh(q, k);
   const DType t = q.dtype();
@@ -84,11 +79,11 @@ NaiveForward naive_forward(const Tensor& q, const Tensor& k, const Tensor& v, Ma
   for (std::int64_t bi = 0; bi < sh.b; ++bi)
     for (std::int64_t hi = 0; hi < sh.h; ++hi)
       for (std::int64_t i = 0; i < sh.sq; ++i) {
-        const std::int64_t n = sh.visible(mask, i);
+        const auto [a, n] = mask.keys(i, sh.sk);
         r.lse[static_cast<std::size_t>((bi * sh.h + hi) * sh.sq + i)] =
-            softmax_row(sh, qf, kf, bi, hi, i, n, scale, t, p);
+            softmax_row(sh, qf, kf, bi, hi, i, a, n, scale, t, p);
         std::fill(o.begin(), o.end(), 0.0f);
-        for (std::int64_t j = 0; j < n; ++j) {
+        for (std::int64_t j = a; j < n; ++j) {
           const float* vr = &vf[sh.ki(bi, j, hi)];
           for (std::int64_t c = 0; c < sh.d; ++c)
             o[static_cast<std::size_t>(c)] += p[static_cast<std::size_t>(j)] * vr[c];
@@ -101,7 +96,7 @@ NaiveForward naive_forward(const Tensor& q, const Tensor& k, const Tensor& v, Ma
 }
 
 NaiveBackward naive_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout,
-                             MaskMode mask, float scale) {
+                             const BlockMask& mask, float scale) {
   const Shape sh(q, k);
   const DType t = q.dtype();
   const auto qf = floats(q), kf = floats(k), vf = floats(v), df = floats(dout);
@@ -111,13 +106,13 @@ NaiveBackward naive_backward(const Tensor& q, const Tensor& k, const Tensor& v, 
   for (std::int64_t bi = 0; bi < sh.b; ++bi)
     for (std::int64_t hi = 0; hi < sh.h; ++hi)
       for (std::int64_t i = 0; i < sh.sq; ++i) {
-        const std::int64_t n = sh.visible(mask, i);
-        if (n == 0) continue;
-        softmax_row(sh, qf, kf, bi, hi, i, n, scale, t, p);
+        const auto [a, n] = mask.keys(i, sh.sk);
+        if (n == a) continue;
+        softmax_row(sh, qf, kf, bi, hi, i, a, n, scale, t, p);
         const std::size_t qi = sh.qi(bi, i, hi);
         // D = dout · out, with out computed (and rounded) as the forward does.
         std::fill(o.begin(), o.end(), 0.0f);
-        for (std::int64_t j = 0; j < n; ++j) {
+        for (std::int64_t j = a; j < n; ++j) {
           const auto js = static_cast<std::size_t>(j);
           const float* vr = &vf[sh.ki(bi, j, hi)];
           for (std::int64_t c = 0; c < sh.d; ++c) o[static_cast<std::size_t>(c)] += p[js] * vr[c];
@@ -126,7 +121,7 @@ NaiveBackward naive_backward(const Tensor& q, const Tensor& k, const Tensor& v, 
         float D = 0;
         for (std::int64_t c = 0; c < sh.d; ++c)
           D += df[qi + static_cast<std::size_t>(c)] * round_to(o[static_cast<std::size_t>(c)], t);
-        for (std::int64_t j = 0; j < n; ++j) {
+        for (std::int64_t j = a; j < n; ++j) {
           const auto js = static_cast<std::size_t>(j);
           const float ds = round_to(p[js] * (dp[js] - D) * scale, t);
           const std::size_t kj = sh.ki(bi, j, hi);

@@ -22,10 +22,10 @@ struct NaiveBackward {
   std::vector<double> dq, dk, dv;  // fp32 sums of dtype-rounded products
 };
 
-NaiveForward naive_forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+NaiveForward naive_forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                            float scale);
 NaiveBackward naive_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout,
-                             MaskMode mask, float scale);
+                             const BlockMask& mask, float scale);
 
 // A cap that leaves a value unchecked (the test bounds it another way).
 inline constexpr double kUnbounded = std::numeric_limits<double>::infinity();

@@ -44,14 +44,14 @@ class NoFoldKernel final : public AttentionKernel {
   explicit NoFoldKernel(AttentionKernel& k) : k_(k) {}
   Device device() const override { return k_.device(); }
   std::string name() const override { return k_.name(); }
-  void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
-               Tensor& out, Tensor& lse) override {
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
+               float scale, Tensor& out, Tensor& lse) override {
     ++forwards;
     k_.forward(q, k, v, mask, scale, out, lse);
   }
   void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                const Tensor& lse, const Tensor& dout, MaskMode mask, float scale, Tensor& dq,
-                Tensor& dk, Tensor& dv, bool accumulate) override {
+                const Tensor& lse, const Tensor& dout, const BlockMask& mask, float scale,
+                Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) override {
     k_.backward(q, k, v, out, lse, dout, mask, scale, dq, dk, dv, accumulate);
   }
   void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) override {

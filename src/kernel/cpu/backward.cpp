@@ -89,7 +89,8 @@ void probs_and_grads(const BlockProblem& p, const TileOps& ops, const Tiles& w, 
   const int d = static_cast<int>(p.d), dp = p.dpad;
   const float c = p.scale * kLog2e;
   ops.gemm(rows, np, d, q, dp, kt, kBc, w.s, kBc, false);
-  if (n < np || p.tile_needs_mask(i0, j0 + n)) apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
+  if (n < np || p.tile_needs_mask(i0, i0 + rows, j0, j0 + n))
+    apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
   ops.gemm(rows, np, d, dout, dp, vt, kBc, w.dp, kBc, false);
   if (ops.probs_grads != nullptr) {
     ops.probs_grads(w.s, w.dp, rows, np, kBc, c, lse2, D);
@@ -206,8 +207,9 @@ void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, con
             std::fill(w.dk, w.dk + static_cast<long>(keys) * dp, 0.0f);
             std::fill(w.dv, w.dv + static_cast<long>(keys) * dp, 0.0f);
             const std::int64_t qt0 = first_qtile(p, kb);
+            const std::int64_t qend = p.end_query(jb + keys);  // no later row sees these keys
             for (std::int64_t hi_in = 0; hi_in < g; ++hi_in) {
-              for (std::int64_t qt = qt0; qt < nqt; ++qt) {
+              for (std::int64_t qt = qt0; qt < nqt && qt * kBr < qend; ++qt) {
                 const std::int64_t i0 = qt * kBr;
                 const int rows = static_cast<int>(std::min<std::int64_t>(kBr, p.sq - i0));
                 const std::int64_t kend = p.key_end(i0 + rows);
@@ -219,6 +221,7 @@ void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, con
                   const std::int64_t kt = kb + jt, j0 = kt * kBc;
                   if (j0 >= kend) break;  // this and later key tiles are hidden from the rows
                   const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
+                  if (p.tile_empty(i0, i0 + rows, j0, j0 + n)) continue;  // no visible pair
                   const int np = pad_vec(n);
                   const std::size_t tile = static_cast<std::size_t>(kt) * d * kBc;
                   probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0, rows,

@@ -5,8 +5,26 @@
 
 namespace usp::cpu {
 
+std::int64_t BlockProblem::key_first(std::int64_t i) const {
+  return general() ? kb[static_cast<std::size_t>(i)] : 0;
+}
+
+std::int64_t BlockProblem::key_last(std::int64_t i) const {
+  if (general()) return ke[static_cast<std::size_t>(i)];
+  switch (mode()) {
+    case MaskMode::none:
+      return sk;
+    case MaskMode::causal:
+      return std::clamp<std::int64_t>(i + 1, 0, sk);
+    case MaskMode::causal_strict:
+      return std::clamp<std::int64_t>(i, 0, sk);
+  }
+  return sk;
+}
+
 std::int64_t BlockProblem::key_end(std::int64_t i1) const {
-  switch (mask) {
+  if (general()) return i1 > 0 ? ke[static_cast<std::size_t>(std::min(i1, sq) - 1)] : 0;
+  switch (mode()) {
     case MaskMode::none:
       return sk;
     case MaskMode::causal:
@@ -18,7 +36,10 @@ std::int64_t BlockProblem::key_end(std::int64_t i1) const {
 }
 
 std::int64_t BlockProblem::first_query(std::int64_t j0) const {
-  switch (mask) {
+  if (general()) {  // the first row whose key range ends after j0
+    return std::upper_bound(ke.begin(), ke.end(), j0) - ke.begin();
+  }
+  switch (mode()) {
     case MaskMode::none:
       return 0;
     case MaskMode::causal:
@@ -29,23 +50,40 @@ std::int64_t BlockProblem::first_query(std::int64_t j0) const {
   return 0;
 }
 
+std::int64_t BlockProblem::end_query(std::int64_t j1) const {
+  if (!general()) return sq;
+  return std::lower_bound(kb.begin(), kb.end(), j1) - kb.begin();  // first row with kb >= j1
+}
+
 std::int64_t BlockProblem::first_query_tile(std::int64_t j0, int tile_rows) const {
   return std::min(sq - 1, first_query(j0)) / tile_rows;
 }
 
-bool BlockProblem::tile_needs_mask(std::int64_t i0, std::int64_t j1) const {
-  switch (mask) {
-    case MaskMode::none:
-      return false;
-    case MaskMode::causal:
-      return j1 - 1 > i0;
-    case MaskMode::causal_strict:
-      return j1 - 1 >= i0;
-  }
-  return true;
+bool BlockProblem::tile_empty(std::int64_t i0, std::int64_t i1, std::int64_t j0,
+                              std::int64_t j1) const {
+  if (!general()) return key_end(i1) <= j0;
+  return std::max(i0, first_query(j0)) >= std::min(i1, end_query(j1));
 }
 
-BlockProblem make_block_problem(const Tensor& q, const Tensor& k, MaskMode mask, float scale) {
+bool BlockProblem::tile_needs_mask(std::int64_t i0, std::int64_t i1, std::int64_t j0,
+                                   std::int64_t j1) const {
+  if (!general()) {
+    switch (mode()) {
+      case MaskMode::none:
+        return false;
+      case MaskMode::causal:
+        return j1 - 1 > i0;
+      case MaskMode::causal_strict:
+        return j1 - 1 >= i0;
+    }
+    return true;
+  }
+  // Every row sees all of [j0, j1): the latest first key and the earliest last key bound it.
+  return !(key_first(i1 - 1) <= j0 && key_last(i0) >= j1);
+}
+
+BlockProblem make_block_problem(const Tensor& q, const Tensor& k, const BlockMask& mask,
+                                float scale) {
   BlockProblem p{};
   p.b = q.size(0);
   p.sq = q.size(1);
@@ -56,6 +94,15 @@ BlockProblem make_block_problem(const Tensor& q, const Tensor& k, MaskMode mask,
   p.dpad = pad_vec(static_cast<int>(p.d));
   p.mask = mask;
   p.scale = scale;
+  if (mask.general()) {
+    p.kb.resize(static_cast<std::size_t>(p.sq));
+    p.ke.resize(static_cast<std::size_t>(p.sq));
+    for (std::int64_t i = 0; i < p.sq; ++i) {
+      const auto [a, e] = mask.keys(i, p.sk);
+      p.kb[static_cast<std::size_t>(i)] = a;
+      p.ke[static_cast<std::size_t>(i)] = e;
+    }
+  }
   return p;
 }
 
@@ -64,12 +111,12 @@ void apply_mask(const BlockProblem& p, std::int64_t i0, int rows, std::int64_t j
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int r = 0; r < rows; ++r) {
     float* row = s + static_cast<long>(r) * ld;
-    int end = n_valid;  // keys [0, end) of the tile visible to this row
-    if (p.mask != MaskMode::none) {
-      const std::int64_t i = i0 + r;
-      const std::int64_t last = p.mask == MaskMode::causal ? i : i - 1;  // last visible key
-      end = static_cast<int>(std::clamp<std::int64_t>(last - j0 + 1, 0, n_valid));
-    }
+    const std::int64_t i = i0 + r;
+    // Keys [begin, end) of the tile visible to this row.
+    const int begin = static_cast<int>(std::clamp<std::int64_t>(p.key_first(i) - j0, 0, n_valid));
+    const int end =
+        std::max(begin, static_cast<int>(std::clamp<std::int64_t>(p.key_last(i) - j0, 0, n_valid)));
+    std::fill(row, row + begin, kNegInf);
     std::fill(row + end, row + n_pad, kNegInf);
   }
 }

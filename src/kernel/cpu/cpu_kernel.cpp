@@ -33,8 +33,10 @@ bool amx_active(const TileOps& ops) {
   return amx::compiled() && std::string_view(ops.isa) != "generic" && cpu_path() == CpuPath::amx;
 }
 
-bool use_amx(const TileOps& ops, const Tensor& q) {
-  return q.dtype() == DType::bf16 && amx_active(ops);
+// The AMX paths take the local modes; a general mask (documents, windows) runs on the vector
+// loops.
+bool use_amx(const TileOps& ops, const Tensor& q, const BlockMask& mask) {
+  return q.dtype() == DType::bf16 && !mask.general() && amx_active(ops);
 }
 
 }  // namespace
@@ -47,19 +49,19 @@ std::string CpuKernel::name() const {
          std::to_string(pool_.size()) + " threads)";
 }
 
-void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                         float scale, Tensor& out, Tensor& lse) {
   check_forward_args(q, k, v, mask, out, lse);
   check_host(q, "q");
   check_scale(scale);
   const BlockProblem p = make_block_problem(q, k, mask, scale);
   const detail::ThreadPool::Hold hold(pool_);  // one turn at the cores for the whole call
-  if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return;
+  if (use_amx(ops_, q, mask) && amx::forward(p, context(), q, k, v, out, lse)) return;
   run_forward(p, context(), q, k, v, out, lse);
 }
 
-bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
-                                   float scale, Tensor& out, Tensor& lse) {
+bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const BlockMask& mask, float scale, Tensor& out, Tensor& lse) {
   check_forward_args(q, k, v, mask, out, lse);
   check_host(q, "q");
   check_scale(scale);
@@ -68,20 +70,20 @@ bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tenso
   BlockProblem p = make_block_problem(q, k, mask, scale);
   p.fold = true;
   const detail::ThreadPool::Hold hold(pool_);
-  if (use_amx(ops_, q) && amx::forward(p, context(), q, k, v, out, lse)) return true;
+  if (use_amx(ops_, q, mask) && amx::forward(p, context(), q, k, v, out, lse)) return true;
   run_forward(p, context(), q, k, v, out, lse);
   return true;
 }
 
 void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                         const Tensor& lse, const Tensor& dout, MaskMode mask, float scale,
+                         const Tensor& lse, const Tensor& dout, const BlockMask& mask, float scale,
                          Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) {
   check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
   check_host(q, "q");
   check_scale(scale);
   const BlockProblem p = make_block_problem(q, k, mask, scale);
   const detail::ThreadPool::Hold hold(pool_);
-  if (use_amx(ops_, q) &&
+  if (use_amx(ops_, q, mask) &&
       amx::backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate))
     return;
   run_backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate);

@@ -18,12 +18,12 @@ class CpuKernel final : public AttentionKernel {
   Device device() const override { return Device::host; }
   std::string name() const override;
 
-  void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
-               Tensor& out, Tensor& lse) override;
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
+               float scale, Tensor& out, Tensor& lse) override;
   void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                const Tensor& lse, const Tensor& dout, MaskMode mask, float scale, Tensor& dq,
-                Tensor& dk, Tensor& dv, bool accumulate) override;
-  bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+                const Tensor& lse, const Tensor& dout, const BlockMask& mask, float scale,
+                Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) override;
+  bool forward_accumulate(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                           float scale, Tensor& out, Tensor& lse) override;
   void merge(Tensor& out, Tensor& lse, const Tensor& out_b, const Tensor& lse_b) override;
   void fill_zero(Tensor& t) override;
@@ -31,11 +31,16 @@ class CpuKernel final : public AttentionKernel {
   void copy(const Tensor& src, Tensor& dst) override;
   void add(const Tensor& src, Tensor& dst) override;
 
+  // The score tiles (query tile × key tile) the forward passes of the vector loops computed
+  // since construction: the work the mask left (the AMX path does not count).
+  std::int64_t score_tiles() const { return score_tiles_.load(); }
+
  private:
   detail::ThreadPool pool_;
   const TileOps& ops_;
   Allocator& scratch_;  // every call's workspace comes from here and returns before it ends
-  Context context() { return Context{ops_, pool_, scratch_}; }
+  std::atomic<std::int64_t> score_tiles_{0};
+  Context context() { return Context{ops_, pool_, scratch_, &score_tiles_}; }
 };
 
 }  // namespace usp::cpu

@@ -140,7 +140,8 @@ void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, cons
           // Every key tile is loaded once for the block's query tiles; each row still sees the
           // key tiles in increasing order, so the sums are those of one tile per task.
           const std::int64_t kend = p.key_end(b0 + rows);
-          for (std::int64_t j0 = 0; j0 < kend; j0 += kBc) {
+          std::int64_t computed = 0;
+          for (std::int64_t j0 = p.key_begin(b0) / kBc * kBc; j0 < kend; j0 += kBc) {
             const int n = static_cast<int>(std::min<std::int64_t>(kBc, p.sk - j0));
             const int np = pad_vec(n);
             const float* ktile = kt_panel + static_cast<std::size_t>(j0 / kBc) * d * kBc;
@@ -148,13 +149,14 @@ void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, cons
             for (int qt = 0; qt < ntiles; ++qt) {
               const std::int64_t i0 = b0 + static_cast<std::int64_t>(qt) * kBr;
               const int tr = std::min(kBr, rows - qt * kBr);
-              if (p.key_end(i0 + tr) <= j0) continue;  // the tile sees no key from j0 on
+              if (p.tile_empty(i0, i0 + tr, j0, j0 + n)) continue;  // no visible pair
               const long r0 = static_cast<long>(qt) * kBr;
               float* acc = w.acc + r0 * dp;
               float* row_m = w.row_m + r0;
               float* row_l = w.row_l + r0;
               ops.gemm(tr, np, d, w.q + r0 * dp, dp, ktile, kBc, w.s, kBc, false);
-              if (n < np || p.tile_needs_mask(i0, j0 + n))
+              ++computed;
+              if (n < np || p.tile_needs_mask(i0, i0 + tr, j0, j0 + n))
                 apply_mask(p, i0, tr, j0, n, np, w.s, kBc);
               if (ops.softmax_step != nullptr)
                 ops.softmax_step(w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
@@ -165,6 +167,8 @@ void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, cons
           }
 
           finish_forward_rows(w.acc, dp, d, w.row_m, w.row_l, rows, vo, vl, bi, hi, b0);
+          if (cx.score_tiles != nullptr)
+            cx.score_tiles->fetch_add(computed, std::memory_order_relaxed);
         });
   }
 }

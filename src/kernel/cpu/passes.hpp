@@ -2,6 +2,9 @@
 // and what they run on.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include <cstdint>
 
 #include "kernel/cpu/block_problem.hpp"
@@ -18,6 +21,9 @@ struct Context {
   const TileOps& ops;
   detail::ThreadPool& pool;
   Allocator& scratch;
+  // Score tiles (query tile × key tile) the forward computed, for tests that check that the
+  // work follows the mask (null: not counted).
+  std::atomic<std::int64_t>* score_tiles = nullptr;
 };
 
 void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, const Tensor& k,

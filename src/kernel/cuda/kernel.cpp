@@ -83,8 +83,8 @@ class CudaKernel final : public AttentionKernel {
     return n;
   }
 
-  void forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale,
-               Tensor& out, Tensor& lse) override {
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
+               float scale, Tensor& out, Tensor& lse) override {
     check_forward_args(q, k, v, mask, out, lse);
     AttnArgs a = common(q, k, v, mask, scale);
     require_device(out, "out");
@@ -101,8 +101,8 @@ class CudaKernel final : public AttentionKernel {
   }
 
   void backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                const Tensor& lse, const Tensor& dout, MaskMode mask, float scale, Tensor& dq,
-                Tensor& dk, Tensor& dv, bool accumulate) override {
+                const Tensor& lse, const Tensor& dout, const BlockMask& mask, float scale,
+                Tensor& dq, Tensor& dk, Tensor& dv, bool accumulate) override {
     check_backward_args(q, k, v, out, lse, dout, mask, dq, dk, dv);
     AttnArgs a = common(q, k, v, mask, scale);
     const Tensor* ts[] = {&out, &lse, &dout, &dq, &dk, &dv};
@@ -213,7 +213,8 @@ class CudaKernel final : public AttentionKernel {
     USP_CUDA_CHECK(cudaStreamSynchronize(st));
   }
 
-  AttnArgs common(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask, float scale) {
+  AttnArgs common(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
+                  float scale) {
     detail::set_device(device_);
     require_device(q, "q");
     require_device(k, "k");
@@ -239,7 +240,11 @@ class CudaKernel final : public AttentionKernel {
                   "CUDA kernel: batch × heads = ", a.batch * static_cast<std::int64_t>(a.heads),
                   " must be <= 65535");
     a.head_dim = d;
-    a.mask = static_cast<int>(mask);
+    if (mask.general())
+      USP_FAIL(unsupported, "CUDA kernel: the mask ", mask.describe(),
+               " is not supported (the CUDA kernels take the local modes none, causal and "
+               "causal_strict; documents and windows run on the CPU kernel)");
+    a.mask = static_cast<int>(mask.mode());
     a.dtype = static_cast<int>(t);
     a.scale = scale;
     a.q = q.data();

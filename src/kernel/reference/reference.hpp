@@ -16,10 +16,10 @@ struct ForwardResult {
 struct BackwardResult {
   std::vector<double> dq, dk, dv;  // shapes of q, k, v
 };
-ForwardResult forward(const Tensor& q, const Tensor& k, const Tensor& v, MaskMode mask,
+ForwardResult forward(const Tensor& q, const Tensor& k, const Tensor& v, const BlockMask& mask,
                       double scale);
 // Computes the true gradients of the attention (q, k, v, dout) → dq, dk, dv, analytically.
 BackwardResult backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout,
-                        MaskMode mask, double scale);
+                        const BlockMask& mask, double scale);
 
 }  // namespace usp::reference

@@ -171,7 +171,7 @@ USP_AMX void key_tile(const BlockProblem& p, const Shape& sh, const Worker& w, c
   std::fill(w.dsb, w.dsb + kT * kT, bf16{0});
   const std::int64_t qt0 = first_qtile(p, j0 / kT);
   const char* ktr = base + sh.ktr + 2 * static_cast<std::size_t>(j0) * dp;
-  const bool causal = p.mask != MaskMode::none;
+  const bool causal = p.mode() != MaskMode::none;
   TileScope tiles;
   for (std::int64_t hi_in = 0; hi_in < sh.g; ++hi_in) {
     for (std::int64_t qt = qt0; qt < sh.nqt; ++qt) {

@@ -89,8 +89,8 @@ struct Worker {
 // Keys [0, end) of the tile starting at j0 visible to query i (end <= bk).
 int visible(const BlockProblem& p, std::int64_t i, std::int64_t j0, int bk) {
   std::int64_t last = p.sk - 1;
-  if (p.mask == MaskMode::causal) last = std::min(last, i);
-  if (p.mask == MaskMode::causal_strict) last = std::min(last, i - 1);
+  if (p.mode() == MaskMode::causal) last = std::min(last, i);
+  if (p.mode() == MaskMode::causal_strict) last = std::min(last, i - 1);
   return static_cast<int>(std::clamp<std::int64_t>(last - j0 + 1, 0, bk));
 }
 
@@ -221,7 +221,7 @@ USP_AMX void query_block(const BlockProblem& p, const Shape& sh, const Worker& w
   const std::int64_t kend = p.key_end(i0 + rows);
   TileScope tiles;
   for (std::int64_t j0 = 0; j0 < kend; j0 += bk) {
-    const bool masked = j0 + bk > p.sk || p.tile_needs_mask(i0, j0 + bk);
+    const bool masked = j0 + bk > p.sk || p.tile_needs_mask(i0, i0 + rows, j0, j0 + bk);
     for (int s0 = 0; s0 < rows_pad; s0 += sh.strip) {
       const int st = std::min(sh.strip, rows_pad - s0);
       // S = Q·Kᵀ for the strip: A = Q rows, B tile (chunk c, key block n) at kpack + (j0/16 +
