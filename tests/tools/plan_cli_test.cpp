@@ -82,7 +82,7 @@ TEST(PlanCli, MachineFileIsReadAndWritten) {
   const std::string path = testing::TempDir() + "usp_plan_machine_" + std::to_string(getpid());
   FILE* f = fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
-  fputs("description a test box\np2p 10 5\nkernel 128 50000 1000 0.8 1000 0.9 20\n", f);
+  fputs("description a test box\np2p 10 5\nkernel 128 50000 1000 0.8 1000 0.9 1000 20\n", f);
   fclose(f);
   const Result r = run("--machine " + path + " --seq-len 8192 --top 1");
   EXPECT_EQ(r.rc, 0) << r.out;
@@ -170,6 +170,7 @@ TEST(PlanCli, CalibrateWritesAMachineAndCheckRunsTheBest) {
       << r.out;
   EXPECT_NE(r.out.find("| 1 | basic s=64 4x1 fwd | "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| | measured fastest: predicted #"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("During these runs the process got "), std::string::npos) << r.out;
   // The written machine reads back.
   const Result again = run("--machine " + path +
                            " --seq-len 64 --head-size 16 --nheads 8 "

@@ -14,7 +14,7 @@ MachineModel two_nodes() {
   MachineModel m;
   m.name = "two nodes";
   m.ranks_per_node = 4;
-  m.kernels = {KernelRate{128, 100000, 1000, 0.8, 1000, 0.8, 10}};
+  m.kernels = {KernelRate{128, 100000, 1000, 0.8, 1000, 0.8, 1000, 10}};
   m.p2p = m.a2a = {100, 5};
   m.p2p_inter = m.a2a_inter = {2, 20};
   m.overlap = 1;
@@ -87,7 +87,7 @@ TEST(PlanModel, RanksSharingCoresShareTheCompute) {
   // CPU ranks: 8 single-threaded ranks on 2 cores take 4 times as long as on 8 cores for a
   // balanced ring (each step's work spread over the cores), before the copies.
   MachineModel m;
-  m.kernels = {KernelRate{128, 50, 0, 1, 0, 1, 0}};
+  m.kernels = {KernelRate{128, 50, 0, 1, 0, 1, 0, 0}};
   m.p2p = m.a2a = m.p2p_inter = m.a2a_inter = {1e9, 0};
   m.cores = 8;
   const BenchProblem p = seed_like();
@@ -106,13 +106,17 @@ TEST(PlanModel, KernelTimeFollowsTheRateCurve) {
   // One causal block per rank (r = 1), no transfers: flops / (causal_eff · peak · m / (m +
   // causal_half)); half_tokens is for full blocks only.
   MachineModel m;
-  m.kernels = {KernelRate{128, 1000, 2048, 0.5, 512, 1, 0}};
+  m.kernels = {KernelRate{128, 1000, 2048, 0.5, 512, 0.4, 100, 0}};
   m.a2a = {1e12, 0};
   const BenchProblem p{.batch = 1, .nheads = 2, .kv_heads = 2};
   const double s = 1024;
   const double flops = 4.0 * 1 * 1 * 128 * s * s * 0.5;  // h/u = 1 head per rank
   const double rate = 1000e9 * s / (s + 512) * 0.5;
   EXPECT_NEAR(predict(m, p, cfg(Strategy::basic, 1024, 2, 1)).compute_ms, flops / rate * 1e3, 1e-9);
+  // The backward: 2.5 × the flops at bwd_eff × causal_eff · peak · m / (m + bwd_half).
+  const double bwd_rate = 1000e9 * s / (s + 100) * 0.5 * 0.4;
+  EXPECT_NEAR(predict(m, p, cfg(Strategy::basic, 1024, 2, 1, false)).compute_ms,
+              (flops / rate + 2.5 * flops / bwd_rate) * 1e3, 1e-9);
 }
 
 TEST(PlanModel, AllgatherAndDoubleRingMemory) {
@@ -157,11 +161,11 @@ TEST(PlanModel, MachineFileErrorsNameTheLineAndTheRule) {
   EXPECT_EQ(message("p2p 1 2\n"),
             "--machine: m.txt: needs at least one 'kernel' line and a 'p2p' line (see "
             "docs/usp-plan.md)");
-  EXPECT_EQ(message("p2p 1 2\nkernel 128 1 0 1 0 1 0\noverlap 2\n"),
+  EXPECT_EQ(message("p2p 1 2\nkernel 128 1 0 1 0 1 0 0\noverlap 2\n"),
             "--machine: m.txt:3: overlap must be between 0 and 1, got 2");
   const MachineModel ok = parse_machine(
-      "# comment\ndescription two boxes\np2p 10 3 # GB/s us\nkernel 64 1 0 1 0 1 0\n"
-      "kernel 128 2 0 1 0 1 0\ncores 4\n",
+      "# comment\ndescription two boxes\np2p 10 3 # GB/s us\nkernel 64 1 0 1 0 1 0 0\n"
+      "kernel 128 2 0 1 0 1 0 0\ncores 4\n",
       "m.txt");
   EXPECT_EQ(ok.description, "two boxes");
   EXPECT_EQ(ok.cores, 4);

@@ -89,6 +89,12 @@ int run_check(const PlanOptions& o, const MachineModel& m, const std::vector<Can
       os << "| | measured fastest: predicted #" << best->rank << ", " << best->c->config.describe()
          << " | | | | |\n";
   }
+  double cpu = 0, wall = 0;
+  for (const Entry& e : entries)
+    for (std::size_t k = 0; k < e.wall_ms.size(); ++k) cpu += e.cpu_ms[k], wall += e.wall_ms[k];
+  if (wall > 0)
+    os << "\nDuring these runs the process got " << fmt(cpu / wall, 3) << " of the cores' time ("
+       << fmt(m.core_share, 3) << " during the calibration).\n";
   return rc;
 }
 

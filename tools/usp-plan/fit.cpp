@@ -50,6 +50,7 @@ MachineModel fit_seed(const MachineModel& start, int iterations) {
       {nullptr, &KernelRate::causal_eff, nullptr, nullptr, 0.3, 1},
       {nullptr, &KernelRate::causal_half, nullptr, nullptr, 0, 20000},
       {nullptr, &KernelRate::bwd_eff, nullptr, nullptr, 0.2, 1},
+      {nullptr, &KernelRate::bwd_half, nullptr, nullptr, 0, 20000},
       {nullptr, &KernelRate::call_us, nullptr, nullptr, 0, 2000},
       {nullptr, nullptr, &Link::gbs, &MachineModel::p2p, 0.5, 26},
       {nullptr, nullptr, &Link::latency_us, &MachineModel::p2p, 0, 6000},

@@ -26,6 +26,7 @@ MachineModel seed_machine() {
   k.causal_eff = 0.693;
   k.causal_half = 12400;
   k.bwd_eff = 1.0;
+  k.bwd_half = 10700;
   k.call_us = 791;
   m.kernels = {k};
   m.p2p = {18.9, 0};
@@ -80,7 +81,7 @@ MachineModel parse_machine(const std::string& text, const std::string& where) {
     std::vector<std::string> v;
     for (std::string w; ls >> w;) v.push_back(w);
     const std::size_t want =
-        key == "kernel"                                                              ? 7
+        key == "kernel"                                                              ? 8
         : (key == "p2p" || key == "a2a" || key == "p2p_inter" || key == "a2a_inter") ? 2
                                                                                      : 1;
     const bool known = key == "kernel" || key == "p2p" || key == "a2a" || key == "p2p_inter" ||
@@ -106,7 +107,8 @@ MachineModel parse_machine(const std::string& text, const std::string& where) {
       k.causal_eff = num(3, positive);
       k.causal_half = num(4, 0);
       k.bwd_eff = num(5, positive);
-      k.call_us = num(6, 0);
+      k.bwd_half = num(6, 0);
+      k.call_us = num(7, 0);
       m.kernels.push_back(k);
     } else if (key == "cores") {
       m.cores = static_cast<int>(num(0, 0));
@@ -168,10 +170,12 @@ std::string machine_text(const MachineModel& m) {
   os << "a2a " << m.a2a.gbs << ' ' << m.a2a.latency_us << "\n";
   os << "p2p_inter " << m.p2p_inter.gbs << ' ' << m.p2p_inter.latency_us << "\n";
   os << "a2a_inter " << m.a2a_inter.gbs << ' ' << m.a2a_inter.latency_us << "\n";
-  os << "# kernel head_size peak_gflops half_tokens causal_eff causal_half bwd_eff call_us\n";
+  os << "# kernel head_size peak_gflops half_tokens causal_eff causal_half bwd_eff bwd_half "
+        "call_us\n";
   for (const KernelRate& k : m.kernels)
     os << "kernel " << k.head_size << ' ' << k.peak_gflops << ' ' << k.half_tokens << ' '
-       << k.causal_eff << ' ' << k.causal_half << ' ' << k.bwd_eff << ' ' << k.call_us << "\n";
+       << k.causal_eff << ' ' << k.causal_half << ' ' << k.bwd_eff << ' ' << k.bwd_half << ' '
+       << k.call_us << "\n";
   return os.str();
 }
 

@@ -210,7 +210,11 @@ MachineModel calibrate_this_machine(const BenchProblem& p, std::ostream* log) {
   k.half_tokens = fit.half_tokens;
   k.causal_eff = cfit.peak / fit.peak;
   k.causal_half = cfit.half_tokens;
-  k.bwd_eff = rate(512, true, true) / (cfit.peak * 512 / (512 + cfit.half_tokens));
+  std::vector<std::pair<double, double>> backward;
+  for (std::int64_t tok : {512, 2048}) backward.emplace_back(tok, rate(tok, true, true));
+  const CurveFit bfit = fit_rate_curve(backward);
+  k.bwd_eff = bfit.peak / cfit.peak;
+  k.bwd_half = bfit.half_tokens;
   k.call_us = 1e6 * time_block(p, threads, 32, false, false, 1).seconds;
   if (log) *log << "calibrate: a call of 32 tokens, one head: " << k.call_us << " us\n";
   m.kernels = {k};

@@ -80,7 +80,7 @@ struct Geometry {
   double block_s(const Block& b, bool bwd) const {
     const double mtok = std::min(b.sq, b.sk);
     double flops = 4.0 * p.batch * heads * p.head_size * b.sq * b.sk * (b.causal ? 0.5 : 1.0);
-    const double half = b.causal ? k.causal_half : k.half_tokens;
+    const double half = bwd ? k.bwd_half : b.causal ? k.causal_half : k.half_tokens;
     double rate = k.peak_gflops * 1e9 * mtok / (mtok + half) * (b.causal ? k.causal_eff : 1);
     if (bwd) {
       flops *= 2.5;

@@ -57,8 +57,8 @@ struct Link {
 
 // The kernel's rate for one head size: a block of sq × sk tokens (m = min(sq, sk)) computes at
 // peak · m / (m + half_tokens), a causal (diagonal) block at causal_eff · peak · m / (m +
-// causal_half); the backward (2.5 × the forward's flops) at bwd_eff × that; plus call_us per
-// call.
+// causal_half); the backward (2.5 × the forward's flops) at bwd_eff × the same with bwd_half in
+// place of half_tokens or causal_half; plus call_us per call.
 struct KernelRate {
   int head_size = 128;
   double peak_gflops = 1;  // per device, or per core for CPU ranks
@@ -66,6 +66,7 @@ struct KernelRate {
   double causal_eff = 1;
   double causal_half = 0;
   double bwd_eff = 1;
+  double bwd_half = 0;
   double call_us = 0;
 };
 
