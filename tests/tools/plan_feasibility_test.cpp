@@ -101,14 +101,14 @@ TEST(PlanFeasibility, AllgatherAndDoubleRingRules) {
   EXPECT_EQ(why(Strategy::zigzag, 4096, 1, 8, 4), "");
   EXPECT_EQ(why(Strategy::basic, 4096, 1, 8, 2), "");
   EXPECT_EQ(why(Strategy::zigzag, 4096, 1, 8, 3),
-            "--double-ring: 3 cannot split the ring of 1x8 (the inner ring size must divide the "
+            "--double-ring: 3 cannot run zigzag over 1x8 (the inner ring size must divide the "
             "ring degree 8 and be smaller than it)");
   EXPECT_EQ(why(Strategy::zigzag, 4096, 1, 8, 8),
-            "--double-ring: 8 cannot split the ring of 1x8 (the inner ring size must divide the "
+            "--double-ring: 8 cannot run zigzag over 1x8 (the inner ring size must divide the "
             "ring degree 8 and be smaller than it)");
   EXPECT_EQ(why(Strategy::allgather, 4096, 1, 8, 4),
-            "--double-ring: 4 cannot run allgather (allgather gathers K/V in one step and has no "
-            "inner ring)");
+            "--double-ring: 4 cannot run allgather over 1x8 (allgather gathers K/V in one step and "
+            "has no inner ring)");
 }
 
 TEST(PlanFeasibility, WhatUspBenchCannotRunYet) {
