@@ -1,6 +1,7 @@
 #include "options.hpp"
 
 #include <charconv>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -10,7 +11,6 @@
 #include "usp/error.hpp"
 
 namespace usp::bench {
-namespace {
 
 std::vector<std::string> split_list(const std::string& flag, const std::string& value) {
   std::vector<std::string> out;
@@ -28,7 +28,7 @@ std::vector<std::string> split_list(const std::string& flag, const std::string& 
 }
 
 std::int64_t parse_int(const std::string& flag, const std::string& s, std::int64_t min,
-                       std::int64_t max = std::numeric_limits<std::int64_t>::max()) {
+                       std::int64_t max) {
   std::int64_t v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size())
@@ -72,6 +72,31 @@ std::vector<Degrees> parse_degrees(const std::string& flag, const std::string& v
   }
   return out;
 }
+
+DType parse_dtype(const std::string& flag, const std::string& v) {
+  if (v == "fp16" || v == "f16" || v == "float16") return DType::f16;
+  if (v == "bf16" || v == "bfloat16") return DType::bf16;
+  if (v == "fp32" || v == "f32" || v == "float32") return DType::f32;
+  throw UsageError(flag + ": '" + v + "' is not fp16, bf16 or fp32");
+}
+
+void parse_problem(const std::map<std::string, std::string>& values, BenchProblem& p) {
+  auto value = [&](const char* f) -> const std::string* {
+    const auto it = values.find(f);
+    return it == values.end() ? nullptr : &it->second;
+  };
+  if (const auto* v = value("--batch-size"))
+    p.batch = static_cast<int>(parse_int("--batch-size", *v, 1, 1 << 20));
+  if (const auto* v = value("--nheads"))
+    p.nheads = static_cast<int>(parse_int("--nheads", *v, 1, 1 << 16));
+  const auto* kv = value("--kv-heads");
+  p.kv_heads = kv ? static_cast<int>(parse_int("--kv-heads", *kv, 1, 1 << 16)) : p.nheads;
+  if (const auto* v = value("--head-size"))
+    p.head_size = static_cast<int>(parse_int("--head-size", *v, 1, 256));
+  if (const auto* v = value("--dtype")) p.dtype = parse_dtype("--dtype", *v);
+}
+
+namespace {
 
 Section section(std::string title, std::vector<RingType> types, std::vector<Degrees> degrees,
                 std::vector<bool> fwd) {
@@ -141,27 +166,19 @@ std::vector<RowConfig> Section::rows() const {
   return out;
 }
 
-Options parse_options(const std::vector<std::string>& args) {
+std::map<std::string, std::string> scan_flags(const std::vector<std::string>& args,
+                                              const std::set<std::string>& value_flags,
+                                              const std::set<std::string>& switches,
+                                              const std::function<void(const std::string&)>& on) {
   std::map<std::string, std::string> values;  // last occurrence wins
-  std::optional<bool> causal, gflops;
-  Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     auto [flag, value] = tools::split_flag(args[i]);
-    if (kSwitches.count(flag)) {
+    if (switches.count(flag)) {
       if (value) throw UsageError(flag + " takes no value (got '" + *value + "')");
-      if (flag == "--causal") causal = true;
-      if (flag == "--no-causal") causal = false;
-      if (flag == "--check") o.check = true;
-      if (flag == "--breakdown") o.breakdown = true;
-      if (flag == "--vs-single-rank") o.vs_single_rank = true;
-      if (flag == "--compare-seed") o.compare_seed = true;
-      if (flag == "--gflops") gflops = true;
-      if (flag == "--no-gflops") gflops = false;
-      if (flag == "--progress") o.progress = true;
-      if (flag == "--help" || flag == "-h") o.help = true;
+      on(flag);
       continue;
     }
-    if (!kValueFlags.count(flag)) throw UsageError("unknown option '" + args[i] + "' (see --help)");
+    if (!value_flags.count(flag)) throw UsageError("unknown option '" + args[i] + "' (see --help)");
     if (!value) {
       if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
       value = args[++i];
@@ -169,6 +186,25 @@ Options parse_options(const std::vector<std::string>& args) {
     if (value->empty()) throw UsageError(flag + ": empty value");
     values[flag] = *value;
   }
+  return values;
+}
+
+Options parse_options(const std::vector<std::string>& args) {
+  std::optional<bool> causal, gflops;
+  Options o;
+  std::map<std::string, std::string> values =
+      scan_flags(args, kValueFlags, kSwitches, [&](const std::string& flag) {
+        if (flag == "--causal") causal = true;
+        if (flag == "--no-causal") causal = false;
+        if (flag == "--check") o.check = true;
+        if (flag == "--breakdown") o.breakdown = true;
+        if (flag == "--vs-single-rank") o.vs_single_rank = true;
+        if (flag == "--compare-seed") o.compare_seed = true;
+        if (flag == "--gflops") gflops = true;
+        if (flag == "--no-gflops") gflops = false;
+        if (flag == "--progress") o.progress = true;
+        if (flag == "--help" || flag == "-h") o.help = true;
+      });
   if (o.help) return o;
 
   auto has = [&](const char* f) { return values.count(f) > 0; };
@@ -234,28 +270,8 @@ Options parse_options(const std::vector<std::string>& args) {
     for (auto& s : o.sections) s.fwd_only = f;
   }
 
+  parse_problem(values, o.problem);
   BenchProblem& p = o.problem;
-  if (has("--batch-size"))
-    p.batch = static_cast<int>(parse_int("--batch-size", values["--batch-size"], 1, 1 << 20));
-  if (has("--nheads"))
-    p.nheads = static_cast<int>(parse_int("--nheads", values["--nheads"], 1, 1 << 16));
-  p.kv_heads = has("--kv-heads")
-                   ? static_cast<int>(parse_int("--kv-heads", values["--kv-heads"], 1, 1 << 16))
-                   : p.nheads;
-  if (has("--head-size"))
-    p.head_size = static_cast<int>(parse_int("--head-size", values["--head-size"], 1, 256));
-  if (has("--dtype")) {
-    const std::string& v = values["--dtype"];
-    if (v == "fp16" || v == "f16" || v == "float16") {
-      p.dtype = DType::f16;
-    } else if (v == "bf16" || v == "bfloat16") {
-      p.dtype = DType::bf16;
-    } else if (v == "fp32" || v == "f32" || v == "float32") {
-      p.dtype = DType::f32;
-    } else {
-      throw UsageError("--dtype: '" + v + "' is not fp16, bf16 or fp32");
-    }
-  }
   if (causal) p.causal = *causal;
   if (has("--seed")) p.seed = static_cast<std::uint64_t>(parse_int("--seed", values["--seed"], 0));
   if (has("--warmup"))

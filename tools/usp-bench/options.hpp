@@ -2,7 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -63,6 +67,24 @@ struct Options {
 // The seed's global lengths and the ones the default run uses on this class of machine.
 const std::vector<std::int64_t>& seed_lengths();
 const std::vector<std::int64_t>& scaled_lengths();
+
+// Pieces of the parser that usp-plan shares; each throws UsageError naming the flag and the rule.
+std::vector<std::string> split_list(const std::string& flag, const std::string& value);  // a,b,c
+std::int64_t parse_int(const std::string& flag, const std::string& s, std::int64_t min,
+                       std::int64_t max = std::numeric_limits<std::int64_t>::max());
+std::vector<bool> parse_fwd_only(const std::string& flag, const std::string& value);
+std::vector<Degrees> parse_degrees(const std::string& flag, const std::string& value);  // 2x4,4x2
+DType parse_dtype(const std::string& flag, const std::string& value);  // fp16, bf16, fp32
+// The flags of args: each value flag's last value ("--flag value" or "--flag=value"); `on` is
+// called with each switch in order. Throws UsageError for an unknown flag, a missing or empty
+// value, or a value given to a switch.
+std::map<std::string, std::string> scan_flags(const std::vector<std::string>& args,
+                                              const std::set<std::string>& value_flags,
+                                              const std::set<std::string>& switches,
+                                              const std::function<void(const std::string&)>& on);
+// --batch-size, --nheads, --kv-heads (default: --nheads), --head-size, --dtype from the flags'
+// values (flag → its last value).
+void parse_problem(const std::map<std::string, std::string>& values, BenchProblem& p);
 
 // Parses argv[1..]; throws UsageError naming the flag, its value and the rule.
 Options parse_options(const std::vector<std::string>& args);

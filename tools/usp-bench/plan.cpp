@@ -20,6 +20,8 @@ std::string gib(std::uint64_t bytes) {
   return buf;
 }
 
+}  // namespace
+
 void validate_row(const Options& o, const RowConfig& c) {
   const BenchProblem& p = o.problem;
   const int u = c.ulysses, r = c.ring;
@@ -73,6 +75,8 @@ void validate_row(const Options& o, const RowConfig& c) {
                      " KV heads cannot be split or replicated over ulysses degree " +
                      std::to_string(u) + " (kv_heads must divide or be divisible by u)");
 }
+
+namespace {
 
 void check_memory(const Options& o, const Machine& m, const RowConfig& c, int threads,
                   std::uint64_t available) {

@@ -17,6 +17,11 @@ struct Plan {
   std::vector<int> threads;                        // kernel threads per rank, per row
 };
 
+// Throws UsageError for a row the run cannot split: degrees vs the world, a length the layout
+// cannot split, heads (or KV heads) the Ulysses degree cannot split, what the CUDA kernel refuses.
+// Memory is checked separately (memory_need).
+void validate_row(const Options& o, const RowConfig& c);
+
 // Throws UsageError for an impossible row (degrees vs world, a length the layout cannot split,
 // heads the Ulysses degree cannot split, not enough memory) or an unwritable output path.
 Plan make_plan(const Options& o, const Machine& m);
