@@ -200,7 +200,8 @@ class PyAttention {
   PyAttention(std::shared_ptr<World> world, int ulysses, int ring, int data,
               const std::string& ring_type, const std::string& placement, bool causal,
               std::optional<float> softmax_scale, const std::string& device, int threads,
-              bool check_finite, int double_ring)
+              bool check_finite, int double_ring, std::pair<std::int64_t, std::int64_t> window,
+              std::vector<std::int64_t> cu_seqlens)
       : world_(std::move(world)) {
     usp::AttentionOptions o;
     if (device == "cpu")
@@ -227,6 +228,8 @@ class PyAttention {
     o.threads = threads;
     o.check_finite = check_finite;
     o.double_ring = double_ring;
+    o.window = {window.first, window.second};
+    o.cu_seqlens = std::move(cu_seqlens);
     usp::Communicator& comm = world_->get();
     py::gil_scoped_release nogil;  // construction is collective
     attn_ = std::make_shared<usp::Attention>(comm, o);
@@ -295,6 +298,9 @@ class PyAttention {
   }
 
   int rank() const { return world_->get().rank(); }
+  void set_documents(std::vector<std::int64_t> cu_seqlens) {
+    attn_->set_documents(std::move(cu_seqlens));
+  }
   int size() const { return world_->get().size(); }
   int threads() const { return attn_->threads(); }
   std::string kernel_name() const { return attn_->kernel().name(); }
@@ -468,12 +474,16 @@ PYBIND11_MODULE(_usp, m) {
 
   py::class_<PyAttention>(m, "Attention")
       .def(py::init<std::shared_ptr<World>, int, int, int, const std::string&, const std::string&,
-                    bool, std::optional<float>, const std::string&, int, bool, int>(),
+                    bool, std::optional<float>, const std::string&, int, bool, int,
+                    std::pair<std::int64_t, std::int64_t>, std::vector<std::int64_t>>(),
            py::arg("world"), py::arg("ulysses") = 1, py::arg("ring") = 1, py::arg("data") = 1,
            py::arg("ring_type") = "zigzag", py::arg("placement") = "ulysses_inner",
            py::arg("causal") = true, py::arg("softmax_scale") = py::none(),
            py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("check_finite") = false,
-           py::arg("double_ring") = 0)
+           py::arg("double_ring") = 0,
+           py::arg("window") = std::pair<std::int64_t, std::int64_t>{-1, -1},
+           py::arg("cu_seqlens") = std::vector<std::int64_t>{})
+      .def("set_documents", &PyAttention::set_documents, py::arg("cu_seqlens"))
       .def("shard", &PyAttention::shard, py::arg("x"), py::arg("seq_dim") = 1)
       .def("gather", &PyAttention::gather, py::arg("x"), py::arg("seq_dim") = 1)
       .def("forward", &PyAttention::forward, py::arg("q"), py::arg("k"), py::arg("v"))

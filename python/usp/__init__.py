@@ -45,12 +45,32 @@ def _is_torch(x):
     return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
 
 
+def _window(window):
+    try:
+        left, right = (int(x) for x in window)
+    except (TypeError, ValueError):
+        raise TypeError(f"window: expected (left, right) integers, got {window!r}") from None
+    return (left, right)
+
+
+def _documents(cu_seqlens):
+    if cu_seqlens is None:
+        return []
+    try:
+        return [int(x) for x in cu_seqlens]
+    except (TypeError, ValueError):
+        raise TypeError(f"cu_seqlens: expected a sequence of integers, got {cu_seqlens!r}") from None
+
+
 class Attention:
     """Sequence-parallel attention for one rank of `world` (construction is collective).
 
     world.size must be ulysses * ring (* data). ring_type: "basic", "stripe", "zigzag" or
     "allgather" (K/V all-gathered over the ring group, zigzag's layout); double_ring INNER runs
     the ring as ring/INNER inner rings of INNER consecutive ring ranks (0: the single ring);
+    window (left, right) is flash-attention's sliding window (-1: unbounded); cu_seqlens the
+    starts of packed documents [0, l1, l1 + l2, ..., s] (batch 1; set_documents() changes them
+    between calls);
     softmax_scale None means 1/sqrt(head size); device "cpu" (the CPU kernel); threads 0 shares
     the host's cores among the ranks on it; check_finite refuses NaN and +-inf inputs (usp.Error
     naming the tensor, the rank and the first index) instead of letting them propagate.
@@ -58,7 +78,8 @@ class Attention:
 
     def __init__(self, world, ulysses=1, ring=1, ring_type="zigzag", causal=True,
                  softmax_scale=None, device="cpu", *, data=1, placement="ulysses_inner",
-                 threads=0, check_finite=False, double_ring=0):
+                 threads=0, check_finite=False, double_ring=0, window=(-1, -1),
+                 cu_seqlens=None):
         if not isinstance(world, World):
             raise TypeError(f"world: expected a usp.World (usp.mpi_world() or the argument of "
                             f"usp.run_local's function), got {type(world).__name__}")
@@ -68,7 +89,12 @@ class Attention:
         self._core = _usp.Attention(world, ulysses=ulysses, ring=ring, data=data,
                                     ring_type=ring_type, placement=placement, causal=causal,
                                     softmax_scale=softmax_scale, device=device, threads=threads,
-                                    check_finite=check_finite, double_ring=double_ring)
+                                    check_finite=check_finite, double_ring=double_ring,
+                                    window=_window(window), cu_seqlens=_documents(cu_seqlens))
+
+    def set_documents(self, cu_seqlens):
+        """Packed documents for the following calls (None: one document); every rank alike."""
+        self._core.set_documents(_documents(cu_seqlens))
 
     @staticmethod
     def _out(like, *bufs):

@@ -47,20 +47,33 @@ def random_qkv(b, s, h, hkv, d, dtype, seed=0):
     return [torch.randn(*sh, generator=g).to(TORCH_DTYPES[dtype]) for sh in shapes]
 
 
-def reference(q, k, v, dout, causal, scale=None):
+def reference(q, k, v, dout, causal, scale=None, window=(-1, -1), cu_seqlens=None):
     """Plain attention in float64 with torch autograd: out [b,s,h,d], lse [b,h,s], dq, dk, dv.
-    k/v with fewer heads (GQA): query head i reads kv head i // (h / hkv)."""
+    k/v with fewer heads (GQA): query head i reads kv head i // (h / hkv). window (left, right)
+    and cu_seqlens (document starts) mask as flash-attention does; a row that sees no key gets
+    out 0 and lse -inf."""
     q, k, v = (t.detach().double().requires_grad_() for t in (q, k, v))
     b, s, h, d = q.shape
     group = h // k.shape[2]
     kk, vv = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
     scale = d ** -0.5 if scale is None else scale
     scores = torch.einsum("bqhd,bkhd->bhqk", q, kk) * scale
+    i = torch.arange(s).reshape(s, 1)
+    j = torch.arange(s).reshape(1, s)
+    hidden = torch.zeros(s, s, dtype=torch.bool)
     if causal:
-        mask = torch.ones(s, s, dtype=torch.bool).triu(1)
-        scores = scores.masked_fill(mask, float("-inf"))
+        hidden |= j > i
+    if window[0] >= 0:
+        hidden |= j < i - window[0]
+    if window[1] >= 0:
+        hidden |= j > i + window[1]
+    if cu_seqlens is not None:
+        doc = torch.bucketize(torch.arange(s), torch.tensor(cu_seqlens[1:]), right=True)
+        hidden |= doc.reshape(s, 1) != doc.reshape(1, s)
+    scores = scores.masked_fill(hidden, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)
-    out = torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), vv)
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # rows that see nothing: 0
+    out = torch.einsum("bhqk,bkhd->bqhd", probs, vv)
     out.backward(dout.double())
     return out.detach(), lse.detach(), q.grad, k.grad, v.grad
 

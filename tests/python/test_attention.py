@@ -15,13 +15,14 @@ DEGREES = [(1, 4), (2, 2), (4, 1), (1, 2), (2, 1)]
 
 
 def check_case(ring_type, u, r, causal, dtype, b=2, s=64, h=4, hkv=4, d=16, scale=None,
-               double_ring=0):
+               double_ring=0, window=(-1, -1), cu_seqlens=None):
     q, k, v, dout = random_qkv(b, s, h, hkv, d, dtype)
-    ref = reference(q, k, v, dout, causal, scale)
+    ref = reference(q, k, v, dout, causal, scale, window, cu_seqlens)
 
     def rank_fn(world):
         attn = usp.Attention(world, ulysses=u, ring=r, ring_type=ring_type, causal=causal,
-                             softmax_scale=scale, double_ring=double_ring)
+                             softmax_scale=scale, double_ring=double_ring, window=window,
+                             cu_seqlens=cu_seqlens)
         ql, kl, vl, dl = (attn.shard(t).requires_grad_(t is not dout) for t in (q, k, v, dout))
         out, lse = attn.forward(ql.detach(), kl.detach(), vl.detach())
         out_ag = usp.torch.attention(ql, kl, vl, attn)
@@ -67,6 +68,16 @@ def test_gqa(u, r, hkv, dtype):
 def test_double_ring(ring_type, causal, dtype):
     """A ring of 4 as two inner rings of 2 (K/V around the inner ring, then one outer hop)."""
     check_case(ring_type, 1, 4, causal, dtype, double_ring=2)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+@pytest.mark.parametrize("u,r", [(1, 4), (2, 2), (4, 1)], ids=["u1r4", "u2r2", "u4r1"])
+@pytest.mark.parametrize("ring_type", ["basic", "stripe", "zigzag", "allgather"])
+def test_documents_and_window(ring_type, u, r, causal, dtype):
+    """Packed documents (lengths 1, odd, longer than a shard) with a sliding window."""
+    check_case(ring_type, u, r, causal, dtype, b=1, window=(9, 3),
+               cu_seqlens=[0, 1, 8, 16, 37, 64])
 
 
 def test_allgather_gqa():

@@ -487,6 +487,22 @@ TEST(BenchCli, StrategiesAgreeWithTheSingleRankRun) {
   }
 }
 
+TEST(BenchCli, WindowsAndDocumentsAgreeWithTheSingleRankRun) {
+  for (const char* flags : {"--window 9,0 --ring-type zigzag,stripe,allgather",
+                            "--doc-lengths 7 --batch-size 1 --ring-type basic,zigzag",
+                            "--cu-seqlens 0,1,20,21,48 --batch-size 1 --window 5,-1"}) {
+    const Result r = run_bench(std::string(flags) +
+                               " --degrees 2x2,1x4 --fwd-only both --seq-len 48 --head-size 8 "
+                               "--nheads 4 --kv-heads 2 --dtype fp32 --iters 1 --warmup 0 --check");
+    ASSERT_EQ(r.code, 0) << flags << r.out << r.err;
+    const auto tables = seed_tables(r.out);
+    ASSERT_EQ(tables.size(), 1u);
+    EXPECT_FALSE(tables[0].rows.empty());
+    for (const auto& row : tables[0].rows)
+      EXPECT_LE(std::stod(row[10]), 1e-5) << flags << " " << row[0] << " " << row[10];
+  }
+}
+
 // The cells of the first markdown table line that starts with `prefix`.
 std::vector<std::string> table_line(const std::string& out, const std::string& prefix) {
   for (const std::string& line : lines_of(out)) {
@@ -575,6 +591,13 @@ TEST(BenchCli, BadCommandLinesExit2WithOneLine) {
       {"--ring-type allgather --double-ring 2 --degrees 2x4 --seq-len 64",
        "--double-ring: 2 cannot run allgather over 2x4 (allgather gathers K/V in one step"},
       {"--double-ring 0", "--double-ring: 0 is out of range"},
+      {"--window 3", "--window: '3' is not LEFT,RIGHT"},
+      {"--window -2,0", "--window: -2,0 must hold values >= -1"},
+      {"--doc-lengths 64", "--doc-lengths: cu_seqlens needs batch size 1"},
+      {"--cu-seqlens 0,10,20 --batch-size 1 --seq-len 64",
+       "--cu-seqlens: cu_seqlens must end at the sequence length 64, ends at 20"},
+      {"--cu-seqlens 0,x", "--cu-seqlens: 'x' is not an integer"},
+      {"--doc-lengths 8 --cu-seqlens 0,64", "--doc-lengths and --cu-seqlens both give"},
   };
   for (const auto& [args, message] : cases) {
     const Result r = run_bench(args);

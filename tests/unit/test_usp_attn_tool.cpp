@@ -2,9 +2,11 @@
 // compared with the float64 reference; bad inputs exit with status 2 and one stderr line.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "../../tools/common/flags.hpp"
 
 #include <cerrno>
 #include <cmath>
@@ -150,6 +152,8 @@ struct Config {
   bool f64_inputs;
   double tol_out, tol_grad;
   int double_ring = 0;
+  const char* window = nullptr;      // --window
+  const char* cu_seqlens = nullptr;  // --cu-seqlens
 };
 
 void PrintTo(const Config& c, std::ostream* os) {
@@ -180,6 +184,8 @@ TEST_P(UspAttnToolMatch, OutputsMatchReference) {
                                    "--out-dir",   out_dir};
   if (c.causal) args.push_back("--causal");
   if (c.double_ring) args.insert(args.end(), {"--double-ring", std::to_string(c.double_ring)});
+  if (c.window) args.insert(args.end(), {"--window", c.window});
+  if (c.cu_seqlens) args.insert(args.end(), {"--cu-seqlens", c.cu_seqlens});
   const RunResult r = run(args);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -190,7 +196,17 @@ TEST_P(UspAttnToolMatch, OutputsMatchReference) {
   const DType dt = parse_dtype(c.dtype);
   const Tensor qr = to_dtype(q, dt), kr = to_dtype(k, dt), vr = to_dtype(v, dt);
   const Tensor dr = to_dtype(dout, dt);
-  const MaskMode mask = c.causal ? MaskMode::causal : MaskMode::none;
+  BlockMask mask = c.causal ? MaskMode::causal : MaskMode::none;
+  if (c.window || c.cu_seqlens) {
+    AttentionMask m{c.causal, {}, {}};
+    if (c.window) {
+      EXPECT_EQ(tools::parse_window("--window", c.window, m.window), "");
+    }
+    if (c.cu_seqlens) {
+      EXPECT_EQ(tools::parse_int64_list("--cu-seqlens", c.cu_seqlens, m.cu_seqlens), "");
+    }
+    mask = BlockMask(std::make_shared<const AttentionMask>(m), Positions{}, Positions{});
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.d));
   const auto fwd = reference::forward(qr, kr, vr, mask, scale);
   const auto bwd = reference::backward(qr, kr, vr, dr, mask, scale);
@@ -209,7 +225,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Config{"basic", 2, 3, true, "fp32", 1, 18, 6, 2, 8, false, 1e-5, 1e-4},
                       Config{"zigzag", 4, 1, true, "bf16", 1, 16, 4, 1, 16, true, 2e-2, 2e-2},
                       Config{"allgather", 2, 2, true, "fp32", 1, 24, 4, 2, 8, false, 1e-5, 1e-4},
-                      Config{"stripe", 1, 4, true, "fp32", 1, 24, 2, 2, 8, true, 1e-5, 1e-4, 2}));
+                      Config{"stripe", 1, 4, true, "fp32", 1, 24, 2, 2, 8, true, 1e-5, 1e-4, 2},
+                      Config{"zigzag", 2, 2, true, "fp32", 1, 24, 4, 2, 8, false, 1e-5, 1e-4, 0,
+                             "5,0", "0,1,7,13,24"},
+                      Config{"basic", 1, 3, false, "fp32", 1, 18, 2, 1, 8, true, 1e-5, 1e-4, 0,
+                             "4,2", nullptr}));
 
 TEST_F(UspAttnToolTest, ForwardOnlyWritesNoGradients) {
   const Tensor q = write_random("q.npy", {1, 8, 2, 4}, false);
@@ -294,6 +314,9 @@ TEST_F(UspAttnToolErrors, ImpossibleConfigurations) {
                      "--ulysses 3 does not divide the 4 query heads");
   expect_usage_error(base_with({"--dtype", "int8"}), "--dtype");
   expect_usage_error(base_with({"--ring-type", "spiral"}), "'spiral'");
+  expect_usage_error(base_with({"--cu-seqlens", "0,5,9"}),
+                     "cu_seqlens must end at the sequence length 12, ends at 9");
+  expect_usage_error(base_with({"--window", "3"}), "--window: '3' is not LEFT,RIGHT");
   expect_usage_error(base_with({"--ring", "4", "--double-ring", "3"}),
                      "--double-ring 3 must divide --ring 4");
   expect_usage_error(base_with({"--ring", "2", "--ring-type", "allgather", "--double-ring", "1"}),

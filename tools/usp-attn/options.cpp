@@ -5,6 +5,7 @@
 #include <set>
 #include <string_view>
 
+#include "../common/flags.hpp"
 #include "usp/error.hpp"
 
 namespace usp::attn_tool {
@@ -39,6 +40,7 @@ const char* usage() {
   return "usage: usp-attn --q Q.npy --k K.npy --v V.npy [--dout DOUT.npy] [--ulysses U] [--ring "
          "R]\n"
          "                [--ring-type basic|stripe|zigzag|allgather] [--double-ring INNER]\n"
+         "                [--cu-seqlens 0,L1,...,S] [--window LEFT,RIGHT]\n"
          "                [--causal] [--dtype fp32|bf16|fp16] [--softmax-scale X]\n"
          "                [--check-finite] [--backend B] [--threads N]\n"
          "                --out-dir DIR\n"
@@ -60,6 +62,10 @@ const char* usage() {
          "                        ranks (K/V go around the inner ring, then one hop on the\n"
          "                        outer ring); INNER divides R, not with allgather\n"
          "  --causal              causal mask (query i sees keys j <= i)\n"
+         "  --cu-seqlens LIST     packed documents: their starts 0,l1,l1+l2,...,s (batch 1); a\n"
+         "                        query sees keys of its own document only\n"
+         "  --window L,R          sliding window: query i sees keys i-L .. i+R (-1: unbounded;\n"
+         "                        with --causal keys after i stay hidden)\n"
          "  --dtype T             round inputs to this storage type first (default fp32)\n"
          "  --softmax-scale X     scale of q.k (default 1/sqrt(d))\n"
          "  --check-finite        refuse inputs holding NaN or +-inf (the error names the\n"
@@ -99,9 +105,9 @@ Options parse_options(int argc, const char* const* argv) {
       has_value = true;
     }
     static const std::set<std::string> kValued = {
-        "--q",       "--k",         "--v",          "--dout",    "--ulysses",
-        "--ring",    "--ring-type", "--dtype",      "--backend", "--softmax-scale",
-        "--threads", "--out-dir",   "--double-ring"};
+        "--q",       "--k",         "--v",           "--dout",       "--ulysses",
+        "--ring",    "--ring-type", "--dtype",       "--backend",    "--softmax-scale",
+        "--threads", "--out-dir",   "--double-ring", "--cu-seqlens", "--window"};
     const bool valued = kValued.count(flag) != 0;
     USP_CHECK_ARG(valued || flag == "--causal" || flag == "--check-finite", "unknown option '",
                   flag, "' (see usp-attn --help)");
@@ -133,6 +139,12 @@ Options parse_options(int argc, const char* const* argv) {
       o.ring = parse_int(flag, value, 1, kMaxWorld);
     } else if (flag == "--threads") {
       o.threads = parse_int(flag, value, 0, 1024);
+    } else if (flag == "--cu-seqlens") {
+      const std::string e = tools::parse_int64_list(flag, value, o.cu_seqlens);
+      USP_CHECK_ARG(e.empty(), e);
+    } else if (flag == "--window") {
+      const std::string e = tools::parse_window(flag, value, o.window);
+      USP_CHECK_ARG(e.empty(), e);
     } else if (flag == "--double-ring") {
       o.double_ring = parse_int(flag, value, 1, kMaxWorld);
     } else if (flag == "--softmax-scale") {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "usp/dtype.hpp"
 #include "usp/layout.hpp"
@@ -15,6 +16,8 @@ struct Options {
   int ring = 1;
   RingType ring_type = RingType::basic;
   int double_ring = 0;  // inner ring size (UspConfig::double_ring); 0: the single ring
+  Window window{};      // UspConfig::window
+  std::vector<std::int64_t> cu_seqlens{};  // UspConfig::cu_seqlens
   bool causal = false;
   bool check_finite = false;  // refuse NaN/±Inf inputs (UspConfig::check_finite)
   DType dtype = DType::f32;

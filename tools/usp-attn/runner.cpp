@@ -33,6 +33,8 @@ Results run(const Options& o, const NpyInputs& p, Communicator* world) {
                                  .scale = p.scale,
                                  .check_finite = o.check_finite,
                                  .double_ring = o.double_ring,
+                                 .window = o.window,
+                                 .cu_seqlens = o.cu_seqlens,
                                  .threads = o.threads};
 
   Results r;

@@ -17,6 +17,15 @@ std::string RowConfig::ring_label() const {
   return s;
 }
 
+std::vector<std::int64_t> BenchProblem::documents(std::int64_t seq_len) const {
+  if (!cu_seqlens.empty()) return cu_seqlens;
+  std::vector<std::int64_t> cu;
+  if (doc_len <= 0) return cu;
+  for (std::int64_t s = 0; s < seq_len; s += doc_len) cu.push_back(s);
+  cu.push_back(seq_len);
+  return cu;
+}
+
 double row_flops(const BenchProblem& p, const RowConfig& c) {
   const double s = static_cast<double>(c.seq_len);
   double f = 4.0 * p.batch * s * s * p.nheads * p.head_size;

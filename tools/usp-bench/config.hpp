@@ -4,8 +4,11 @@
 #include <cstdint>
 #include <string>
 
+#include <vector>
+
 #include "usp/dtype.hpp"
 #include "usp/layout.hpp"
+#include "usp/mask.hpp"
 
 namespace usp::bench {
 
@@ -17,6 +20,13 @@ struct BenchProblem {
   DType dtype = DType::f16;
   bool causal = true;
   std::uint64_t seed = 1234;
+  Window window{};                         // --window
+  std::int64_t doc_len = 0;                // --doc-lengths: equal documents (the last shorter)
+  std::vector<std::int64_t> cu_seqlens{};  // --cu-seqlens
+
+  bool masked() const { return !window.unbounded() || doc_len > 0 || !cu_seqlens.empty(); }
+  // The document starts of a row of seq_len tokens (empty: one document).
+  std::vector<std::int64_t> documents(std::int64_t seq_len) const;
 };
 
 struct RowConfig {

@@ -39,6 +39,13 @@ BenchProblem:
   --head-size N        at most 256 (default 128)
   --dtype T            fp16 | bf16 | fp32 (default fp16, as the seed)
   --causal, --no-causal                   (default causal)
+  --window L,R         sliding window: query i sees keys i-L .. i+R (-1 unbounded; causal keeps
+                       keys after i hidden)
+  --doc-lengths N      packed documents of N tokens each (the last one shorter), batch size 1
+  --cu-seqlens LIST    packed documents by their starts 0,l1,...,s (one --seq-len; batch 1)
+                       With a window or documents the work follows the mask (ring steps and
+                       tiles with no visible pair are skipped); speed(TFLOPS) keeps the seed's
+                       formula, so it counts the causal work of the whole length
   --seed N             seed of the generated data (default 1234)
 Measurement:
   --warmup N           untimed iterations per row before the timed loop (default 1)

@@ -94,6 +94,18 @@ void parse_problem(const std::map<std::string, std::string>& values, BenchProble
   if (const auto* v = value("--head-size"))
     p.head_size = static_cast<int>(parse_int("--head-size", *v, 1, 256));
   if (const auto* v = value("--dtype")) p.dtype = parse_dtype("--dtype", *v);
+  if (const auto* v = value("--window")) {
+    if (std::string e = tools::parse_window("--window", *v, p.window); !e.empty())
+      throw UsageError(e);
+  }
+  if (const auto* v = value("--doc-lengths"))
+    p.doc_len = parse_int("--doc-lengths", *v, 1, std::int64_t{1} << 40);
+  if (const auto* v = value("--cu-seqlens")) {
+    if (std::string e = tools::parse_int64_list("--cu-seqlens", *v, p.cu_seqlens); !e.empty())
+      throw UsageError(e);
+  }
+  if (p.doc_len > 0 && !p.cu_seqlens.empty())
+    throw UsageError("--doc-lengths and --cu-seqlens both give the documents: use one");
 }
 
 namespace {
@@ -128,10 +140,10 @@ std::vector<Section> preset_sections(const std::string& name) {
 }
 
 const std::set<std::string> kValueFlags = {
-    "--preset",  "--ring-type", "--seq-len",    "--degrees", "--fwd-only", "--batch-size",
-    "--nheads",  "--kv-heads",  "--head-size",  "--dtype",   "--warmup",   "--iters",
-    "--backend", "--threads",   "--seed",       "--world",   "--csv",      "--json",
-    "--plot",    "--repeats",   "--double-ring"};
+    "--preset",  "--ring-type", "--seq-len",     "--degrees", "--fwd-only",    "--batch-size",
+    "--nheads",  "--kv-heads",  "--head-size",   "--dtype",   "--warmup",      "--iters",
+    "--backend", "--threads",   "--seed",        "--world",   "--csv",         "--json",
+    "--plot",    "--repeats",   "--double-ring", "--window",  "--doc-lengths", "--cu-seqlens"};
 const std::set<std::string> kSwitches = {
     "--causal",    "--no-causal", "--check", "--breakdown", "--compare-seed",  "--gflops",
     "--no-gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};

@@ -10,6 +10,8 @@
 
 #include "memory_estimate.hpp"
 #include "usp/backend.hpp"
+#include "usp/error.hpp"
+#include "usp/mask.hpp"
 
 namespace usp::bench {
 namespace {
@@ -61,6 +63,20 @@ void validate_row(const Options& o, const RowConfig& c) {
   if (p.nheads % p.kv_heads != 0)
     throw UsageError("--kv-heads: " + std::to_string(p.kv_heads) + " does not divide --nheads " +
                      std::to_string(p.nheads));
+  if (p.masked()) {
+    const char* flag = !p.cu_seqlens.empty() ? "--cu-seqlens"
+                       : p.doc_len > 0       ? "--doc-lengths"
+                                             : "--window";
+    try {
+      AttentionMask{p.causal, p.window, p.documents(c.seq_len)}.validate(c.seq_len, p.batch);
+    } catch (const Error& e) {
+      throw UsageError(std::string(flag) + ": " + e.what() + " (row " + c.describe() + ")");
+    }
+    if (o.backend == "cuda-local" || o.backend == "nccl")
+      throw UsageError(std::string(flag) +
+                       ": documents and windows run on the CPU kernel; --backend " + o.backend +
+                       " takes none of them");
+  }
   if (o.backend == "cuda-local" || o.backend == "nccl") {
     if (p.dtype == DType::f32)
       throw UsageError("--dtype: fp32 is not supported by the CUDA kernel of --backend " +

@@ -238,7 +238,11 @@ std::string markdown_report(const RunData& d) {
   os << "- backend: " << backend_text(d) << "\n";
   os << "- dtype: " << dtype_name(p.dtype) << " · batch size " << p.batch << " · heads " << p.nheads
      << " (KV heads " << p.kv_heads << ") · head size " << p.head_size
-     << " · causal: " << py_bool(p.causal) << "\n";
+     << " · causal: " << py_bool(p.causal);
+  if (!p.window.unbounded()) os << " · window " << p.window.left << "," << p.window.right;
+  if (p.doc_len > 0) os << " · documents of " << p.doc_len << " tokens";
+  if (!p.cu_seqlens.empty()) os << " · " << p.cu_seqlens.size() - 1 << " documents (--cu-seqlens)";
+  os << "\n";
   os << "- warm-up iterations: " << o.warmup << " · timed iterations: " << o.iters
      << " · data seed: " << p.seed << "\n";
   if (o.repeats > 1)

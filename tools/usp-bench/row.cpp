@@ -40,6 +40,8 @@ AttentionOptions attention_options(const std::string& backend, const BenchProble
           .ring_type = c.ring_type,
           .causal = p.causal,
           .double_ring = c.double_ring,
+          .window = p.window,
+          .cu_seqlens = p.documents(c.seq_len),
           .threads = threads};
 }
 

@@ -60,7 +60,7 @@ std::span<const SeedRow> seed_rows() {
 
 std::optional<SeedRow> find_seed_row(const BenchProblem& p, const RowConfig& c) {
   if (p.batch != 2 || p.nheads != 16 || p.kv_heads != 16 || p.head_size != 128 ||
-      p.dtype != DType::f16 || !p.causal)
+      p.dtype != DType::f16 || !p.causal || p.masked())
     return std::nullopt;
   for (const SeedRow& s : kRows)
     if (s.config == c) return s;
