@@ -14,26 +14,35 @@ namespace {
 constexpr int kTagGather = 7005;      // K/V blocks
 constexpr int kTagGatherGrad = 7006;  // dK/dV partials, to the block's owner
 
-// Every other rank's block (blocks[source]) being received, and mine being sent to every rank.
+// Every other rank's block I need (blocks[source]) being received, and mine being sent to every
+// rank that needs it (with a window or documents some see nothing of it).
 struct Gather {
   std::vector<Tensor> blocks;
   std::vector<Transfer> recvs, sends;
+  std::vector<char> needed;  // needed[source]: my queries see some key of its block
 
   Gather(const RingContext& ctx, const Tensor& kv) {
     const int p = ctx.comm.size(), rank = ctx.comm.rank();
+    const std::int64_t len = kv.size(1);
     blocks.resize(static_cast<std::size_t>(p));
     recvs.resize(static_cast<std::size_t>(p));
+    needed.assign(static_cast<std::size_t>(p), 0);
     for (int s = 1; s < p; ++s) {  // the order of use: rank − 1, rank − 2, …
       const int src = ring_source(p, rank, s);
+      if (!sees(ctx, rank, src, len)) continue;
+      needed[static_cast<std::size_t>(src)] = 1;
       Tensor& b = blocks[static_cast<std::size_t>(src)];
       b = Tensor::empty(kv.shape(), kv.dtype(), ctx.alloc);
       recvs[static_cast<std::size_t>(src)] =
           post_recv(ctx.comm, b.data(), b.nbytes(), src, kTagGather, ctx.timings);
     }
-    for (int s = 1; s < p; ++s)  // rank + 1 uses mine first, then rank + 2, …
-      sends.push_back(
-          post_send(ctx.comm, kv.data(), kv.nbytes(), (rank + s) % p, kTagGather, ctx.timings));
+    for (int s = 1; s < p; ++s) {  // rank + 1 uses mine first, then rank + 2, …
+      const int dst = (rank + s) % p;
+      if (sees(ctx, dst, rank, len))
+        sends.push_back(post_send(ctx.comm, kv.data(), kv.nbytes(), dst, kTagGather, ctx.timings));
+    }
   }
+  bool need(int source) const { return needed[static_cast<std::size_t>(source)] != 0; }
   // The block of `source` (≠ me), once it is here.
   const Tensor& wait(int source) {
     recvs[static_cast<std::size_t>(source)].wait();
@@ -54,6 +63,7 @@ RingForward allgather_forward(const RingContext& ctx, const Tensor& q, Tensor kv
   fold.add(kv, rank);
   for (int s = 1; s < p; ++s) {
     const int src = ring_source(p, rank, s);
+    if (!gather.need(src)) continue;
     fold.add(gather.wait(src), src);
     gather.release(src);
   }
@@ -74,8 +84,10 @@ RingBackward allgather_backward(const RingContext& ctx, const Tensor& q, Tensor 
   // The partials of my block from every other rank, in the order they are computed.
   std::vector<Tensor> theirs(static_cast<std::size_t>(p));
   std::vector<Transfer> their_recvs(static_cast<std::size_t>(p));
+  const std::int64_t len = kv.size(1);
   for (int s = 1; s < p; ++s) {
     const int from = (rank + s) % p;
+    if (!sees(ctx, from, rank, len)) continue;  // it computes nothing against my block
     Tensor& g = theirs[static_cast<std::size_t>(from)];
     g = Tensor::empty(kv.shape(), DType::f32, ctx.alloc);
     their_recvs[static_cast<std::size_t>(from)] =
@@ -90,6 +102,7 @@ RingBackward allgather_backward(const RingContext& ctx, const Tensor& q, Tensor 
   std::vector<Transfer> grad_sends;
   for (int s = 1; s < p; ++s) {
     const int src = ring_source(p, rank, s);
+    if (!gather.need(src)) continue;
     Tensor& g = mine_for[static_cast<std::size_t>(src)];
     g = grads_buffer();
     backward_blocks(ctx, in, gather.wait(src), src, res.dq, g);
@@ -101,6 +114,7 @@ RingBackward allgather_backward(const RingContext& ctx, const Tensor& q, Tensor 
   kv = Tensor();
   for (int s = 1; s < p; ++s) {  // a fixed order: the same bits whatever arrives first
     const int from = (rank + s) % p;
+    if (!theirs[static_cast<std::size_t>(from)].defined()) continue;
     their_recvs[static_cast<std::size_t>(from)].wait();
     kern.add(theirs[static_cast<std::size_t>(from)], res.dkv);
     theirs[static_cast<std::size_t>(from)] = Tensor();

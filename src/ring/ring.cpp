@@ -22,6 +22,7 @@ constexpr int kTagDKVOuter = 7004;  // the double ring's outer hop of the dK/dV 
 // single ring: one group of all ranks).
 struct Rings {
   int inner, groups, g, i;
+  int steps;  // inner steps a phase computes: `inner`, fewer on a single ring the mask cuts short
   Rings(int p, int rank, int inner_size) {
     USP_CHECK_ARG(inner_size >= 0 && (inner_size == 0 || p % inner_size == 0), "double ring ",
                   inner_size, " must be 0 (the single ring) or divide the ring size ", p);
@@ -29,6 +30,7 @@ struct Rings {
     groups = p / inner;
     g = rank / inner;
     i = rank % inner;
+    steps = inner;
   }
   bool outer() const { return groups > 1; }
   int inner_next() const { return g * inner + (i + 1) % inner; }
@@ -49,8 +51,8 @@ class KvBuffers {
       : outer_(rings.outer()), phase_(std::move(kv)) {
     const auto empty = [&] { return Tensor::empty(phase_.shape(), phase_.dtype(), alloc); };
     if (outer_) next_phase_ = empty();
-    if (rings.inner > 1) inner_[0] = empty();
-    if (outer_ && rings.inner > 2) inner_[1] = empty();
+    if (rings.steps > 1) inner_[0] = empty();
+    if (outer_ && rings.steps > 2) inner_[1] = empty();
   }
   Tensor& phase() { return phase_; }
   Tensor& next_phase() { return next_phase_; }
@@ -95,7 +97,7 @@ Shift post_outer_hop(const RingContext& ctx, const Rings& rings, KvBuffers& bufs
 // At inner step t: the block in hand to the next rank of my inner ring, the next block from the
 // previous one (none at the last step).
 Shift post_inner_hop(const RingContext& ctx, const Rings& rings, KvBuffers& bufs, int t) {
-  if (t + 1 >= rings.inner) return {};
+  if (t + 1 >= rings.steps) return {};
   return post_shift(ctx, bufs.held(t), rings.inner_next(), bufs.incoming(t), rings.inner_prev(),
                     kTagKV);
 }
@@ -125,13 +127,14 @@ Tensor pack_kv(AttentionKernel& kernel, Allocator& alloc, const Tensor& k, const
 RingForward ring_forward(const RingContext& ctx, const Tensor& q, Tensor kv) {
   check_ring_args(q, kv);
   if (ctx.type == RingType::allgather) return allgather_forward(ctx, q, std::move(kv));
-  const Rings rings(ctx.comm.size(), ctx.comm.rank(), ctx.inner);
+  Rings rings(ctx.comm.size(), ctx.comm.rank(), ctx.inner);
+  if (!rings.outer()) rings.steps = needed_steps(ctx, q.size(1));
   ForwardFold fold(ctx, q);
   KvBuffers bufs(rings, std::move(kv), ctx.alloc);
 
   for (int o = 0; o < rings.groups; ++o) {
     Shift hop = post_outer_hop(ctx, rings, bufs, o);
-    for (int t = 0; t < rings.inner; ++t) {
+    for (int t = 0; t < rings.steps; ++t) {
       Shift shift = post_inner_hop(ctx, rings, bufs, t);
       fold.add(bufs.held(t), rings.source(o, t));
       shift.wait();
@@ -148,7 +151,8 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
   if (ctx.type == RingType::allgather)
     return allgather_backward(ctx, q, std::move(kv), out, lse, dout);
   AttentionKernel& kern = ctx.kernel;
-  const Rings rings(ctx.comm.size(), ctx.comm.rank(), ctx.inner);
+  Rings rings(ctx.comm.size(), ctx.comm.rank(), ctx.inner);
+  if (!rings.outer()) rings.steps = needed_steps(ctx, q.size(1));
   const BackwardInputs in{q, out, lse, dout};
   const Tensor::Dims kv_shape = kv.shape();
   const auto grads_buffer = [&] { return Tensor::empty(kv_shape, DType::f32, ctx.alloc); };
@@ -158,7 +162,7 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
   KvBuffers bufs(rings, std::move(kv), ctx.alloc);
   // The partial dK/dV of the block in hand alternate between two fp32 buffers: one is computed
   // into (on top of what the ranks before added) while the other travels on the inner ring.
-  Tensor dkv[2] = {grads_buffer(), rings.inner > 1 ? grads_buffer() : Tensor()};
+  Tensor dkv[2] = {grads_buffer(), rings.steps > 1 ? grads_buffer() : Tensor()};
   Transfer dkv_send, dkv_recv;
   // The double ring: a phase's partial, complete over my inner ring, leaves for the next group
   // (hop_out) while the previous group's partial of the next phase's block arrives (hop_in).
@@ -168,7 +172,7 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
 
   for (int o = 0; o < rings.groups; ++o) {
     Shift hop = post_outer_hop(ctx, rings, bufs, o);
-    for (int t = 0; t < rings.inner; ++t) {
+    for (int t = 0; t < rings.steps; ++t) {
       Shift shift = post_inner_hop(ctx, rings, bufs, t);
       Tensor& grads = dkv[t % 2];  // dK/dV of the block in hand
       if (t == 0) {
@@ -177,25 +181,30 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
         dkv_recv.wait();
       }
       backward_blocks(ctx, in, bufs.held(t), rings.source(o, t), res.dq, grads);
-      if (rings.inner > 1) {
+      if (rings.steps > 1) {
         // The other buffer left at the previous step; once that send is done it may receive the
         // next block's partial grads (after the last step: the phase block's, home after
-        // `inner` hops).
+        // `inner` hops). A single ring cut short by the mask sends the last step's partial, now
+        // complete, straight to its block's owner and gets its own from the rank that held it
+        // last (on the full ring these are the next and previous ranks).
+        int to = rings.inner_next(), from = rings.inner_prev();
+        if (t + 1 == rings.steps && !rings.outer()) {
+          to = rings.source(0, t);
+          from = (ctx.comm.rank() + t) % ctx.comm.size();
+        }
         Tensor& other = dkv[(t + 1) % 2];
         dkv_send.wait();
-        dkv_recv = post_recv(ctx.comm, other.data(), other.nbytes(), rings.inner_prev(), kTagDKV,
-                             ctx.timings);
-        dkv_send = post_send(ctx.comm, grads.data(), grads.nbytes(), rings.inner_next(), kTagDKV,
-                             ctx.timings);
+        dkv_recv = post_recv(ctx.comm, other.data(), other.nbytes(), from, kTagDKV, ctx.timings);
+        dkv_send = post_send(ctx.comm, grads.data(), grads.nbytes(), to, kTagDKV, ctx.timings);
       }
       shift.wait();
     }
-    if (rings.inner > 1) {
+    if (rings.steps > 1) {
       dkv_recv.wait();
       dkv_send.wait();
     }
     // The phase block's dK/dV, summed over my inner ring: where the last inner receive landed.
-    Tensor& partial = dkv[rings.inner > 1 ? rings.inner % 2 : 0];
+    Tensor& partial = dkv[rings.steps > 1 ? rings.steps % 2 : 0];
     if (rings.outer()) {
       if (o > 0) {  // the earlier groups' sum of the same block
         hop_recv.wait();
@@ -218,7 +227,7 @@ RingBackward ring_backward(const RingContext& ctx, const Tensor& q, Tensor kv, c
     hop_send.wait();
     res.dkv = std::move(hop_in);  // the last phase's sum of my own block, from the last group
   } else {
-    res.dkv = std::move(dkv[rings.inner > 1 ? rings.inner % 2 : 0]);
+    res.dkv = std::move(dkv[rings.steps > 1 ? rings.steps % 2 : 0]);
   }
   return res;
 }

@@ -8,6 +8,25 @@
 
 namespace usp::detail {
 
+bool sees(const RingContext& ctx, int rank, int source, std::int64_t len) {
+  if (ctx.mask == nullptr) return true;
+  return BlockMask(ctx.mask, ctx.layout.ring_positions(rank), ctx.layout.ring_positions(source))
+      .any_visible(len, len);
+}
+
+int needed_steps(const RingContext& ctx, std::int64_t len) {
+  const int p = ctx.comm.size();
+  if (ctx.mask == nullptr) return p;
+  int last = 0;
+  for (int s = 1; s < p; ++s)
+    for (int r = 0; r < p; ++r)
+      if (sees(ctx, r, ring_source(p, r, s), len)) {
+        last = s;
+        break;
+      }
+  return last + 1;
+}
+
 std::vector<SourceTask> source_tasks(const RingContext& ctx, int source, std::int64_t len) {
   std::vector<SourceTask> tasks;
   if (ctx.mask != nullptr) {

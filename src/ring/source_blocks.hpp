@@ -38,6 +38,13 @@ struct SourceTask {
   BlockMask mask;
 };
 std::vector<SourceTask> source_tasks(const RingContext& ctx, int source, std::int64_t len);
+// Whether ring rank `rank`'s queries see any key of `source`'s block (always with no window and
+// no documents: the plain rules keep every transfer).
+bool sees(const RingContext& ctx, int rank, int source, std::int64_t len);
+// The single ring's steps any rank needs: 1 + the last step at which some rank sees the block in
+// hand (the ring stops there, its blocks' gradients going home directly); the ring size without
+// a window or documents.
+int needed_steps(const RingContext& ctx, std::int64_t len);
 
 struct BackwardInputs {
   const Tensor &q, &out, &lse, &dout;

@@ -121,17 +121,25 @@ TEST(UspMasks, RingStepsThatSeeNothingMakeNoKernelCall) {
   // Basic ring of 4 over 64 tokens, one document per rank's block: only the step with my own
   // block sees anything, forward and backward. With a window of 3 (causal), every rank sees its
   // own block and its predecessor's.
+  // The documents case needs no transfer at all (the ring stops before its first step; allgather
+  // sends nothing), the window case one step of the ring.
   struct Case {
+    RingType type;
     Window w;
     std::vector<std::int64_t> cu;
     int forward_calls, backward_calls;  // per rank
+    bool sends;
   };
-  for (const Case& c : {Case{{}, {0, 16, 32, 48, 64}, 1, 1}, Case{{3, 0}, {}, 2, 2}}) {
+  for (const Case& c :
+       {Case{RingType::basic, {}, {0, 16, 32, 48, 64}, 1, 1, false},
+        Case{RingType::allgather, {}, {0, 8, 16, 24, 32, 40, 48, 56, 64}, 1, 1, false},
+        Case{RingType::basic, {3, 0}, {}, 2, 2, true}}) {
     std::vector<int> fwd(4), bwd(4);
+    std::vector<std::int64_t> bytes(4);
     run_local(4, [&](Communicator& comm) {
       HostAllocator alloc;
       CountingKernel kernel(alloc);
-      UspConfig cfg{.ring_type = RingType::basic, .ring = 4, .causal = true};
+      UspConfig cfg{.ring_type = c.type, .ring = 4, .causal = true};
       cfg.window = c.w;
       cfg.cu_seqlens = c.cu;
       UspAttention att(comm, kernel, alloc, cfg);
@@ -142,12 +150,18 @@ TEST(UspMasks, RingStepsThatSeeNothingMakeNoKernelCall) {
       kernel.calls = 0;
       att.backward(q, q, q, o.out, o.lse, q);
       bwd[static_cast<std::size_t>(comm.rank())] = kernel.calls;
+      bytes[static_cast<std::size_t>(comm.rank())] = att.timings().bytes_sent;
     });
     for (int r = 0; r < 4; ++r) {
       // Rank 0 has no predecessor within the window's reach before token 0.
       const int want_f = r == 0 ? 1 : c.forward_calls, want_b = r == 0 ? 1 : c.backward_calls;
       EXPECT_EQ(fwd[static_cast<std::size_t>(r)], want_f) << "rank " << r;
       EXPECT_EQ(bwd[static_cast<std::size_t>(r)], want_b) << "rank " << r;
+      if (c.sends) {
+        EXPECT_GT(bytes[static_cast<std::size_t>(r)], 0) << "rank " << r;
+      } else {
+        EXPECT_EQ(bytes[static_cast<std::size_t>(r)], 0) << "rank " << r;
+      }
     }
   }
 }
