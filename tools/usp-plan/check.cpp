@@ -3,6 +3,8 @@
 #include <string>
 
 #include "machine.hpp"
+#include "measure.hpp"
+#include "model.hpp"
 #include "output.hpp"
 #include "row.hpp"
 #include "usp/error.hpp"
@@ -12,9 +14,10 @@ namespace {
 
 struct Entry {
   const Candidate* c = nullptr;
-  int rank = 0;                 // within its group, 1 = predicted fastest
-  std::vector<double> wall_ms;  // per repeat
-  std::vector<double> cpu_ms;   // CPU time per iteration / cores, per repeat
+  int rank = 0;                      // within its group, 1 = predicted fastest
+  std::vector<double> wall_ms;       // per repeat
+  std::vector<double> cpu_ms;        // CPU time per iteration / cores, per repeat
+  std::vector<double> predicted_ms;  // per repeat: from that round's calibration
   std::string failed;
 };
 
@@ -32,16 +35,22 @@ int run_check(const PlanOptions& o, const MachineModel& m, const std::vector<Can
       ++end;
     int rank = 0;
     for (std::size_t j = i; j < end && rank < o.top; ++j)
-      if (ranked[j].refused.empty()) entries.push_back({&ranked[j], ++rank, {}, {}, ""});
+      if (ranked[j].refused.empty()) entries.push_back({&ranked[j], ++rank, {}, {}, {}, ""});
     i = end;
   }
   // Round robin over the configurations, o.repeats times, so that a change in the machine's load
-  // falls on all of them alike; the median of each.
+  // falls on all of them alike; the median of each. A calibrated machine is calibrated again
+  // before every round after the first, and each round's runs are predicted from its own
+  // calibration: a shared machine's speed drifts by more than the model's error.
   bench::Ranks ranks;
   ranks.backend = "local";
   int rc = 0;
-  for (int rep = 0; rep < o.repeats; ++rep)
+  const bool recalibrate = o.machine.empty();
+  for (int rep = 0; rep < o.repeats; ++rep) {
+    const MachineModel round =
+        rep > 0 && recalibrate ? calibrate_this_machine(o.problem, nullptr) : m;
     for (Entry& e : entries) {
+      e.predicted_ms.push_back(predict(round, o.problem, e.c->config).latency_ms);
       const auto row = bench_row(e.c->config);
       if (!row || !e.failed.empty()) continue;
       try {
@@ -54,17 +63,22 @@ int run_check(const PlanOptions& o, const MachineModel& m, const std::vector<Can
         rc = 1;
       }
     }
+  }
 
   os << "\n## --check: predicted against measured on this machine (local ranks, warm-up "
      << o.warmup << ", " << o.iters << " iteration" << (o.iters == 1 ? "" : "s") << ", median of "
-     << o.repeats << " round-robin repeat" << (o.repeats == 1 ? "" : "s") << ")\n\n";
+     << o.repeats << " round-robin repeat" << (o.repeats == 1 ? "" : "s")
+     << (recalibrate && o.repeats > 1 ? "; predicted: the median over the rounds' calibrations"
+                                      : "")
+     << ")\n\n";
   os << "| # | configuration | predicted(ms/iter) | measured(ms/iter) | measured/predicted | "
         "CPU time/cores(ms/iter) |\n";
   os << "| ---: | :---- | ---: | ---: | ---: | ---: |\n";
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
-    os << "| " << e.rank << " | " << e.c->config.describe() << " | "
-       << fmt(e.c->prediction.latency_ms, 3) << " | ";
+    const double predicted =
+        e.predicted_ms.empty() ? e.c->prediction.latency_ms : bench::median(e.predicted_ms);
+    os << "| " << e.rank << " | " << e.c->config.describe() << " | " << fmt(predicted, 3) << " | ";
     const std::string gap = bench_gap(e.c->config);
     if (!gap.empty()) {
       os << "not run: " << gap << " | | |\n";
@@ -72,7 +86,7 @@ int run_check(const PlanOptions& o, const MachineModel& m, const std::vector<Can
       os << "failed: " << e.failed << " | | |\n";
     } else {
       const double wall = bench::median(e.wall_ms);
-      os << fmt(wall, 3) << " | " << fmt(wall / e.c->prediction.latency_ms, 3) << " | "
+      os << fmt(wall, 3) << " | " << fmt(wall / predicted, 3) << " | "
          << fmt(bench::median(e.cpu_ms), 3) << " |\n";
     }
     // After a group's last row: which of its rows ran fastest.

@@ -51,7 +51,9 @@ output:
                        columns, seed latency(ms/iter) and predicted/seed)
   --check              run the best --top configurations of each group on this machine (local
                        thread ranks, usp-bench's row runner) and print predicted against measured;
-                       configurations usp-bench cannot run yet are listed as not run
+                       a calibrated machine is calibrated again before every round after the
+                       first and each round predicted from its own calibration (the medians are
+                       printed); ring_inner placements are listed as not run
   --warmup N, --iters N, --repeats N
                        --check's warm-up and timed iterations per run (1, 2) and its runs per
                        configuration (3), round robin over the configurations; the median is
