@@ -53,7 +53,10 @@ void ForwardFold::add(const Tensor& kv, int source) {
   AttentionKernel& kern = ctx_.kernel;
   const std::int64_t len = q_.size(1);
   const Tensor keys = kv_keys(kv), values = kv_values(kv);
-  for (const auto& [t, mask] : source_tasks(ctx_, source, len)) {
+  for (const SourceTask& task : source_tasks(ctx_, source, len)) {
+    // Named references (not structured bindings): the lambdas below capture them.
+    const BlockTask& t = task.block;
+    const BlockMask& mask = task.mask;
     const Tensor qb = q_.slice(1, t.q_begin, t.q_len);
     const Tensor kb = keys.slice(1, t.k_begin, t.k_len);
     const Tensor vb = values.slice(1, t.k_begin, t.k_len);
@@ -85,7 +88,9 @@ void backward_blocks(const RingContext& ctx, const BackwardInputs& in, const Ten
                      Tensor& dq, Tensor& dkv) {
   const Tensor keys = kv_keys(kv), values = kv_values(kv);
   const Tensor dkeys = kv_keys(dkv), dvalues = kv_values(dkv);
-  for (const auto& [t, mask] : source_tasks(ctx, source, in.q.size(1))) {
+  for (const SourceTask& task : source_tasks(ctx, source, in.q.size(1))) {
+    const BlockTask& t = task.block;
+    const BlockMask& mask = task.mask;
     const Tensor qb = in.q.slice(1, t.q_begin, t.q_len);
     const Tensor ob = in.out.slice(1, t.q_begin, t.q_len);
     const Tensor dob = in.dout.slice(1, t.q_begin, t.q_len);
