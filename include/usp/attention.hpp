@@ -68,7 +68,9 @@ class UspAttention {
   // q [b, s_local, h, d], k and v [b, s_local, hkv, d]: this rank's shard in the layout order of
   // layout(global seq_len), s_local = seq_len / (u·r). Every call checks the shapes and dtype
   // against every other rank of the sequence-parallel group (one all-gather of a digest); a
-  // mismatch throws, on every rank, an Error naming the ranks and shapes that differ.
+  // mismatch throws, on every rank, an Error naming the ranks and shapes that differ. NaN and
+  // ±Inf propagate as in the float64 reference: a row seeing a NaN score is NaN, one whose
+  // visible scores are all -inf (an infinite q or k) is NaN with lse NaN (softmax's 0/0).
   Output forward(const Tensor& q, const Tensor& k, const Tensor& v);
   // out and lse as returned by forward; dout like out.
   Grads backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
@@ -88,6 +90,7 @@ class UspAttention {
  private:
   struct State;
   std::unique_ptr<State> s_;
+  Output forward_rows(const Tensor& q, const Tensor& k, const Tensor& v);  // before the NaN rows
 };
 
 // The one-object entry point: what one rank needs for sequence-parallel attention, from the

@@ -6,29 +6,12 @@
 #include <limits>
 #include <sstream>
 
+#include "core/finite.hpp"
 #include "usp/backend.hpp"
 #include "usp/error.hpp"
 
 namespace usp::detail {
 namespace {
-
-// Every exponent bit set: an infinity or a NaN, in each storage type.
-bool non_finite(const unsigned char* p, DType t) {
-  switch (t) {
-    case DType::f32: {
-      std::uint32_t u;
-      std::memcpy(&u, p, 4);
-      return (u & 0x7f800000u) == 0x7f800000u;
-    }
-    case DType::bf16:
-    case DType::f16: {
-      std::uint16_t u;
-      std::memcpy(&u, p, 2);
-      return t == DType::bf16 ? (u & 0x7f80u) == 0x7f80u : (u & 0x7c00u) == 0x7c00u;
-    }
-  }
-  return false;
-}
 
 double value_at(const unsigned char* p, DType t) {
   std::uint16_t h = 0;
@@ -80,26 +63,6 @@ Finding scan(int world_rank, const std::vector<std::pair<std::string_view, const
 }
 
 }  // namespace
-
-std::int64_t first_non_finite(const Tensor& t) {
-  USP_CHECK_ARG(t.device() == Device::host, "first_non_finite needs a host tensor, got ",
-                t.describe());
-  const int n = t.dim();
-  const std::int64_t total = t.numel();
-  const auto* base = static_cast<const unsigned char*>(t.data());
-  const std::int64_t es = static_cast<std::int64_t>(dtype_size(t.dtype()));
-  std::int64_t idx[Tensor::kMaxDims] = {};
-  for (std::int64_t flat = 0; flat < total; ++flat) {
-    std::int64_t off = 0;
-    for (int d = 0; d < n; ++d) off += idx[d] * t.stride(d);
-    if (non_finite(base + off * es, t.dtype())) return flat;
-    for (int d = n - 1; d >= 0; --d) {
-      if (++idx[d] < t.size(d)) break;
-      idx[d] = 0;
-    }
-  }
-  return -1;
-}
 
 void refuse_non_finite(Communicator& comm, Allocator& alloc, int world_rank,
                        const std::vector<std::pair<std::string_view, const Tensor*>>& tensors) {

@@ -13,10 +13,6 @@
 
 namespace usp::detail {
 
-// The flat index (row-major over the tensor's shape) of the first NaN or ±Inf in a host tensor
-// of any dtype and strides, or -1. Device tensors are copied to host first.
-std::int64_t first_non_finite(const Tensor& t);
-
 // Collective over comm: throws Error(invalid_argument) on every rank when any rank's tensors
 // (named, in order) hold a non-finite value; `world_rank` is the rank named in the message.
 void refuse_non_finite(Communicator& comm, Allocator& alloc, int world_rank,

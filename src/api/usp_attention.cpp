@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "api/finite_check.hpp"
+#include "api/indeterminate_rows.hpp"
 #include "ring/ring.hpp"
 #include "ulysses/head_split.hpp"
 #include "ulysses/ulysses.hpp"
@@ -300,6 +301,12 @@ Layout UspAttention::layout(std::int64_t seq_len) const {
 }
 
 UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v) {
+  Output o = forward_rows(q, k, v);
+  detail::mark_indeterminate_rows(o.out, o.lse);
+  return o;
+}
+
+UspAttention::Output UspAttention::forward_rows(const Tensor& q, const Tensor& k, const Tensor& v) {
   State& st = *s_;
   AttentionKernel& kern = st.kernel;
   Allocator& alloc = st.alloc;

@@ -82,29 +82,43 @@ std::vector<std::int64_t> chunk_starts(const BlockProblem& p, const Layout& L) {
 }
 
 // Scores of `rows` query rows (q, dout: packed rows, lse2/D: their stats) against the key tile
-// (kt, vt: transposed, n valid of np columns): P lands in w.s, dS in w.dp.
-void probs_and_grads(const BlockProblem& p, const TileOps& ops, const Tiles& w, const float* q,
+// (kt, vt: transposed, n valid of np columns): P lands in w.s, dS in w.dp. Returns whether the
+// tile is masked (P and dS are then exactly 0 at its hidden pairs).
+bool probs_and_grads(const BlockProblem& p, const TileOps& ops, const Tiles& w, const float* q,
                      const float* dout, const float* lse2, const float* D, std::int64_t i0,
                      int rows, const float* kt, const float* vt, std::int64_t j0, int n, int np) {
   const int d = static_cast<int>(p.d), dp = p.dpad;
   const float c = p.scale * kLog2e;
   ops.gemm(rows, np, d, q, dp, kt, kBc, w.s, kBc, false);
-  if (n < np || p.tile_needs_mask(i0, i0 + rows, j0, j0 + n))
-    apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
+  const bool masked = n < np || p.tile_needs_mask(i0, i0 + rows, j0, j0 + n);
+  if (masked) apply_mask(p, i0, rows, j0, n, np, w.s, kBc);
   ops.gemm(rows, np, d, dout, dp, vt, kBc, w.dp, kBc, false);
   if (ops.probs_grads != nullptr) {
     ops.probs_grads(w.s, w.dp, rows, np, kBc, c, lse2, D);
-    return;
-  }
-  for (int r = 0; r < rows; ++r) {
-    float* srow = w.s + static_cast<long>(r) * kBc;
-    if (lse2[r] == kNegInf) {  // the row sees no key at all: no gradient
-      std::fill(srow, srow + np, 0.0f);
-    } else {
-      ops.exp2_row(srow, np, c, lse2[r]);
+  } else {
+    for (int r = 0; r < rows; ++r) {
+      float* srow = w.s + static_cast<long>(r) * kBc;
+      if (lse2[r] == kNegInf) {  // the row sees no key at all: no gradient
+        std::fill(srow, srow + np, 0.0f);
+      } else {
+        ops.exp2_row(srow, np, c, lse2[r]);
+      }
+      ops.ds_row(srow, w.dp + static_cast<long>(r) * kBc, np, D[r]);
     }
-    ops.ds_row(srow, w.dp + static_cast<long>(r) * kBc, np, D[r]);
   }
+  // A hidden key's P is 2^-inf = 0 and its dS 0·(dP − D) = 0 unless lse, D or dP is non-finite.
+  if (masked) zero_masked(p, i0, rows, j0, n, np, w.s, w.dp, kBc);
+  return masked;
+}
+
+// The rows [first, second) of the query tile at i0 (`rows` rows) that see key j: contiguous, as
+// both ends of the rows' key ranges grow with the row.
+std::pair<int, int> rows_seeing(const BlockProblem& p, std::int64_t i0, int rows, std::int64_t j) {
+  int a = 0;
+  while (a < rows && p.key_last(i0 + a) <= j) ++a;
+  int b = a;
+  while (b < rows && p.key_first(i0 + b) <= j) ++b;
+  return {a, b};
 }
 
 void store_grad_row(const float* src, float* dst, int d, float factor, bool accumulate) {
@@ -143,9 +157,14 @@ void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, con
     return static_cast<std::size_t>(hi_in * L.sq_pad + i);
   };
 
+  // Per pack task (below): whether its packed rows hold a NaN or an infinity (a key tile's K, a
+  // query tile's q or dout). In a masked tile the products over such rows then run over the
+  // visible pairs only, as hidden pairs are no terms of the sums (0 times NaN or inf is NaN).
+  const std::int64_t pack_tasks = nkt + g * nqt;
+  std::vector<unsigned char> bad(static_cast<std::size_t>(most * pack_tasks));
+
   for (const GroupBatch& bt : batches) {
     // Pack: tasks [0, nkt) per group are key tiles, [nkt, nkt + g·nqt) are query tiles.
-    const std::int64_t pack_tasks = nkt + g * nqt;
     cx.pool.parallel_for(
         static_cast<std::size_t>(bt.count * pack_tasks), [&](std::size_t task, int worker) {
           const Tiles& w = ws.tiles(worker);
@@ -160,8 +179,9 @@ void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, con
             const std::size_t tile = static_cast<std::size_t>(t) * d * kBc;
             pack_cols(ops, vk, bi, j0, n, hk, d, base + L.kt + tile, kBc, np, w.line);
             pack_cols(ops, vv, bi, j0, n, hk, d, base + L.vt + tile, kBc, np, w.line);
-            pack_rows(ops, vk, bi, j0, n, hk, d, base + L.k + static_cast<std::size_t>(j0) * dp, dp,
-                      np);
+            float* krows = base + L.k + static_cast<std::size_t>(j0) * dp;
+            pack_rows(ops, vk, bi, j0, n, hk, d, krows, dp, np);
+            bad[task] = any_non_finite(krows, n, d, dp);
             return;
           }
           const std::int64_t hi_in = (t - nkt) / nqt, qt = (t - nkt) % nqt;
@@ -171,6 +191,7 @@ void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, con
           float* dop = base + L.dout + qrow(hi_in, i0) * dp;
           pack_rows(ops, vq, bi, i0, rows, hi, d, qp, dp, rows);
           pack_rows(ops, vdo, bi, i0, rows, hi, d, dop, dp, rows);
+          bad[task] = any_non_finite(qp, rows, d, dp) || any_non_finite(dop, rows, d, dp);
           for (int r = 0; r < rows; ++r) {
             const float l = *static_cast<const float*>(vl.at(bi, hi, i0 + r));
             base[L.lse2 + qrow(hi_in, i0 + r)] = l == kNegInf ? kNegInf : l * kLog2e;
@@ -224,15 +245,40 @@ void run_backward(const BlockProblem& p, const Context& cx, const Tensor& q, con
                   if (p.tile_empty(i0, i0 + rows, j0, j0 + n)) continue;  // no visible pair
                   const int np = pad_vec(n);
                   const std::size_t tile = static_cast<std::size_t>(kt) * d * kBc;
-                  probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0, rows,
-                                  base + L.kt + tile, base + L.vt + tile, j0, n, np);
+                  const bool masked =
+                      probs_and_grads(p, ops, w, qp, dop, base + L.lse2 + r0, base + L.D + r0, i0,
+                                      rows, base + L.kt + tile, base + L.vt + tile, j0, n, np);
                   float* dvt = w.dv + static_cast<long>(jt) * kBc * dp;
                   float* dkt = w.dk + static_cast<long>(jt) * kBc * dp;
-                  ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, dvt, dp, true);  // dv += Pᵀ·dout
-                  ops.gemm_tn(n, dp, rows, w.dp, kBc, qp, dp, dkt, dp, true);  // dk += dSᵀ·q
+                  const float* kp = base + L.k + static_cast<std::size_t>(j0) * dp;
                   char& seen = written[static_cast<std::size_t>(hi_in * nqt + qt)];
-                  ops.gemm(rows, dp, np, w.dp, kBc, base + L.k + static_cast<std::size_t>(j0) * dp,
-                           dp, dqp, dp, seen != 0);  // dq (+)= dS·k
+                  const std::size_t task0 = static_cast<std::size_t>(slot * pack_tasks);
+                  if (masked && bad[task0 + static_cast<std::size_t>(nkt + hi_in * nqt + qt)]) {
+                    for (int j = 0; j < n; ++j) {  // each key over the rows that see it
+                      const auto [a, b] = rows_seeing(p, i0, rows, j0 + j);
+                      if (b == a) continue;
+                      const long off = static_cast<long>(a) * kBc + j;
+                      const long rd = static_cast<long>(a) * dp, cd = static_cast<long>(j) * dp;
+                      ops.gemm_tn(1, dp, b - a, w.s + off, kBc, dop + rd, dp, dvt + cd, dp, true);
+                      ops.gemm_tn(1, dp, b - a, w.dp + off, kBc, qp + rd, dp, dkt + cd, dp, true);
+                    }
+                  } else {
+                    ops.gemm_tn(n, dp, rows, w.s, kBc, dop, dp, dvt, dp, true);  // dv += Pᵀ·dout
+                    ops.gemm_tn(n, dp, rows, w.dp, kBc, qp, dp, dkt, dp, true);  // dk += dSᵀ·q
+                  }
+                  if (masked && bad[task0 + static_cast<std::size_t>(kt)]) {
+                    for (int r = 0; r < rows; ++r) {  // each row over the keys it sees
+                      const auto [a, b] = visible_columns(p, i0 + r, j0, n);
+                      float* dqr = dqp + static_cast<long>(r) * dp;
+                      if (b > a)
+                        ops.gemm(1, dp, b - a, w.dp + static_cast<long>(r) * kBc + a, kBc,
+                                 kp + static_cast<long>(a) * dp, dp, dqr, dp, seen != 0);
+                      else if (seen == 0)
+                        std::fill(dqr, dqr + dp, 0.0f);
+                    }
+                  } else {
+                    ops.gemm(rows, dp, np, w.dp, kBc, kp, dp, dqp, dp, seen != 0);  // dq (+)= dS·k
+                  }
                   seen = 1;
                 }
               }

@@ -106,19 +106,43 @@ BlockProblem make_block_problem(const Tensor& q, const Tensor& k, const BlockMas
   return p;
 }
 
+std::pair<int, int> visible_columns(const BlockProblem& p, std::int64_t i, std::int64_t j0,
+                                    int n_valid) {
+  const int begin = static_cast<int>(std::clamp<std::int64_t>(p.key_first(i) - j0, 0, n_valid));
+  const int end =
+      std::max(begin, static_cast<int>(std::clamp<std::int64_t>(p.key_last(i) - j0, 0, n_valid)));
+  return {begin, end};
+}
+
 void apply_mask(const BlockProblem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
                 int n_pad, float* s, int ld) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int r = 0; r < rows; ++r) {
     float* row = s + static_cast<long>(r) * ld;
-    const std::int64_t i = i0 + r;
-    // Keys [begin, end) of the tile visible to this row.
-    const int begin = static_cast<int>(std::clamp<std::int64_t>(p.key_first(i) - j0, 0, n_valid));
-    const int end =
-        std::max(begin, static_cast<int>(std::clamp<std::int64_t>(p.key_last(i) - j0, 0, n_valid)));
+    const auto [begin, end] = visible_columns(p, i0 + r, j0, n_valid);
     std::fill(row, row + begin, kNegInf);
     std::fill(row + end, row + n_pad, kNegInf);
   }
+}
+
+void zero_masked(const BlockProblem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
+                 int n_pad, float* a, float* b, int ld) {
+  for (int r = 0; r < rows; ++r) {
+    const auto [begin, end] = visible_columns(p, i0 + r, j0, n_valid);
+    for (float* row : {a + static_cast<long>(r) * ld, b + static_cast<long>(r) * ld}) {
+      std::fill(row, row + begin, 0.0f);
+      std::fill(row + end, row + n_pad, 0.0f);
+    }
+  }
+}
+
+bool any_non_finite(const float* rows, int n, int d, int ld) {
+  bool bad = false;
+  for (int r = 0; r < n; ++r) {
+    const float* x = rows + static_cast<long>(r) * ld;
+    for (int c = 0; c < d; ++c) bad |= !(x[c] - x[c] == 0.0f);  // NaN for NaN and ±inf
+  }
+  return bad;
 }
 
 }  // namespace usp::cpu

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernel/cpu/tiling.hpp"
@@ -47,8 +48,20 @@ struct BlockProblem {
 BlockProblem make_block_problem(const Tensor& q, const Tensor& k, const BlockMask& mask,
                                 float scale);
 
+// The columns [first, second) of the tile at key j0 (n_valid real keys) that query i sees.
+std::pair<int, int> visible_columns(const BlockProblem& p, std::int64_t i, std::int64_t j0,
+                                    int n_valid);
+
 // Sets s[r][j] = -inf where key j0 + j is hidden from query i0 + r or j >= n_valid.
 void apply_mask(const BlockProblem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
                 int n_pad, float* s, int ld);
+
+// Sets a[r][j] = b[r][j] = 0 at the same places: a hidden key is no term of the sums, whatever a
+// non-finite row statistic (lse, D) or input (v, dout) would make of its exact zero.
+void zero_masked(const BlockProblem& p, std::int64_t i0, int rows, std::int64_t j0, int n_valid,
+                 int n_pad, float* a, float* b, int ld);
+
+// Whether rows[r][c] (r < n, c < d, leading dimension ld) holds a NaN or an infinity.
+bool any_non_finite(const float* rows, int n, int d, int ld);
 
 }  // namespace usp::cpu

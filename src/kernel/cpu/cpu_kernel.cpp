@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <thread>
 
+#include "core/finite.hpp"
 #include "kernel/cpu/amx/amx_attention.hpp"
 #include "kernel/cpu/workspace.hpp"
 #include "usp/cpu.hpp"
@@ -39,6 +42,30 @@ bool use_amx(const TileOps& ops, const Tensor& q, const BlockMask& mask) {
   return q.dtype() == DType::bf16 && !mask.general() && amx_active(ops);
 }
 
+// The AMX tiles multiply whole tiles, hidden pairs included (as exact zeros): a causal call with
+// a NaN or an infinity among the operands of those products would spread it to rows and keys that
+// never see it. Such calls run on the vector loops, which keep hidden pairs out of the sums. The
+// scan costs one read of the operands, on the masked (diagonal) calls only.
+bool amx_operands_finite(const BlockMask& mask, std::initializer_list<const Tensor*> ts) {
+  if (mask.mode() == MaskMode::none) return true;
+  for (const Tensor* t : ts)
+    if (!detail::all_finite(*t)) return false;
+  return true;
+}
+
+// lse as the AMX backward needs it in a masked call: no NaN and no +inf (-inf: a row without keys).
+bool lse_usable(const BlockMask& mask, const Tensor& lse) {
+  if (mask.mode() == MaskMode::none) return true;
+  const View vl(lse);
+  for (std::int64_t b = 0; b < lse.size(0); ++b)
+    for (std::int64_t h = 0; h < lse.size(1); ++h)
+      for (std::int64_t i = 0; i < lse.size(2); ++i) {
+        const float l = *static_cast<const float*>(vl.at(b, h, i));
+        if (l != l || l == std::numeric_limits<float>::infinity()) return false;
+      }
+  return true;
+}
+
 }  // namespace
 
 CpuKernel::CpuKernel(int threads, const TileOps& ops, Allocator& scratch)
@@ -56,7 +83,9 @@ void CpuKernel::forward(const Tensor& q, const Tensor& k, const Tensor& v, const
   check_scale(scale);
   const BlockProblem p = make_block_problem(q, k, mask, scale);
   const detail::ThreadPool::Hold hold(pool_);  // one turn at the cores for the whole call
-  if (use_amx(ops_, q, mask) && amx::forward(p, context(), q, k, v, out, lse)) return;
+  if (use_amx(ops_, q, mask) && amx_operands_finite(mask, {&v}) &&
+      amx::forward(p, context(), q, k, v, out, lse))
+    return;
   run_forward(p, context(), q, k, v, out, lse);
 }
 
@@ -70,7 +99,9 @@ bool CpuKernel::forward_accumulate(const Tensor& q, const Tensor& k, const Tenso
   BlockProblem p = make_block_problem(q, k, mask, scale);
   p.fold = true;
   const detail::ThreadPool::Hold hold(pool_);
-  if (use_amx(ops_, q, mask) && amx::forward(p, context(), q, k, v, out, lse)) return true;
+  if (use_amx(ops_, q, mask) && amx_operands_finite(mask, {&v}) &&
+      amx::forward(p, context(), q, k, v, out, lse))
+    return true;
   run_forward(p, context(), q, k, v, out, lse);
   return true;
 }
@@ -83,7 +114,8 @@ void CpuKernel::backward(const Tensor& q, const Tensor& k, const Tensor& v, cons
   check_scale(scale);
   const BlockProblem p = make_block_problem(q, k, mask, scale);
   const detail::ThreadPool::Hold hold(pool_);
-  if (use_amx(ops_, q, mask) &&
+  if (use_amx(ops_, q, mask) && amx_operands_finite(mask, {&q, &k, &v, &out, &dout}) &&
+      lse_usable(mask, lse) &&
       amx::backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate))
     return;
   run_backward(p, context(), q, k, v, out, lse, dout, dq, dk, dv, accumulate);

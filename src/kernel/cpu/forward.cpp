@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernel/cpu/group_batch.hpp"
 #include "kernel/cpu/pack.hpp"
@@ -102,6 +103,10 @@ void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, cons
   const Workspace ws(cx.scratch, Pass::forward, cx.pool.size(), dp, task_rows(Pass::forward, p.sq),
                      tile_rows(p.sk, kBc), static_cast<std::size_t>(most) * per_group);
   float* const panels = ws.panels();
+  // Per (slot, key tile): whether its V rows hold a NaN or an infinity. A masked tile's P·V then
+  // runs per row over its visible keys only, so that a hidden key's non-finite value stays out of
+  // the rows that do not see it (P's exact 0 times NaN or inf would be NaN).
+  std::vector<unsigned char> v_bad(static_cast<std::size_t>(most * nkt));
 
   for (const GroupBatch& bt : batches) {
     cx.pool.parallel_for(
@@ -115,8 +120,9 @@ void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, cons
           float* base = panels + static_cast<std::size_t>(slot) * per_group;
           pack_cols(ops, vk, bi, j0, n, hk, d, base + static_cast<std::size_t>(kt) * d * kBc, kBc,
                     pad_vec(n), w.line);
-          pack_rows(ops, vv, bi, j0, n, hk, d, base + kt_floats + static_cast<std::size_t>(j0) * dp,
-                    dp, pad_vec(n));
+          float* vrows = base + kt_floats + static_cast<std::size_t>(j0) * dp;
+          pack_rows(ops, vv, bi, j0, n, hk, d, vrows, dp, pad_vec(n));
+          v_bad[static_cast<std::size_t>(task)] = any_non_finite(vrows, n, d, dp);
         });
 
     const std::int64_t per_block = bt.count * g;  // tasks per query-block index
@@ -156,13 +162,23 @@ void run_forward(const BlockProblem& p, const Context& cx, const Tensor& q, cons
               float* row_l = w.row_l + r0;
               ops.gemm(tr, np, d, w.q + r0 * dp, dp, ktile, kBc, w.s, kBc, false);
               ++computed;
-              if (n < np || p.tile_needs_mask(i0, i0 + tr, j0, j0 + n))
-                apply_mask(p, i0, tr, j0, n, np, w.s, kBc);
+              const bool masked = n < np || p.tile_needs_mask(i0, i0 + tr, j0, j0 + n);
+              if (masked) apply_mask(p, i0, tr, j0, n, np, w.s, kBc);
               if (ops.softmax_step != nullptr)
                 ops.softmax_step(w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
               else
                 softmax_step_rows(ops, w.s, tr, np, kBc, c, row_m, row_l, acc, dp, dp);
-              ops.gemm(tr, dp, np, w.s, kBc, vtile, dp, acc, dp, true);
+              if (masked && v_bad[static_cast<std::size_t>(slot * nkt + j0 / kBc)]) {
+                for (int r = 0; r < tr; ++r) {
+                  const auto [b, e] = visible_columns(p, i0 + r, j0, n);
+                  if (e > b)
+                    ops.gemm(1, dp, e - b, w.s + static_cast<long>(r) * kBc + b, kBc,
+                             vtile + static_cast<long>(b) * dp, dp, acc + static_cast<long>(r) * dp,
+                             dp, true);
+                }
+              } else {
+                ops.gemm(tr, dp, np, w.s, kBc, vtile, dp, acc, dp, true);
+              }
             }
           }
 
