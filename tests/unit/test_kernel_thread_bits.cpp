@@ -1,4 +1,4 @@
-// The same bits for any thread count: every CPU path this machine runs but AMX, every dtype and
+// The same bits for any thread count: every CPU path this machine runs, every dtype and
 // mask, forward, forward_accumulate and backward at 1, 2, 3 and 8 threads (the whole USP call:
 // test_usp_attention.cpp).
 #include <gtest/gtest.h>
@@ -17,12 +17,11 @@ namespace {
 
 constexpr int kThreadCounts[] = {1, 2, 3, 8};
 
-// The vector paths and the portable one. The AMX path is not among them: its backward still
-// falls back to the fp32 loops when its tiles do not fit the workspace of the thread count
-// (KernelAmx.SameBitsForAnyThreadCount covers the shapes where it always fits).
+// The portable path, the vector ones and AMX (whose tiles or fp32 loops are chosen from the
+// problem's shape alone, for up to 64 threads).
 std::vector<CpuPath> runnable_paths() {
   std::vector<CpuPath> out;
-  for (CpuPath p : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512, CpuPath::neon})
+  for (CpuPath p : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512, CpuPath::amx, CpuPath::neon})
     if (cpu_path_supported(p, cpu_features())) out.push_back(p);
   return out;
 }

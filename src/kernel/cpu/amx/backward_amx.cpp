@@ -74,6 +74,23 @@ struct Shape {
   }
 };
 
+// Whether the tiles fit the documented block (cpu_kernel_scratch_bytes: per worker the fp32
+// path's tiles, per (batch, kv head) group its fp32 panels) for every thread count up to
+// kThreadsCovered: decided from the problem's shape alone, so that whether the tiles or the fp32
+// loops run (and so the result's bits) never depends on the thread count. With more threads than
+// that the call may not fit and the fp32 loops run.
+constexpr std::size_t kThreadsCovered = 64;
+
+bool fits_any_threads(const BlockProblem& p, const Shape& sh) {
+  const std::size_t tile_bytes =
+      sizeof(float) * tile_floats(Pass::backward, p.dpad, task_rows(Pass::backward, p.sq),
+                                  tile_rows(p.sk, kBwdTiles * kBc));
+  const std::size_t panel_bytes = sizeof(float) * backward_panels(p).per_group;
+  if (sh.panel > panel_bytes) return false;
+  const std::size_t extra = sh.worker > tile_bytes ? sh.worker - tile_bytes : 0;
+  return extra * kThreadsCovered <= panel_bytes - sh.panel;
+}
+
 struct Worker {
   bf16* a1;     // [kT][dk] A operand rows (K of the key tile, or Q of the query tile)
   bf16* a2;     // [kT][dk] (V of the key tile, or dout of the query tile)
@@ -269,10 +286,11 @@ bool backward(const BlockProblem& p, const Context& cx, const Tensor& q, const T
   if (p.b == 0 || p.sq == 0 || p.sk == 0 || p.h == 0) return false;
   if (dout.dtype() != DType::bf16) return false;
   const Shape sh(p);
+  if (!fits_any_threads(p, sh)) return false;
   const int threads = cx.pool.size();
   const std::size_t bytes = sizeof(float) * workspace_floats(Pass::backward, p, threads);
   const std::size_t workers = static_cast<std::size_t>(threads) * sh.worker;
-  if (bytes < workers + sh.panel) return false;
+  if (bytes < workers + sh.panel) return false;  // more than kThreadsCovered threads only
   const std::int64_t groups = p.b * p.hkv, g = sh.g, nqt = sh.nqt, nkt = sh.nkt;
   const std::int64_t want = threads > 1 ? 8 * threads : 1;
   const std::int64_t tasks = sh.chunks;
