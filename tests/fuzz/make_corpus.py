@@ -92,6 +92,20 @@ def main():
     write(t, "bad_value", ["--head-size", "0"])
     write(t, "bad_flag", ["--help=1"])
 
+    t = "fuzz_usp_plan_flags"
+    write(t, "empty", [])
+    write(t, "seed", ["--machine", "seed", "--preset", "seed"])
+    write(t, "space", ["--machine=seed", "--world", "8", "--seq-len", "4096,8192", "--batch-size",
+                       "1", "--nheads", "16", "--kv-heads", "4", "--head-size", "128", "--dtype",
+                       "bf16", "--fwd-only", "both", "--ring-type", "zigzag,allgather",
+                       "--degrees", "2x4,1x8", "--placement", "ulysses_inner", "--double-ring",
+                       "0,2", "--top", "3", "--memory-gib", "24", "--no-causal", "--csv"])
+    write(t, "check", ["--calibrate", "--write-machine", "m.txt", "--check", "--warmup", "0",
+                       "--iters", "1", "--repeats", "2"])
+    write(t, "fit_seed", ["--fit-seed"])
+    write(t, "bad_memory", ["--memory-gib", "-1"])
+    write(t, "bad_combo", ["--machine", "seed", "--check"])
+
 
 if __name__ == "__main__":
     main()
