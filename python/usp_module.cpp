@@ -201,7 +201,7 @@ class PyAttention {
               const std::string& ring_type, const std::string& placement, bool causal,
               std::optional<float> softmax_scale, const std::string& device, int threads,
               bool check_finite, int double_ring, std::pair<std::int64_t, std::int64_t> window,
-              std::vector<std::int64_t> cu_seqlens)
+              std::vector<std::int64_t> cu_seqlens, int head_chunks)
       : world_(std::move(world)) {
     usp::AttentionOptions o;
     if (device == "cpu")
@@ -230,6 +230,7 @@ class PyAttention {
     o.double_ring = double_ring;
     o.window = {window.first, window.second};
     o.cu_seqlens = std::move(cu_seqlens);
+    o.head_chunks = head_chunks;
     usp::Communicator& comm = world_->get();
     py::gil_scoped_release nogil;  // construction is collective
     attn_ = std::make_shared<usp::Attention>(comm, o);
@@ -475,14 +476,14 @@ PYBIND11_MODULE(_usp, m) {
   py::class_<PyAttention>(m, "Attention")
       .def(py::init<std::shared_ptr<World>, int, int, int, const std::string&, const std::string&,
                     bool, std::optional<float>, const std::string&, int, bool, int,
-                    std::pair<std::int64_t, std::int64_t>, std::vector<std::int64_t>>(),
+                    std::pair<std::int64_t, std::int64_t>, std::vector<std::int64_t>, int>(),
            py::arg("world"), py::arg("ulysses") = 1, py::arg("ring") = 1, py::arg("data") = 1,
            py::arg("ring_type") = "zigzag", py::arg("placement") = "ulysses_inner",
            py::arg("causal") = true, py::arg("softmax_scale") = py::none(),
            py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("check_finite") = false,
            py::arg("double_ring") = 0,
            py::arg("window") = std::pair<std::int64_t, std::int64_t>{-1, -1},
-           py::arg("cu_seqlens") = std::vector<std::int64_t>{})
+           py::arg("cu_seqlens") = std::vector<std::int64_t>{}, py::arg("head_chunks") = 0)
       .def("set_documents", &PyAttention::set_documents, py::arg("cu_seqlens"))
       .def("shard", &PyAttention::shard, py::arg("x"), py::arg("seq_dim") = 1)
       .def("gather", &PyAttention::gather, py::arg("x"), py::arg("seq_dim") = 1)

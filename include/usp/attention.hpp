@@ -44,6 +44,15 @@ struct UspConfig {
   // skipped). Documents can change between calls: set_documents(). CPU kernel only.
   Window window{};
   std::vector<std::int64_t> cu_seqlens{};
+  // The forward in head chunks: the call runs as head_chunks calls, each on an equal share of
+  // the kv heads (and their query heads), one after the other, so that the exchanged q, the K/V
+  // ring buffers and the fp32 accumulator exist for one chunk at a time (a forward's peak memory
+  // per rank falls from about 10 to 4 + 7/head_chunks shard-sized units in fp16/bf16). The
+  // communication is the same bytes in head_chunks times as many messages; the results are the
+  // same bits (heads are independent). 0: 2 when the ring has more than one rank and the heads
+  // split evenly (kv heads divisible by 2·ulysses), else 1; 1: one call; n > 1 must divide the
+  // kv heads into shares that ulysses divides.
+  int head_chunks = 0;
 };
 
 // One object per rank. Construction is collective over `world`: it validates the mesh, splits the
@@ -90,7 +99,6 @@ class UspAttention {
  private:
   struct State;
   std::unique_ptr<State> s_;
-  Output forward_rows(const Tensor& q, const Tensor& k, const Tensor& v);  // before the NaN rows
 };
 
 // The one-object entry point: what one rank needs for sequence-parallel attention, from the
@@ -108,6 +116,7 @@ struct AttentionOptions {
   int double_ring = 0;        // UspConfig::double_ring: inner ring size, 0 = the single ring
   Window window{};            // UspConfig::window
   std::vector<std::int64_t> cu_seqlens{};  // UspConfig::cu_seqlens
+  int head_chunks = 0;                     // UspConfig::head_chunks (0: automatic)
   int threads = 0;  // CPU kernel threads per rank; 0 = default_threads(host_ranks(...))
 };
 

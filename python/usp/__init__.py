@@ -73,13 +73,15 @@ class Attention:
     between calls);
     softmax_scale None means 1/sqrt(head size); device "cpu" (the CPU kernel); threads 0 shares
     the host's cores among the ranks on it; check_finite refuses NaN and +-inf inputs (usp.Error
-    naming the tensor, the rank and the first index) instead of letting them propagate.
+    naming the tensor, the rank and the first index) instead of letting them propagate;
+    head_chunks N runs the forward as N calls over equal shares of the kv heads (less memory,
+    the same bits; 0: 2 where ring > 1 and the heads allow it, 1: one call).
     """
 
     def __init__(self, world, ulysses=1, ring=1, ring_type="zigzag", causal=True,
                  softmax_scale=None, device="cpu", *, data=1, placement="ulysses_inner",
                  threads=0, check_finite=False, double_ring=0, window=(-1, -1),
-                 cu_seqlens=None):
+                 cu_seqlens=None, head_chunks=0):
         if not isinstance(world, World):
             raise TypeError(f"world: expected a usp.World (usp.mpi_world() or the argument of "
                             f"usp.run_local's function), got {type(world).__name__}")
@@ -90,7 +92,8 @@ class Attention:
                                     ring_type=ring_type, placement=placement, causal=causal,
                                     softmax_scale=softmax_scale, device=device, threads=threads,
                                     check_finite=check_finite, double_ring=double_ring,
-                                    window=_window(window), cu_seqlens=_documents(cu_seqlens))
+                                    window=_window(window), cu_seqlens=_documents(cu_seqlens),
+                                    head_chunks=head_chunks)
 
     def set_documents(self, cu_seqlens):
         """Packed documents for the following calls (None: one document); every rank alike."""

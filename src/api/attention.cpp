@@ -30,7 +30,7 @@ struct Attention::Parts {
         kernel(make_kernel(backend, t, alloc.get())),
         core(world, *kernel, *alloc,
              {o.ring_type, o.ulysses, o.ring, o.data, o.placement, o.causal, o.scale,
-              o.check_finite, o.double_ring, o.window, o.cu_seqlens}) {}
+              o.check_finite, o.double_ring, o.window, o.cu_seqlens, o.head_chunks}) {}
 };
 
 Attention::Attention(Communicator& world, const AttentionOptions& options) {

@@ -71,7 +71,8 @@ Fields config_fields(const UspConfig& c) {
           {"check_finite", c.check_finite ? "true" : "false"},
           {"double_ring", std::to_string(c.double_ring)},
           {"window", std::to_string(c.window.left) + "," + std::to_string(c.window.right)},
-          {"cu_seqlens", documents_text(c.cu_seqlens)}};
+          {"cu_seqlens", documents_text(c.cu_seqlens)},
+          {"head_chunks", std::to_string(c.head_chunks)}};
 }
 
 // Shapes and dtypes of q, k, v (dims -1 where a tensor is not 4-D).
@@ -166,7 +167,15 @@ struct UspAttention::State {
     std::int64_t len = 0, hu = 0;  // ring side: u·s_local tokens, qs.per_rank() query heads
   };
 
-  CallGeometry geometry(const Tensor& q, const Tensor& k, const Tensor& v);
+  // agree: first compare the shapes across the sequence-parallel group (every call does; a head
+  // chunk of an agreed call need not).
+  CallGeometry geometry(const Tensor& q, const Tensor& k, const Tensor& v, bool agree = true);
+  // The forward of one call (or head chunk) of geometry p, before the NaN rows are marked.
+  UspAttention::Output forward_rows(const CallGeometry& p, const Tensor& q, const Tensor& k,
+                                    const Tensor& v);
+  // How many head chunks a forward of q [b, s, h, d] and k [b, s, hkv, d] runs in
+  // (UspConfig::head_chunks; 1 for shapes the call itself will refuse).
+  int head_chunks(const Tensor& q, const Tensor& k) const;
 
   // q and the packed kv on the ring side: my ring rank's whole ring-local sequence, my heads
   // (the shard-side tensors themselves, kv packed, when u = 1). `more` (ring sides allocated by
@@ -189,14 +198,16 @@ struct UspAttention::State {
 };
 
 UspAttention::State::CallGeometry UspAttention::State::geometry(const Tensor& q, const Tensor& k,
-                                                                const Tensor& v) {
+                                                                const Tensor& v, bool agree) {
   // Shapes are compared across the sequence-parallel group at every call, first, so that every
   // rank fails alike (also when one rank alone changes shape): one all-gather of a digest; the
   // fields themselves travel only when the digests differ, to name what differs.
-  Fields mine = shape_fields(q, k, v);
-  mine.emplace_back("cu_seqlens", mask != nullptr ? documents_text(mask->cu_seqlens) : "none");
-  if (!digests_agree(*mesh.sp, alloc, digest_of(mine), timings))
-    agree_timed(*mesh.sp, alloc, mine, "input shape mismatch", timings);
+  if (agree) {
+    Fields mine = shape_fields(q, k, v);
+    mine.emplace_back("cu_seqlens", mask != nullptr ? documents_text(mask->cu_seqlens) : "none");
+    if (!digests_agree(*mesh.sp, alloc, digest_of(mine), timings))
+      agree_timed(*mesh.sp, alloc, mine, "input shape mismatch", timings);
+  }
 
   USP_CHECK_ARG(q.dim() == 4, "q ", q.describe(), " must be 4-D [b, s_local, nheads, head_size]");
   USP_CHECK_ARG(k.dim() == 4 && v.dim() == 4, "k ", k.describe(), " and v ", v.describe(),
@@ -236,6 +247,22 @@ UspAttention::State::CallGeometry UspAttention::State::geometry(const Tensor& q,
   return p;
 }
 
+int UspAttention::State::head_chunks(const Tensor& q, const Tensor& k) const {
+  if (q.dim() != 4 || k.dim() != 4) return 1;
+  const std::int64_t h = q.size(2), hkv = k.size(2), u = config.ulysses;
+  // n equal shares of the kv heads, each (and its query heads) split by Ulysses as a whole call
+  // splits them: no kv head replicated that the whole call would not replicate.
+  const auto splits = [&](std::int64_t n) {
+    return hkv % n == 0 && h % hkv == 0 && (hkv / n) % u == 0;
+  };
+  if (config.head_chunks == 0) return config.ring > 1 && splits(2) ? 2 : 1;
+  if (config.head_chunks == 1) return 1;
+  USP_CHECK_ARG(splits(config.head_chunks), "head_chunks ", config.head_chunks,
+                " must divide the kv heads (", hkv, ") into shares that ulysses (", u,
+                ") divides, with query heads (", h, ") a multiple of the kv heads");
+  return config.head_chunks;
+}
+
 UspAttention::State::RingSide UspAttention::State::to_ring_side(const CallGeometry& p,
                                                                 const Tensor& q, const Tensor& k,
                                                                 const Tensor& v,
@@ -264,6 +291,8 @@ UspAttention::UspAttention(Communicator& world, AttentionKernel& kernel, Allocat
       config.double_ring >= 0 && (config.double_ring == 0 || config.ring % config.double_ring == 0),
       "double_ring ", config.double_ring, " must be 0 (the single ring) or divide ring ",
       config.ring, " (inner rings of double_ring consecutive ring ranks)");
+  USP_CHECK_ARG(config.head_chunks >= 0, "head_chunks ", config.head_chunks,
+                " must be >= 0 (0: automatic, 1: one call)");
   USP_CHECK_ARG(config.double_ring == 0 || config.double_ring == config.ring ||
                     config.ring_type != RingType::allgather,
                 "double_ring ", config.double_ring,
@@ -301,18 +330,40 @@ Layout UspAttention::layout(std::int64_t seq_len) const {
 }
 
 UspAttention::Output UspAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v) {
-  Output o = forward_rows(q, k, v);
+  State& st = *s_;
+  // Shapes agreed, validated and checked for non-finite values on the whole call, so that every
+  // message names the caller's tensors and indices, whatever the chunks.
+  const State::CallGeometry whole = st.geometry(q, k, v);
+  if (st.config.check_finite) st.refuse_non_finite({{"q", &q}, {"k", &k}, {"v", &v}});
+  const int n = st.head_chunks(q, k);
+  if (n == 1) {
+    Output o = st.forward_rows(whole, q, k, v);
+    detail::mark_indeterminate_rows(o.out, o.lse);
+    return o;
+  }
+  // Chunk c: kv heads [c·hkv/n, (c + 1)·hkv/n) and their query heads, as views; each chunk's
+  // result is copied into the whole call's, and freed, before the next chunk starts.
+  const std::int64_t hq = q.size(2) / n, hk = k.size(2) / n;
+  Output o{Tensor::empty(q.shape(), q.dtype(), st.alloc),
+           Tensor::empty({whole.b, whole.h, whole.ls}, DType::f32, st.alloc)};
+  for (int c = 0; c < n; ++c) {
+    const Tensor qc = q.slice(2, c * hq, hq), kc = k.slice(2, c * hk, hk),
+                 vc = v.slice(2, c * hk, hk);
+    Output part = st.forward_rows(st.geometry(qc, kc, vc, /*agree=*/false), qc, kc, vc);
+    Tensor out = o.out.slice(2, c * hq, hq), lse = o.lse.slice(1, c * hq, hq);
+    st.kernel.copy(part.out, out);
+    st.kernel.copy(part.lse, lse);
+  }
   detail::mark_indeterminate_rows(o.out, o.lse);
   return o;
 }
 
-UspAttention::Output UspAttention::forward_rows(const Tensor& q, const Tensor& k, const Tensor& v) {
-  State& st = *s_;
+UspAttention::Output UspAttention::State::forward_rows(const CallGeometry& p, const Tensor& q,
+                                                       const Tensor& k, const Tensor& v) {
+  State& st = *this;
   AttentionKernel& kern = st.kernel;
   Allocator& alloc = st.alloc;
-  const State::CallGeometry p = st.geometry(q, k, v);
   const int u = p.u, r = p.r;
-  if (st.config.check_finite) st.refuse_non_finite({{"q", &q}, {"k", &k}, {"v", &v}});
 
   if (u == 1 && r == 1) {
     Output o{Tensor::empty(q.shape(), q.dtype(), alloc),

@@ -92,6 +92,22 @@ def test_softmax_scale():
     check_case("stripe", 2, 2, False, "fp32", scale=0.3)
 
 
+@pytest.mark.parametrize("ring_type", ["basic", "zigzag"])
+def test_head_chunks_give_the_bits_of_one_call(ring_type):
+    """A forward in 2 or 4 head chunks: the bits of one call (heads are independent)."""
+    q, k, v, _ = random_qkv(2, 32, 8, 4, 16, "bf16", seed=5)
+
+    def rank_fn(world):
+        outs = []
+        for chunks in (1, 2, 4):
+            attn = usp.Attention(world, ulysses=1, ring=2, ring_type=ring_type, causal=True,
+                                 head_chunks=chunks)
+            outs.append(attn.forward(*(attn.shard(t) for t in (q, k, v))))
+        return [torch.equal(outs[0][0], o) and torch.equal(outs[0][1], l) for o, l in outs[1:]]
+
+    assert run(2, rank_fn) == [[True, True]] * 2
+
+
 def test_numpy_path():
     q, k, v, dout = (t.numpy() for t in random_qkv(1, 32, 4, 2, 8, "fp32", seed=3))
     ref = reference(*(torch.from_numpy(t) for t in (q, k, v, dout)), causal=True)

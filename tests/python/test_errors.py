@@ -41,6 +41,8 @@ def test_bad_options():
                r"double_ring 3 must be 0 \(the single ring\) or divide ring 4")
     expect_all(2, lambda w: usp.Attention(w, ring=2, ring_type="allgather", double_ring=1),
                usp.InvalidArgument, "allgather gathers K/V in one step")
+    expect_all(1, lambda w: usp.Attention(w, head_chunks=-1), usp.InvalidArgument,
+               r"head_chunks -1 must be >= 0")
     with pytest.raises(TypeError, match="world"):
         usp.Attention("world")
     with pytest.raises(TypeError, match="fn"):

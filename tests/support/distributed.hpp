@@ -38,6 +38,7 @@ struct UspCase {
   int threads = 1;                         // CPU kernel threads per rank
   Window window{};                         // UspConfig::window
   std::vector<std::int64_t> cu_seqlens{};  // UspConfig::cu_seqlens
+  int head_chunks = 0;                     // UspConfig::head_chunks (0: automatic)
 
   // The global problem's mask (the reference's): local causal/none, or the general one.
   BlockMask global_mask() const {
@@ -85,6 +86,15 @@ struct Results {
   UspTimings timings;  // rank 0's
 };
 
+// Every element of out, lse, dq, dk and dv the same bits in a and b (two runs of one problem).
+inline void expect_same_bits(const Results& a, const Results& b) {
+  EXPECT_EQ(to_doubles(a.out), to_doubles(b.out));
+  EXPECT_EQ(to_doubles(a.lse), to_doubles(b.lse));
+  EXPECT_EQ(to_doubles(a.dq), to_doubles(b.dq));
+  EXPECT_EQ(to_doubles(a.dk), to_doubles(b.dk));
+  EXPECT_EQ(to_doubles(a.dv), to_doubles(b.dv));
+}
+
 // p.threads CPU kernel threads per rank (one by default).
 inline AttentionOptions options_of(const UspCase& p) {
   return {.ulysses = p.ulysses,
@@ -96,6 +106,7 @@ inline AttentionOptions options_of(const UspCase& p) {
           .double_ring = p.double_ring,
           .window = p.window,
           .cu_seqlens = p.cu_seqlens,
+          .head_chunks = p.head_chunks,
           .threads = p.threads};
 }
 

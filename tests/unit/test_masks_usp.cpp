@@ -139,7 +139,8 @@ TEST(UspMasks, RingStepsThatSeeNothingMakeNoKernelCall) {
     run_local(4, [&](Communicator& comm) {
       HostAllocator alloc;
       CountingKernel kernel(alloc);
-      UspConfig cfg{.ring_type = c.type, .ring = 4, .causal = true};
+      // One call per forward (no head chunks): the counts are the ring's steps.
+      UspConfig cfg{.ring_type = c.type, .ring = 4, .causal = true, .head_chunks = 1};
       cfg.window = c.w;
       cfg.cu_seqlens = c.cu;
       UspAttention att(comm, kernel, alloc, cfg);

@@ -90,13 +90,41 @@ TEST(UspAttention, SameBitsForAnyThreadsPerRank) {
       q.threads = threads;
       const Results r = run_usp(q, in);
       SCOPED_TRACE(p.name() + " threads " + std::to_string(threads));
-      EXPECT_EQ(to_doubles(r.out), to_doubles(r1.out));
-      EXPECT_EQ(to_doubles(r.lse), to_doubles(r1.lse));
-      EXPECT_EQ(to_doubles(r.dq), to_doubles(r1.dq));
-      EXPECT_EQ(to_doubles(r.dk), to_doubles(r1.dk));
-      EXPECT_EQ(to_doubles(r.dv), to_doubles(r1.dv));
+      expect_same_bits(r, r1);
     }
   }
+}
+
+// Head chunks: the forward in 2 or 4 calls over shares of the kv heads gives the bits of one
+// call (and the backward from either forward the same gradients), every ring type, GQA.
+TEST(UspAttention, HeadChunksGiveTheBitsOfOneCall) {
+  int compared = 0;
+  for (RingType t : kRingTypes)
+    for (const auto& [u, r] : {std::pair{1, 4}, std::pair{2, 2}, std::pair{2, 1}})
+      for (DType dt : {DType::bf16, DType::f32}) {
+        UspCase p{.type = t,
+                  .ulysses = u,
+                  .ring = r,
+                  .dtype = dt,
+                  .s = 64,
+                  .h = 8,
+                  .hkv = 4,
+                  .d = 16,
+                  .seed = 77,
+                  .head_chunks = 1};
+        const Inputs in = make_inputs(p);
+        const Results one = run_usp(p, in);
+        for (int n : {0, 2, 4}) {
+          if (n == 4 && u > 1) continue;  // 1 kv head per chunk: not a share Ulysses splits
+          UspCase q = p;
+          q.head_chunks = n;
+          const Results res = run_usp(q, in);
+          SCOPED_TRACE(p.name() + " head_chunks " + std::to_string(n));
+          expect_same_bits(res, one);
+          ++compared;
+        }
+      }
+  EXPECT_EQ(compared, 4 * (2 * 3 + 2 * 2 * 2));
 }
 
 TEST(UspAttention, Fp16AndLargerHeads) {
@@ -300,6 +328,21 @@ TEST(UspAttention, CheckFiniteNamesTensorRankAndIndex) {
         << m;
   for (const std::string& m : run(false, 2, "k", std::nanf("")))
     EXPECT_NE(m.find("ran"), std::string::npos) << m;
+}
+
+TEST(UspAttention, HeadChunksThatDoNotSplitTheHeadsAreRefused) {
+  const std::vector<std::string> msgs = errors_on_ranks(2, [](Communicator& comm) {
+    Attention attn(comm, {.ulysses = 2, .ring = 1, .head_chunks = 2, .threads = 1});
+    USP_TEST_RNG(rng);
+    const Tensor q = test::random_normal({1, 8, 4, 8}, DType::f32, rng);
+    const Tensor k = test::random_normal({1, 8, 2, 8}, DType::f32, rng);
+    attn.forward(q, k, k);
+  });
+  for (const std::string& m : msgs)
+    EXPECT_NE(m.find("head_chunks 2 must divide the kv heads (2) into shares that ulysses (2) "
+                     "divides"),
+              std::string::npos)
+        << m;
 }
 
 std::string forward_error(int u, int r, RingType t, const Tensor::Dims& qs, const Tensor::Dims& ks,

@@ -18,8 +18,16 @@ namespace {
 struct Shape {
   int u, r;
   RingType type;
+  int head_chunks = 0;  // UspConfig::head_chunks
   std::int64_t b = 2, s = 512, h = 8, hkv = 8, d = 32;
   DType dtype = DType::f16;
+
+  // The chunks the forward runs in (UspConfig::head_chunks: 0 is 2 where the kv heads split
+  // into 2 shares that u divides and r > 1).
+  int chunks() const {
+    if (head_chunks > 0) return head_chunks;
+    return r > 1 && hkv % 2 == 0 && (hkv / 2) % u == 0 ? 2 : 1;
+  }
 };
 
 Tensor random_shard(const Tensor::Dims& shape, DType t, std::mt19937& gen, Allocator& alloc) {
@@ -52,10 +60,12 @@ Expected expected_peak(const Shape& p) {
       Device::host, p.b, static_cast<std::int64_t>(hu), static_cast<std::int64_t>(len)));
   Expected e;
   // q, k, v shards + exchanged q + K/V buffers + fp32 out/lse accumulator + one chunk of fp32
-  // partial.
-  e.chunk_scratch = 4 * b * chunk * hu * (d + 1);
-  e.forward =
-      es * (q + 2 * kv) + exchanged_q + kv_buffers + 4 * (q_ring + lse_ring) + e.chunk_scratch;
+  // partial; with n head chunks the last four exist for one chunk (1/n of the heads) at a time,
+  // next to the whole call's out and lse, allocated first.
+  const u64 n = static_cast<u64>(p.chunks());
+  e.chunk_scratch = 4 * b * chunk * hu * (d + 1) / n;
+  e.forward = es * (q + 2 * kv) + (exchanged_q + kv_buffers + 4 * (q_ring + lse_ring)) / n +
+              e.chunk_scratch + (n > 1 ? es * q + 4 * b * h * ls : 0);
   // q, k, v, dout, out shards and lse + exchanged q, out, dout, lse + K/V buffers + fp32 dq +
   // two fp32 dK/dV ring buffers.
   const u64 exchanged = u > 1 ? 3 * es * q_ring + 4 * lse_ring : 0;
@@ -79,6 +89,7 @@ Peaks measure(const Shape& p) {
     cfg.ring_type = p.type;
     cfg.ulysses = p.u;
     cfg.ring = p.r;
+    cfg.head_chunks = p.head_chunks;
     UspAttention att(comm, *kernel, alloc, cfg);
     std::mt19937 gen(static_cast<std::uint32_t>(100 + comm.rank()));
     const Tensor q = random_shard({p.b, ls, p.h, p.d}, p.dtype, gen, alloc);
@@ -103,8 +114,10 @@ Peaks measure(const Shape& p) {
 
 TEST(UspMemory, PeakPerRankWithinTheDocumentedBound) {
   for (const Shape& p : {Shape{2, 2, RingType::zigzag}, Shape{4, 2, RingType::zigzag},
-                         Shape{2, 4, RingType::basic}, Shape{1, 4, RingType::stripe}}) {
-    SCOPED_TRACE(::testing::Message() << p.u << "x" << p.r << " " << ring_type_name(p.type));
+                         Shape{2, 4, RingType::basic}, Shape{1, 4, RingType::stripe},
+                         Shape{2, 2, RingType::zigzag, 1}, Shape{1, 4, RingType::basic, 4}}) {
+    SCOPED_TRACE(::testing::Message() << p.u << "x" << p.r << " " << ring_type_name(p.type)
+                                      << " head chunks " << p.chunks());
     const Expected e = expected_peak(p);
     const Peaks got = measure(p);
     for (std::size_t rank = 0; rank < got.forward.size(); ++rank) {

@@ -42,7 +42,7 @@ const char* usage() {
          "                [--ring-type basic|stripe|zigzag|allgather] [--double-ring INNER]\n"
          "                [--cu-seqlens 0,L1,...,S] [--window LEFT,RIGHT]\n"
          "                [--causal] [--dtype fp32|bf16|fp16] [--softmax-scale X]\n"
-         "                [--check-finite] [--backend B] [--threads N]\n"
+         "                [--check-finite] [--head-chunks N] [--backend B] [--threads N]\n"
          "                --out-dir DIR\n"
          "\n"
          "Runs exact attention of q [b, s, h, d] over k, v [b, s, hkv, d] (float32 or float64\n"
@@ -71,6 +71,9 @@ const char* usage() {
          "  --check-finite        refuse inputs holding NaN or +-inf (the error names the\n"
          "                        tensor, the rank and the first index); without it they\n"
          "                        propagate as in plain attention\n"
+         "  --head-chunks N       the forward in N calls over equal shares of the kv heads (less\n"
+         "                        memory, the same bits); N divides hkv into shares U divides.\n"
+         "                        0 (default): 2 where R > 1 and the heads allow it; 1: one call\n"
          "  --backend B           where the U*R ranks run (default local):\n"
          "                        local: threads of this process, CPU kernel;\n"
          "                        mpi: one process per rank, CPU kernel, started with\n"
@@ -105,9 +108,9 @@ Options parse_options(int argc, const char* const* argv) {
       has_value = true;
     }
     static const std::set<std::string> kValued = {
-        "--q",       "--k",         "--v",           "--dout",       "--ulysses",
-        "--ring",    "--ring-type", "--dtype",       "--backend",    "--softmax-scale",
-        "--threads", "--out-dir",   "--double-ring", "--cu-seqlens", "--window"};
+        "--q",           "--k",          "--v",       "--dout",          "--ulysses", "--ring",
+        "--ring-type",   "--dtype",      "--backend", "--softmax-scale", "--threads", "--out-dir",
+        "--double-ring", "--cu-seqlens", "--window",  "--head-chunks"};
     const bool valued = kValued.count(flag) != 0;
     USP_CHECK_ARG(valued || flag == "--causal" || flag == "--check-finite", "unknown option '",
                   flag, "' (see usp-attn --help)");
@@ -145,6 +148,8 @@ Options parse_options(int argc, const char* const* argv) {
     } else if (flag == "--window") {
       const std::string e = tools::parse_window(flag, value, o.window);
       USP_CHECK_ARG(e.empty(), e);
+    } else if (flag == "--head-chunks") {
+      o.head_chunks = parse_int(flag, value, 0, 1 << 16);
     } else if (flag == "--double-ring") {
       o.double_ring = parse_int(flag, value, 1, kMaxWorld);
     } else if (flag == "--softmax-scale") {

@@ -18,6 +18,7 @@ struct Options {
   int double_ring = 0;  // inner ring size (UspConfig::double_ring); 0: the single ring
   Window window{};      // UspConfig::window
   std::vector<std::int64_t> cu_seqlens{};  // UspConfig::cu_seqlens
+  int head_chunks = 0;                     // UspConfig::head_chunks; 0: automatic
   bool causal = false;
   bool check_finite = false;  // refuse NaN/±Inf inputs (UspConfig::check_finite)
   DType dtype = DType::f32;

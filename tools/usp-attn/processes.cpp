@@ -35,6 +35,7 @@ tools::Fields run_fields(const Options& o, const NpyInputs& p) {
           {"ring", std::to_string(o.ring)},
           {"ring_type", ring_type_name(o.ring_type)},
           {"double_ring", std::to_string(o.double_ring)},
+          {"head_chunks", std::to_string(o.head_chunks)},
           {"window", std::to_string(o.window.left) + "," + std::to_string(o.window.right)},
           {"cu_seqlens", std::to_string(o.cu_seqlens.size())},
           {"causal", o.causal ? "true" : "false"},

@@ -35,6 +35,7 @@ Results run(const Options& o, const NpyInputs& p, Communicator* world) {
                                  .double_ring = o.double_ring,
                                  .window = o.window,
                                  .cu_seqlens = o.cu_seqlens,
+                                 .head_chunks = o.head_chunks,
                                  .threads = o.threads};
 
   Results r;

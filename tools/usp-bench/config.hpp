@@ -23,6 +23,7 @@ struct BenchProblem {
   Window window{};                         // --window
   std::int64_t doc_len = 0;                // --doc-lengths: equal documents (the last shorter)
   std::vector<std::int64_t> cu_seqlens{};  // --cu-seqlens
+  int head_chunks = 0;                     // --head-chunks: UspConfig::head_chunks (0: automatic)
 
   bool masked() const { return !window.unbounded() || doc_len > 0 || !cu_seqlens.empty(); }
   // The document starts of a row of seq_len tokens (empty: one document).

@@ -38,6 +38,10 @@ BenchProblem:
                        (default = nheads)
   --head-size N        at most 256 (default 128)
   --dtype T            fp16 | bf16 | fp32 (default fp16, as the seed)
+  --head-chunks N      the forward in N calls over shares of the kv heads (less memory, the same
+                       bits; UspConfig::head_chunks). 0 (default): 2 where the ring has more
+                       than one rank and the kv heads split into 2 shares that u divides; 1: one
+                       call
   --causal, --no-causal                   (default causal)
   --window L,R         sliding window: query i sees keys i-L .. i+R (-1 unbounded; causal keeps
                        keys after i hidden)

@@ -104,6 +104,8 @@ void parse_problem(const std::map<std::string, std::string>& values, BenchProble
     if (std::string e = tools::parse_int64_list("--cu-seqlens", *v, p.cu_seqlens); !e.empty())
       throw UsageError(e);
   }
+  if (const auto* v = value("--head-chunks"))
+    p.head_chunks = static_cast<int>(parse_int("--head-chunks", *v, 0, 1 << 16));
   if (p.doc_len > 0 && !p.cu_seqlens.empty())
     throw UsageError("--doc-lengths and --cu-seqlens both give the documents: use one");
 }
@@ -140,10 +142,11 @@ std::vector<Section> preset_sections(const std::string& name) {
 }
 
 const std::set<std::string> kValueFlags = {
-    "--preset",  "--ring-type", "--seq-len",     "--degrees", "--fwd-only",    "--batch-size",
-    "--nheads",  "--kv-heads",  "--head-size",   "--dtype",   "--warmup",      "--iters",
-    "--backend", "--threads",   "--seed",        "--world",   "--csv",         "--json",
-    "--plot",    "--repeats",   "--double-ring", "--window",  "--doc-lengths", "--cu-seqlens"};
+    "--preset",      "--ring-type", "--seq-len",     "--degrees",    "--fwd-only",
+    "--batch-size",  "--nheads",    "--kv-heads",    "--head-size",  "--dtype",
+    "--warmup",      "--iters",     "--backend",     "--threads",    "--seed",
+    "--world",       "--csv",       "--json",        "--plot",       "--repeats",
+    "--double-ring", "--window",    "--doc-lengths", "--cu-seqlens", "--head-chunks"};
 const std::set<std::string> kSwitches = {
     "--causal",    "--no-causal", "--check", "--breakdown", "--compare-seed",  "--gflops",
     "--no-gflops", "--progress",  "--help",  "-h",          "--vs-single-rank"};

@@ -42,6 +42,7 @@ AttentionOptions attention_options(const std::string& backend, const BenchProble
           .double_ring = c.double_ring,
           .window = p.window,
           .cu_seqlens = p.documents(c.seq_len),
+          .head_chunks = p.head_chunks,
           .threads = threads};
 }
 
