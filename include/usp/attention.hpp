@@ -46,12 +46,13 @@ struct UspConfig {
   std::vector<std::int64_t> cu_seqlens{};
   // The forward in head chunks: the call runs as head_chunks calls, each on an equal share of
   // the kv heads (and their query heads), one after the other, so that the exchanged q, the K/V
-  // ring buffers and the fp32 accumulator exist for one chunk at a time (a forward's peak memory
-  // per rank falls from about 10 to 4 + 7/head_chunks shard-sized units in fp16/bf16). The
-  // communication is the same bytes in head_chunks times as many messages; the results are the
-  // same bits (heads are independent). 0: 2 when the ring has more than one rank and the heads
-  // split evenly (kv heads divisible by 2·ulysses), else 1; 1: one call; n > 1 must divide the
-  // kv heads into shares that ulysses divides.
+  // ring buffers and the fp32 accumulator exist for one chunk at a time (of a forward's about 10
+  // shard-sized units per rank in fp16/bf16, all but the caller's q, k, v and the out being
+  // filled are divided by head_chunks). The communication is the same bytes in head_chunks
+  // times as many messages; the results are the same bits (heads are independent). 0: 2 when
+  // the ring has more than one rank and the heads split evenly (kv heads divisible by
+  // 2·ulysses), else 1; 1: one call; n > 1 must divide the kv heads into shares that ulysses
+  // divides.
   int head_chunks = 0;
 };
 
